@@ -1,0 +1,39 @@
+# Dropline — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+STACK := deploy/local/stack.sh
+
+.PHONY: help demo test lint stack-up stack-down stack-status build bench
+
+help:
+	@echo "make demo          start the stack and run a live drop on this machine"
+	@echo "make test          start the stack and run every test"
+	@echo "make lint          rustfmt and clippy, warnings are errors"
+	@echo "make stack-up      install what is missing, start Redis + broker, create topics"
+	@echo "make stack-down    stop what stack-up started"
+	@echo "make stack-status  what runs where"
+	@echo "make bench         criterion benchmarks"
+
+stack-up:
+	@$(STACK) up
+
+stack-down:
+	@$(STACK) down
+
+stack-status:
+	@$(STACK) status
+
+build: stack-up
+	cargo build --workspace
+
+test: stack-up
+	cargo test --workspace
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+demo: stack-up
+	@deploy/local/demo.sh
+
+bench: stack-up
+	cargo bench -p dropline-benches

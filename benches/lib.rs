@@ -1,0 +1,1 @@
+//! Holds Dropline's criterion benchmarks (see `benches/`); the library itself is empty.

@@ -1,0 +1,13 @@
+//! Plumbing every Dropline service shares — settings, telemetry, metrics and health, graceful
+//! shutdown, Kafka and Redis connections — and no business rules.
+
+pub mod admin;
+pub mod kafka;
+pub mod redis;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use settings::Settings;
+pub use topics::{TopicKind, Topics};

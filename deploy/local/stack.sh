@@ -172,7 +172,8 @@ status() {
   if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
     if pid_alive "$STATE/tansu.pid"; then who="tansu started by the stack, pid $(cat "$STATE/tansu.pid")"; else who="not ours"; fi
     echo "broker  $KAFKA_HOST:$KAFKA_PORT  up ($who)"
-    dropline topics 2>/dev/null | sed 's/^/        /' || true
+    # Tests make their own uniquely named topics (test-*); show the deployment's.
+    dropline topics 2>/dev/null | grep -v '^test-' | sed 's/^/        /' || true
   else
     echo "broker  $KAFKA_HOST:$KAFKA_PORT  down"
   fi

@@ -849,6 +849,11 @@ impl CatalogIndex {
     }
 }
 
+/// True when the line is an order attempt (starts with the `!buy` command), whatever follows.
+pub fn is_command(line: &str) -> bool {
+    strip_command(line).is_some()
+}
+
 /// The text after `!buy` when the line is the command, `None` for ordinary chat.
 fn strip_command(line: &str) -> Option<&str> {
     let line = line.trim_start();

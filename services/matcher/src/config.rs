@@ -1,0 +1,129 @@
+//! The matcher's own settings (`DROPLINE_MATCHER_*`), beside the shared ones in `dropline_core::Settings`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dropline_core::settings::SettingsError;
+
+/// How the matcher consumes, batches and sweeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatcherConfig {
+    /// Consumer group (`DROPLINE_MATCHER_GROUP`, default `dropline-matcher`).
+    pub group: String,
+    /// Most messages decided together (`DROPLINE_MATCHER_MAX_BATCH`, default 256). Batches take
+    /// only what has already arrived, so an idle matcher decides one order at a time.
+    pub max_batch: usize,
+    /// How often due holds are expired (`DROPLINE_MATCHER_SWEEP`, default `100ms`).
+    pub sweep_interval: Duration,
+    /// Payment window when a drop sets none (`DROPLINE_MATCHER_DEFAULT_HOLD`, default `5m`).
+    pub default_hold: Duration,
+    /// Most units in one chat line when a drop sets none (`DROPLINE_MATCHER_MAX_QUANTITY`, default 10).
+    pub max_quantity: u32,
+    /// `/metrics` and `/healthz` (`DROPLINE_ADMIN`, default `127.0.0.1:9101`).
+    pub admin: SocketAddr,
+}
+
+impl Default for MatcherConfig {
+    fn default() -> Self {
+        Self {
+            group: "dropline-matcher".into(),
+            max_batch: 256,
+            sweep_interval: Duration::from_millis(100),
+            default_hold: Duration::from_secs(300),
+            max_quantity: 10,
+            admin: SocketAddr::from(([127, 0, 0, 1], 9101)),
+        }
+    }
+}
+
+impl MatcherConfig {
+    /// Reads the process environment (and the admin address of the shared settings).
+    pub fn from_env(admin: Option<SocketAddr>) -> Result<Self, SettingsError> {
+        Self::from_lookup(admin, |var| std::env::var(var).ok())
+    }
+
+    /// Reads settings through `lookup`; empty values count as unset.
+    pub fn from_lookup<F>(admin: Option<SocketAddr>, lookup: F) -> Result<Self, SettingsError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let get = |var: &str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let invalid = |var: &str, value: &str, expected: &str| SettingsError {
+            var: var.into(),
+            value: value.into(),
+            expected: expected.into(),
+        };
+        let duration = |var: &str, v: &str| {
+            humantime::parse_duration(v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid(var, v, "a positive duration such as `100ms` or `5m`"))
+        };
+        let mut c = Self::default();
+        if let Some(admin) = admin {
+            c.admin = admin;
+        }
+        if let Some(v) = get("DROPLINE_MATCHER_GROUP") {
+            c.group = v;
+        }
+        if let Some(v) = get("DROPLINE_MATCHER_MAX_BATCH") {
+            c.max_batch =
+                v.parse().ok().filter(|n| (1..=4096).contains(n)).ok_or_else(|| {
+                    invalid("DROPLINE_MATCHER_MAX_BATCH", &v, "a whole number from 1 to 4096")
+                })?;
+        }
+        if let Some(v) = get("DROPLINE_MATCHER_SWEEP") {
+            c.sweep_interval = duration("DROPLINE_MATCHER_SWEEP", &v)?;
+        }
+        if let Some(v) = get("DROPLINE_MATCHER_DEFAULT_HOLD") {
+            c.default_hold = duration("DROPLINE_MATCHER_DEFAULT_HOLD", &v)?;
+        }
+        if let Some(v) = get("DROPLINE_MATCHER_MAX_QUANTITY") {
+            c.max_quantity = v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                invalid("DROPLINE_MATCHER_MAX_QUANTITY", &v, "a whole number from 1 to 1000")
+            })?;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = MatcherConfig::from_lookup(None, |_| None).expect("defaults");
+        assert_eq!(c, MatcherConfig::default());
+        let c = MatcherConfig::from_lookup(Some("127.0.0.1:9999".parse().expect("addr")), |var| match var {
+            "DROPLINE_MATCHER_GROUP" => Some("g2".into()),
+            "DROPLINE_MATCHER_MAX_BATCH" => Some("64".into()),
+            "DROPLINE_MATCHER_SWEEP" => Some("250ms".into()),
+            "DROPLINE_MATCHER_DEFAULT_HOLD" => Some("90s".into()),
+            "DROPLINE_MATCHER_MAX_QUANTITY" => Some("3".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(c.group, "g2");
+        assert_eq!(c.max_batch, 64);
+        assert_eq!(c.sweep_interval, Duration::from_millis(250));
+        assert_eq!(c.default_hold, Duration::from_secs(90));
+        assert_eq!(c.max_quantity, 3);
+        assert_eq!(c.admin.port(), 9999);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("DROPLINE_MATCHER_MAX_BATCH", "0"),
+            ("DROPLINE_MATCHER_MAX_BATCH", "lots"),
+            ("DROPLINE_MATCHER_SWEEP", "0s"),
+            ("DROPLINE_MATCHER_DEFAULT_HOLD", "soon"),
+            ("DROPLINE_MATCHER_MAX_QUANTITY", "5000"),
+        ] {
+            let err = MatcherConfig::from_lookup(None, |v| (v == var).then(|| value.to_owned()))
+                .expect_err("refused");
+            assert_eq!(err.var, var);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Reference model of the reservation step (placeholder while it is written).

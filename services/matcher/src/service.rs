@@ -1,0 +1,882 @@
+//! The matcher service: consume a batch → parse and validate → decide in Redis (one atomic call
+//! per drop, pipelined) → hand outcomes to the producer → commit offsets once the broker has
+//! acknowledged them. Beside it, the sweeper expires due holds and publishes the outcomes the
+//! step produced on its own (expiry, promotion, close).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use dropline_core::admin::{self, Health};
+use dropline_core::kafka::{self, now_ms};
+use dropline_core::{Settings, TopicKind};
+use dropline_proto::v1::{
+    self, drop_trigger, ChatOrder, DropTrigger, HoldAction, HoldActionKind, OpenDrop, ReservationOutcome,
+    ReservationStatus,
+};
+use futures::FutureExt;
+use prost::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::chat::{self, BuyerId, CatalogIndex, ChatLine, Quantity, Sku};
+use crate::config::MatcherConfig;
+use crate::metrics::Metrics;
+use crate::step::{self, DropKeys, Op, OpResult, Source};
+
+/// Registry of drops to sweep, one per triggers topic (deployments sharing a Redis stay apart):
+/// drop id → partition of its triggers, so only the matcher that owns that partition sweeps it.
+fn drops_key(settings: &Settings) -> String {
+    format!("dl:drops:{}", settings.topics.name(TopicKind::DropTriggers))
+}
+const SERVICE: &str = "matcher";
+
+/// The matcher could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    /// Kafka client error.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// Redis error.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Metrics registration.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Admin endpoint.
+    #[error("admin endpoint: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A drop's catalog as this matcher last saw it.
+#[derive(Debug, Clone)]
+struct CachedDrop {
+    /// Catalog version in Redis (-1: taken from an open trigger not yet confirmed by Redis).
+    version: i64,
+    index: Option<Arc<CatalogIndex>>,
+    max_quantity: u32,
+}
+
+/// What one consumed message turned into.
+// Items live for one batch in one Vec; boxing the large variant would cost an allocation per order.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Work {
+    /// Chat that is not an order: counted, nothing published.
+    Ignore,
+    /// Not decodable or not valid: goes to dead-letters with the reason.
+    Dead(String),
+    /// An operation for the step, with what the outcome needs that the step does not return.
+    Step { drop_id: String, op: Op, reply: Reply },
+}
+
+#[derive(Debug)]
+enum Reply {
+    /// Publish a `ReservationOutcome` for this order / hold action.
+    Outcome { order_id: String, buyer_id: String, channel: String, sent_at_ms: i64 },
+    /// A trigger: logged; refused triggers go to dead-letters.
+    Trigger { what: &'static str },
+}
+
+struct Item {
+    msg: OwnedMessage,
+    received: Instant,
+    work: Work,
+}
+
+struct Matcher {
+    settings: Settings,
+    config: MatcherConfig,
+    metrics: Metrics,
+    health: Health,
+    producer: FutureProducer,
+    consumer: Arc<StreamConsumer>,
+    redis: ConnectionManager,
+    catalogs: HashMap<String, CachedDrop>,
+    latency_us: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    shutdown: CancellationToken,
+}
+
+/// Runs the matcher until `shutdown` is cancelled, then drains within the grace period.
+pub async fn run(
+    settings: Settings,
+    config: MatcherConfig,
+    shutdown: CancellationToken,
+) -> Result<(), MatcherError> {
+    let metrics = Metrics::new()?;
+    let health = Health::default();
+    health.set("redis", false, "connecting");
+    health.set("kafka", false, "connecting");
+    let admin_stop = CancellationToken::new();
+    let (admin_addr, admin_task) = admin::serve(
+        config.admin,
+        admin::router(metrics.registry.clone(), health.clone()),
+        admin_stop.clone(),
+    )
+    .await?;
+
+    let Some(mut redis) = connect_redis(&settings, &health, &metrics, &shutdown).await else {
+        admin_stop.cancel();
+        return Ok(());
+    };
+    step::load(&mut redis).await?;
+    health.set("redis", true, "connected");
+
+    let producer = kafka::producer(&settings, "dropline-matcher")?;
+    let consumer: Arc<StreamConsumer> =
+        Arc::new(kafka::consumer(&settings, "dropline-matcher", &config.group)?);
+    let topics = [
+        settings.topics.name(TopicKind::DropTriggers),
+        settings.topics.name(TopicKind::ChatOrders),
+        settings.topics.name(TopicKind::HoldActions),
+    ];
+    consumer.subscribe(&topics)?;
+    health.set("kafka", true, "subscribed");
+    info!(group = %config.group, admin = %admin_addr, topics = ?topics, "matcher running");
+
+    let latency_us = Arc::new(Mutex::new(
+        hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+            .map_err(|e| MatcherError::Io(std::io::Error::other(format!("histogram: {e}"))))?,
+    ));
+    let sweeper_stop = CancellationToken::new();
+    let sweeper = tokio::spawn(sweep_loop(Sweeper {
+        settings: settings.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        producer: producer.clone(),
+        consumer: Arc::clone(&consumer),
+        redis: redis.clone(),
+        latency_us: Arc::clone(&latency_us),
+        stop: sweeper_stop.clone(),
+    }));
+
+    let grace = settings.shutdown_grace;
+    let mut matcher = Matcher {
+        settings,
+        config,
+        metrics,
+        health,
+        producer,
+        consumer,
+        redis,
+        catalogs: HashMap::new(),
+        latency_us,
+        shutdown: shutdown.clone(),
+    };
+    matcher.consume_loop().await;
+
+    info!("draining");
+    let drained = dropline_core::shutdown::drain(grace, async {
+        sweeper_stop.cancel();
+        let _ = sweeper.await;
+        let _ = matcher.producer.flush(Duration::from_secs(5));
+        if let Err(e) = matcher.consumer.commit_consumer_state(CommitMode::Sync) {
+            if !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) {
+                warn!(error = %e, "final commit failed");
+            }
+        }
+        matcher.consumer.unsubscribe();
+    })
+    .await;
+    if let Err(e) = drained {
+        warn!(error = %e, "drain cut short");
+    }
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    info!("matcher stopped");
+    Ok(())
+}
+
+async fn connect_redis(
+    settings: &Settings,
+    health: &Health,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Option<ConnectionManager> {
+    let mut backoff = Backoff::new();
+    loop {
+        match dropline_core::redis::connect(&settings.redis).await {
+            Ok(conn) => return Some(conn),
+            Err(e) => {
+                metrics.redis_errors.inc();
+                health.set("redis", false, e.to_string());
+                warn!(error = %e, "redis unavailable; retrying");
+                if !backoff.wait(shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 50 ms to 2 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(50))
+    }
+
+    /// Sleeps; false when shutdown came first.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+impl Matcher {
+    async fn consume_loop(&mut self) {
+        loop {
+            let first = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                message = self.consumer.recv() => message.map(|m| m.detach()),
+            };
+            let first = match first {
+                Ok(message) => message,
+                Err(e) => {
+                    self.health.set("kafka", false, e.to_string());
+                    warn!(error = %e, "consume error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let received = Instant::now();
+            let mut batch = vec![(first, received)];
+            // Take only what has already arrived: one order when idle, up to max_batch under load.
+            while batch.len() < self.config.max_batch {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push((message.detach(), Instant::now())),
+                    _ => break,
+                }
+            }
+            self.metrics.batch_size.observe(batch.len() as f64);
+            if !self.process(batch).await {
+                return;
+            }
+        }
+    }
+
+    /// Decides a batch and commits it. False when shutdown interrupted it (nothing committed).
+    async fn process(&mut self, batch: Vec<(OwnedMessage, Instant)>) -> bool {
+        self.load_catalogs(&batch).await;
+        let mut items: Vec<Item> = Vec::with_capacity(batch.len());
+        for (msg, received) in batch {
+            let work = self.classify(&msg);
+            items.push(Item { msg, received, work });
+        }
+
+        // Group step operations by drop, in consumption order.
+        let mut groups: Vec<(String, DropKeys, Vec<Op>, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (i, item) in items.iter_mut().enumerate() {
+            if let Work::Step { drop_id, op, .. } = &mut item.work {
+                let g = *group_of.entry(drop_id.clone()).or_insert_with(|| {
+                    groups.push((drop_id.clone(), DropKeys::new(drop_id), Vec::new(), Vec::new()));
+                    groups.len() - 1
+                });
+                groups[g].2.push(op.clone());
+                groups[g].3.push(i);
+            }
+        }
+
+        let applied = if groups.is_empty() {
+            Vec::new()
+        } else {
+            let calls: Vec<(&DropKeys, &[Op])> =
+                groups.iter().map(|(_, k, ops, _)| (k, ops.as_slice())).collect();
+            let mut backoff = Backoff::new();
+            loop {
+                match step::apply(&mut self.redis, now_ms(), &calls).await {
+                    Ok(applied) => {
+                        self.health.set("redis", true, "ok");
+                        break applied;
+                    }
+                    Err(e) => {
+                        self.metrics.redis_errors.inc();
+                        self.health.set("redis", false, e.to_string());
+                        warn!(error = %e, "reservation step failed; retrying");
+                        if !backoff.wait(&self.shutdown).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+        };
+
+        let mut results: Vec<Option<OpResult>> = vec![None; items.len()];
+        for ((drop_id, _, _, indices), applied) in groups.iter().zip(applied) {
+            self.note_version(drop_id, applied.version, &items, indices);
+            for (i, result) in indices.iter().zip(applied.results) {
+                results[*i] = Some(result);
+            }
+        }
+
+        let mut deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)> = Vec::new();
+        let mut registered: Vec<(String, i32)> = Vec::new();
+        for (item, result) in items.iter().zip(results) {
+            let (topic, key, payload) = match (&item.work, result) {
+                (Work::Ignore, _) => {
+                    self.metrics.ignored.inc();
+                    continue;
+                }
+                (Work::Dead(reason), _) => self.dead_letter(&item.msg, reason),
+                (
+                    Work::Step {
+                        drop_id,
+                        reply: Reply::Outcome { order_id, buyer_id, channel, sent_at_ms },
+                        ..
+                    },
+                    Some(r),
+                ) => {
+                    let outcome = ReservationOutcome {
+                        order_id: order_id.clone(),
+                        drop_id: drop_id.clone(),
+                        buyer_id: buyer_id.clone(),
+                        sku: r.sku,
+                        quantity: r.quantity,
+                        status: r.status,
+                        remaining: r.remaining,
+                        hold_expires_at_ms: r.hold_expires_at_ms,
+                        decided_at_ms: r.decided_at_ms,
+                        reason: r.reason,
+                        channel: channel.clone(),
+                        sent_at_ms: *sent_at_ms,
+                    };
+                    self.count(outcome.status);
+                    (
+                        self.settings.topics.name(TopicKind::Reservations).to_owned(),
+                        drop_id.clone(),
+                        outcome.encode_to_vec(),
+                    )
+                }
+                (Work::Step { drop_id, reply: Reply::Trigger { what }, op }, Some(r)) => {
+                    if r.status == ReservationStatus::Invalid as i32 {
+                        warn!(drop_id = %drop_id, trigger = what, reason = %r.reason, "trigger refused");
+                        self.dead_letter(&item.msg, &r.reason)
+                    } else {
+                        info!(drop_id = %drop_id, trigger = what, outcome = %r.reason, "drop trigger");
+                        if matches!(op, Op::Open { .. }) {
+                            registered.push((drop_id.clone(), item.msg.partition()));
+                        }
+                        continue;
+                    }
+                }
+                (Work::Step { .. }, None) => {
+                    error!("no step result for an operation; the batch is not committed");
+                    return false;
+                }
+            };
+            match self.hand_off(&topic, &key, &payload).await {
+                Some(delivery) => {
+                    self.record_latency(item.received.elapsed());
+                    deliveries.push((delivery, topic, key, payload));
+                }
+                None => return false,
+            }
+        }
+
+        if !registered.is_empty() {
+            let mut pipe = redis::pipe();
+            for (drop_id, partition) in &registered {
+                pipe.hset(drops_key(&self.settings), drop_id, partition).ignore();
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut self.redis).await {
+                warn!(error = %e, "could not register drops for sweeping; the next open trigger retries");
+            }
+        }
+
+        if !self.await_deliveries(deliveries).await {
+            return false;
+        }
+        self.commit(&items);
+        true
+    }
+
+    /// Loads catalogs of drops this batch orders from and this matcher has not cached.
+    async fn load_catalogs(&mut self, batch: &[(OwnedMessage, Instant)]) {
+        if self.catalogs.len() > 100_000 {
+            self.catalogs.clear();
+        }
+        let orders_topic = self.settings.topics.name(TopicKind::ChatOrders);
+        let missing: HashSet<String> = batch
+            .iter()
+            .filter(|(m, _)| m.topic() == orders_topic)
+            .filter_map(|(m, _)| m.key().and_then(|k| std::str::from_utf8(k).ok()))
+            .filter(|drop_id| !self.catalogs.contains_key(*drop_id))
+            .map(str::to_owned)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let missing: Vec<String> = missing.into_iter().collect();
+        let mut pipe = redis::pipe();
+        for drop_id in &missing {
+            pipe.cmd("HMGET").arg(DropKeys::new(drop_id).meta()).arg("version").arg("catalog");
+        }
+        let rows: Vec<(Option<i64>, Option<Vec<u8>>)> = match pipe.query_async(&mut self.redis).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Orders parsed without a catalog are answered by the step from the drop's state.
+                warn!(error = %e, "could not load catalogs");
+                return;
+            }
+        };
+        for (drop_id, (version, catalog)) in missing.into_iter().zip(rows) {
+            let open = catalog.and_then(|bytes| OpenDrop::decode(bytes.as_slice()).ok());
+            let cached = self.cache_entry(version.unwrap_or(0), open.as_ref());
+            self.catalogs.insert(drop_id, cached);
+        }
+    }
+
+    fn cache_entry(&self, version: i64, open: Option<&OpenDrop>) -> CachedDrop {
+        let index = open.and_then(|o| CatalogIndex::new(&o.items).ok()).map(Arc::new);
+        let max_quantity = open
+            .map(|o| o.max_quantity_per_order)
+            .filter(|n| *n > 0)
+            .unwrap_or(self.config.max_quantity)
+            .min(Quantity::MAX);
+        CachedDrop { version, index, max_quantity }
+    }
+
+    /// After a step call: a catalog version other than the one parsed against means the cache
+    /// is stale (the drop was opened or reopened elsewhere): forget it, reload next time.
+    fn note_version(&mut self, drop_id: &str, version: i64, items: &[Item], indices: &[usize]) {
+        let opened_here =
+            indices.iter().any(|i| matches!(&items[*i].work, Work::Step { op: Op::Open { .. }, .. }));
+        match self.catalogs.get_mut(drop_id) {
+            Some(cached) if cached.version == version => {}
+            Some(cached) if opened_here && cached.version == -1 => cached.version = version,
+            _ => {
+                self.catalogs.remove(drop_id);
+            }
+        }
+    }
+
+    fn classify(&mut self, msg: &OwnedMessage) -> Work {
+        let Some(kind) = self.settings.topics.kind_of(msg.topic()) else {
+            return Work::Dead(format!("the matcher does not consume topic {}", msg.topic()));
+        };
+        let partition = msg.partition();
+        let offset = msg.offset();
+        match kind {
+            TopicKind::ChatOrders => match kafka::decode::<ChatOrder, _>(msg) {
+                Ok(order) => self.order_work(order, Source::new('o', partition, offset)),
+                Err(e) => Work::Dead(e.reason),
+            },
+            TopicKind::DropTriggers => match kafka::decode::<DropTrigger, _>(msg) {
+                Ok(trigger) => self.trigger_work(trigger, Source::new('t', partition, offset)),
+                Err(e) => Work::Dead(e.reason),
+            },
+            TopicKind::HoldActions => match kafka::decode::<HoldAction, _>(msg) {
+                Ok(action) => hold_work(action, Source::new('h', partition, offset)),
+                Err(e) => Work::Dead(e.reason),
+            },
+            other => Work::Dead(format!("the matcher does not consume {}", other.default_name())),
+        }
+    }
+
+    fn order_work(&mut self, order: ChatOrder, source: Source) -> Work {
+        if let Err(reason) = check_id("order_id", &order.order_id).and(check_id("drop_id", &order.drop_id)) {
+            return Work::Dead(reason);
+        }
+        let buyer = match BuyerId::parse(&order.buyer_id) {
+            Ok(buyer) => buyer,
+            Err(e) => return Work::Dead(format!("invalid buyer_id: {e}")),
+        };
+        let cached = self.catalogs.get(&order.drop_id);
+        let max_quantity = cached.map_or(self.config.max_quantity, |c| c.max_quantity);
+        let (item, verdict) = match (&order.sku, cached.and_then(|c| c.index.as_deref())) {
+            (Some(sku), _) => {
+                let quantity = order.quantity.unwrap_or(1);
+                match (Sku::parse(sku), Quantity::at_most(quantity, max_quantity)) {
+                    (Ok(sku), Ok(quantity)) => (Some((sku, quantity)), None),
+                    (Err(e), _) => (None, Some((ReservationStatus::UnknownSku, e.to_string()))),
+                    (_, Err(e)) => (None, Some((ReservationStatus::Invalid, e.to_string()))),
+                }
+            }
+            (None, Some(index)) => match index.parse(&order.text, max_quantity) {
+                ChatLine::NotAnOrder => return Work::Ignore,
+                ChatLine::Order { sku, quantity } => (Some((sku, quantity)), None),
+                ChatLine::UnknownSku { reason } => (None, Some((ReservationStatus::UnknownSku, reason))),
+                ChatLine::Invalid { reason } => (None, Some((ReservationStatus::Invalid, reason))),
+            },
+            // No catalog here: the drop is not open (the step says so), or the line is just chat.
+            (None, None) if chat::is_command(&order.text) => (None, None),
+            (None, None) => return Work::Ignore,
+        };
+        Work::Step {
+            drop_id: order.drop_id.clone(),
+            op: Op::Order { source, order_id: order.order_id.clone(), buyer: buyer.clone(), item, verdict },
+            reply: Reply::Outcome {
+                order_id: order.order_id,
+                buyer_id: buyer.as_str().to_owned(),
+                channel: order.channel,
+                sent_at_ms: order.sent_at_ms,
+            },
+        }
+    }
+
+    fn trigger_work(&mut self, trigger: DropTrigger, source: Source) -> Work {
+        if let Err(reason) = check_id("drop_id", &trigger.drop_id) {
+            return Work::Dead(reason);
+        }
+        // Without a trigger id, the Kafka position identifies the trigger.
+        let trigger_id = if trigger.trigger_id.is_empty() {
+            format!("{}@{}", source.stream, source.offset)
+        } else if let Err(reason) = check_id("trigger_id", &trigger.trigger_id) {
+            return Work::Dead(reason);
+        } else {
+            trigger.trigger_id.clone()
+        };
+        let (op, what) = match trigger.action {
+            None => return Work::Dead("drop trigger without an action (open, close or restock)".into()),
+            Some(drop_trigger::Action::Open(open)) => {
+                if let Err(e) = CatalogIndex::new(&open.items) {
+                    return Work::Dead(format!("invalid catalog: {e}"));
+                }
+                let mut stock = Vec::with_capacity(open.items.len());
+                for item in &open.items {
+                    match Sku::parse(&item.sku) {
+                        Ok(sku) => stock.push((sku, item.stock)),
+                        Err(e) => return Work::Dead(format!("invalid catalog: {e}")),
+                    }
+                }
+                let hold_ms = if open.hold_seconds > 0 {
+                    u64::from(open.hold_seconds) * 1000
+                } else {
+                    u64::try_from(self.config.default_hold.as_millis()).unwrap_or(u64::MAX)
+                };
+                // Orders later in this batch parse against the new catalog.
+                let cached = CachedDrop { version: -1, ..self.cache_entry(-1, Some(&open)) };
+                self.catalogs.insert(trigger.drop_id.clone(), cached);
+                let op = Op::Open {
+                    source,
+                    trigger_id,
+                    stock,
+                    limit_per_buyer: open.limit_per_buyer,
+                    hold_ms,
+                    waitlist: open.waitlist,
+                    waitlist_cap: open.waitlist_cap,
+                    catalog: open.encode_to_vec(),
+                };
+                (op, "open")
+            }
+            Some(drop_trigger::Action::Close(_)) => (Op::Close { source, trigger_id }, "close"),
+            Some(drop_trigger::Action::Restock(restock)) => {
+                let sku = match Sku::parse(&restock.sku) {
+                    Ok(sku) => sku,
+                    Err(e) => return Work::Dead(format!("invalid restock: {e}")),
+                };
+                if restock.quantity == 0 {
+                    return Work::Dead("invalid restock: quantity must be at least 1".into());
+                }
+                (Op::Restock { source, trigger_id, sku, quantity: restock.quantity }, "restock")
+            }
+        };
+        Work::Step { drop_id: trigger.drop_id, op, reply: Reply::Trigger { what } }
+    }
+
+    fn dead_letter(&self, msg: &OwnedMessage, reason: &str) -> (String, String, Vec<u8>) {
+        self.metrics.dead_letters.inc();
+        warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason, "dead letter");
+        let letter = kafka::dead_letter(msg, reason, SERVICE);
+        let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+        (self.settings.topics.name(TopicKind::DeadLetters).to_owned(), key, letter.encode_to_vec())
+    }
+
+    fn count(&self, status: i32) {
+        let name = ReservationStatus::try_from(status)
+            .map_or("UNKNOWN", |s| s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("UNKNOWN"));
+        self.metrics.orders.with_label_values(&[name]).inc();
+    }
+
+    fn record_latency(&self, elapsed: Duration) {
+        self.metrics.decision_latency.observe(elapsed.as_secs_f64());
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
+        let mut hist = self.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = hist.record(micros.min(60_000_000));
+    }
+
+    /// Enqueues a record in the producer (waiting while its queue is full).
+    async fn hand_off(&self, topic: &str, key: &str, payload: &[u8]) -> Option<DeliveryFuture> {
+        hand_off(&self.producer, &self.metrics, &self.shutdown, topic, key, payload).await
+    }
+
+    /// Waits for the broker to acknowledge every record, re-sending failed ones.
+    async fn await_deliveries(&self, deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)>) -> bool {
+        await_deliveries(&self.producer, &self.metrics, &self.health, &self.shutdown, deliveries).await
+    }
+
+    /// Commits, per partition, the offset after the last message of the batch.
+    fn commit(&self, items: &[Item]) {
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for item in items {
+            let entry = next.entry((item.msg.topic().to_owned(), item.msg.partition())).or_insert(0);
+            *entry = (*entry).max(item.msg.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+                warn!(error = %e, "cannot build commit");
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            // Not fatal: a later commit covers these offsets; a replay would be recognised.
+            warn!(error = %e, "commit failed");
+        }
+    }
+}
+
+fn hold_work(action: HoldAction, source: Source) -> Work {
+    if let Err(reason) = check_id("order_id", &action.order_id).and(check_id("drop_id", &action.drop_id)) {
+        return Work::Dead(reason);
+    }
+    let op = match HoldActionKind::try_from(action.action) {
+        Ok(HoldActionKind::Confirm) => Op::Confirm { source, order_id: action.order_id.clone() },
+        Ok(HoldActionKind::Cancel) => Op::Cancel { source, order_id: action.order_id.clone() },
+        _ => return Work::Dead(format!("hold action {} is neither confirm nor cancel", action.action)),
+    };
+    Work::Step {
+        drop_id: action.drop_id,
+        op,
+        reply: Reply::Outcome {
+            order_id: action.order_id,
+            buyer_id: String::new(),
+            channel: String::new(),
+            sent_at_ms: action.sent_at_ms,
+        },
+    }
+}
+
+/// Ids become parts of Redis keys and fields: non-empty, bounded, no control characters.
+fn check_id(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        Err(format!("{field} is empty"))
+    } else if value.len() > 200 {
+        Err(format!("{field} is longer than 200 bytes"))
+    } else if value.chars().any(|c| c.is_control() || c == '{' || c == '}') {
+        Err(format!("{field} contains a control character or a brace"))
+    } else {
+        Ok(())
+    }
+}
+
+async fn hand_off(
+    producer: &FutureProducer,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> Option<DeliveryFuture> {
+    loop {
+        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+            Ok(delivery) => return Some(delivery),
+            Err((e, _)) => {
+                if !matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
+                    metrics.publish_errors.inc();
+                    warn!(error = %e, topic, "cannot enqueue; retrying");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn await_deliveries(
+    producer: &FutureProducer,
+    metrics: &Metrics,
+    health: &Health,
+    shutdown: &CancellationToken,
+    deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)>,
+) -> bool {
+    for (delivery, topic, key, payload) in deliveries {
+        let mut pending = delivery;
+        let mut backoff = Backoff::new();
+        loop {
+            match pending.await {
+                Ok(Ok(_)) => break,
+                Ok(Err((e, _))) => {
+                    metrics.publish_errors.inc();
+                    health.set("kafka", false, e.to_string());
+                    warn!(error = %e, topic = %topic, "publish failed; re-sending");
+                }
+                Err(_) => {
+                    metrics.publish_errors.inc();
+                    warn!(topic = %topic, "delivery report lost; re-sending");
+                }
+            }
+            if !backoff.wait(shutdown).await {
+                return false;
+            }
+            match hand_off(producer, metrics, shutdown, &topic, &key, &payload).await {
+                Some(again) => pending = again,
+                None => return false,
+            }
+        }
+    }
+    health.set("kafka", true, "ok");
+    true
+}
+
+struct Sweeper {
+    settings: Settings,
+    config: MatcherConfig,
+    metrics: Metrics,
+    health: Health,
+    producer: FutureProducer,
+    consumer: Arc<StreamConsumer>,
+    redis: ConnectionManager,
+    latency_us: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    stop: CancellationToken,
+}
+
+async fn sweep_loop(mut s: Sweeper) {
+    let mut tick = tokio::time::interval(s.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_report = Instant::now();
+    loop {
+        tokio::select! {
+            () = s.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = s.sweep_owned().await {
+            s.metrics.redis_errors.inc();
+            s.health.set("redis", false, e.to_string());
+            warn!(error = %e, "sweep failed");
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            s.report();
+        }
+    }
+}
+
+impl Sweeper {
+    /// Partitions of the triggers topic this matcher owns now.
+    fn owned_partitions(&self) -> HashSet<i32> {
+        let topic = self.settings.topics.name(TopicKind::DropTriggers);
+        self.consumer
+            .assignment()
+            .map(|tpl| tpl.elements_for_topic(topic).iter().map(|e| e.partition()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn sweep_owned(&mut self) -> Result<(), redis::RedisError> {
+        let owned = self.owned_partitions();
+        if owned.is_empty() {
+            return Ok(());
+        }
+        let drops: HashMap<String, i32> =
+            redis::cmd("HGETALL").arg(drops_key(&self.settings)).query_async(&mut self.redis).await?;
+        let mut holds = 0;
+        let mut waiting = 0;
+        for (drop_id, partition) in drops {
+            if !owned.contains(&partition) {
+                continue;
+            }
+            let keys = DropKeys::new(&drop_id);
+            let swept = step::sweep(&mut self.redis, &keys, now_ms(), 1000, 1000).await?;
+            holds += swept.active_holds;
+            let counts: Vec<i64> =
+                redis::cmd("HVALS").arg(keys.waiting()).query_async(&mut self.redis).await?;
+            waiting += counts.iter().sum::<i64>();
+            if !swept.events.is_empty() {
+                let n = swept.events.len();
+                let first = swept.events.first().map(step::OutboxEvent::raw);
+                if !self.publish_events(&drop_id, swept.events).await {
+                    return Ok(());
+                }
+                step::ack(&mut self.redis, &keys, n, first.as_deref()).await?;
+            } else if swept.state != "open" && swept.active_holds == 0 {
+                debug!(drop_id = %drop_id, "drop done: no longer swept");
+                let _: () = redis::cmd("HDEL")
+                    .arg(drops_key(&self.settings))
+                    .arg(&drop_id)
+                    .query_async(&mut self.redis)
+                    .await?;
+            }
+        }
+        self.metrics.holds_active.set(holds);
+        self.metrics.waitlist_length.set(waiting);
+        self.health.set("redis", true, "ok");
+        Ok(())
+    }
+
+    async fn publish_events(&self, drop_id: &str, events: Vec<step::OutboxEvent>) -> bool {
+        let topic = self.settings.topics.name(TopicKind::Reservations);
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in events {
+            let outcome = v1::ReservationOutcome {
+                order_id: event.order_id,
+                drop_id: drop_id.to_owned(),
+                buyer_id: event.buyer_id,
+                sku: event.sku,
+                quantity: event.quantity,
+                status: event.status,
+                remaining: event.remaining,
+                hold_expires_at_ms: event.hold_expires_at_ms,
+                decided_at_ms: event.decided_at_ms,
+                reason: event.reason,
+                channel: String::new(),
+                sent_at_ms: 0,
+            };
+            let name = ReservationStatus::try_from(outcome.status).map_or("UNKNOWN", |s| {
+                s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("UNKNOWN")
+            });
+            self.metrics.orders.with_label_values(&[name]).inc();
+            let payload = outcome.encode_to_vec();
+            match hand_off(&self.producer, &self.metrics, &self.stop, topic, drop_id, &payload).await {
+                Some(d) => deliveries.push((d, topic.to_owned(), drop_id.to_owned(), payload)),
+                None => return false,
+            }
+        }
+        await_deliveries(&self.producer, &self.metrics, &self.health, &self.stop, deliveries).await
+    }
+
+    /// Logs exact latency percentiles (hdrhistogram) and refreshes the consumer-lag gauges.
+    fn report(&self) {
+        {
+            let mut hist = self.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
+            if !hist.is_empty() {
+                info!(
+                    decisions = hist.len(),
+                    p50_us = hist.value_at_quantile(0.5),
+                    p99_us = hist.value_at_quantile(0.99),
+                    max_us = hist.max(),
+                    "decision latency (received → handed to producer), last 10 s"
+                );
+                hist.reset();
+            }
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let lag = self.metrics.consumer_lag.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(position) = consumer.position() else { return };
+            for element in position.elements() {
+                let Offset::Offset(at) = element.offset() else { continue };
+                if let Ok((_, high)) =
+                    consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
+                {
+                    lag.with_label_values(&[element.topic(), &element.partition().to_string()])
+                        .set((high - at).max(0));
+                }
+            }
+        });
+    }
+}

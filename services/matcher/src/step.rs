@@ -1,0 +1,420 @@
+//! The Redis side of a decision: builds the calls of the `dropline` function library
+//! (`dropline.lua`), sends one atomic call per drop — several drops pipelined in one round trip —
+//! and reads the answers back into typed results.
+
+use dropline_proto::v1::ReservationStatus;
+use redis::aio::ConnectionLike;
+use redis::{ErrorKind, RedisError};
+
+use crate::chat::{BuyerId, Quantity, Sku};
+
+/// The function library, loaded with `FUNCTION LOAD REPLACE`.
+pub const LIBRARY: &str = include_str!("dropline.lua");
+
+/// Key names of one drop. All share the hash tag `{drop:<id>}` (one Redis Cluster slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropKeys {
+    keys: [String; 15],
+}
+
+const KEY_NAMES: [&str; 15] = [
+    "meta",
+    "stock",
+    "held",
+    "sold",
+    "total",
+    "buyers",
+    "decisions",
+    "holds",
+    "expiry",
+    "offsets",
+    "waitlist",
+    "waiting",
+    "wlinfo",
+    "outbox",
+    "stats",
+];
+
+impl DropKeys {
+    /// Keys of drop `drop_id`.
+    pub fn new(drop_id: &str) -> Self {
+        Self { keys: KEY_NAMES.map(|name| format!("dl:{{drop:{drop_id}}}:{name}")) }
+    }
+
+    /// The hash of per-SKU stock left for sale.
+    pub fn stock(&self) -> &str {
+        &self.keys[1]
+    }
+
+    /// The hash of waitlisted orders per SKU.
+    pub fn waiting(&self) -> &str {
+        &self.keys[11]
+    }
+
+    /// The drop's metadata hash (state, settings, catalog).
+    pub fn meta(&self) -> &str {
+        &self.keys[0]
+    }
+
+    /// All keys, in the order the library expects them.
+    pub fn all(&self) -> &[String; 15] {
+        &self.keys
+    }
+}
+
+/// Where a Kafka message came from: topic letter + partition (e.g. `o3`), and its offset.
+/// The step records the highest offset applied per source so a redelivered message is
+/// recognised as a replay and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// `o` chat orders, `t` drop triggers, `h` hold actions; then the partition.
+    pub stream: String,
+    /// Kafka offset.
+    pub offset: i64,
+}
+
+impl Source {
+    /// Source for `topic_letter` (`o`, `t`, `h`) and a partition/offset.
+    pub fn new(topic_letter: char, partition: i32, offset: i64) -> Self {
+        Self { stream: format!("{topic_letter}{partition}"), offset }
+    }
+}
+
+/// One operation on one drop, in the order its messages were consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A chat order. `verdict` is set when the matcher already knows the answer
+    /// (`UNKNOWN_SKU`/`INVALID` from parsing, or `DROP_NOT_OPEN` with no catalog): the step still
+    /// records it for idempotency, and `DROP_NOT_OPEN` takes precedence.
+    Order {
+        /// Kafka position.
+        source: Source,
+        /// Idempotency key.
+        order_id: String,
+        /// Buyer.
+        buyer: BuyerId,
+        /// What was ordered, when parsing found it.
+        item: Option<(Sku, Quantity)>,
+        /// Decided without Redis: status and reason.
+        verdict: Option<(ReservationStatus, String)>,
+    },
+    /// Open the drop with its catalog.
+    Open {
+        /// Kafka position.
+        source: Source,
+        /// Trigger id (applied once).
+        trigger_id: String,
+        /// Opening stock per SKU.
+        stock: Vec<(Sku, u32)>,
+        /// Per-buyer limit across the drop (0 = none).
+        limit_per_buyer: u32,
+        /// Payment window in milliseconds.
+        hold_ms: u64,
+        /// Waitlist on.
+        waitlist: bool,
+        /// Waitlist cap per SKU (0 = none).
+        waitlist_cap: u32,
+        /// The encoded `OpenDrop`, so any matcher can rebuild the catalog.
+        catalog: Vec<u8>,
+    },
+    /// Add units of a SKU.
+    Restock {
+        /// Kafka position.
+        source: Source,
+        /// Trigger id.
+        trigger_id: String,
+        /// SKU.
+        sku: Sku,
+        /// Units added.
+        quantity: u32,
+    },
+    /// Close the drop: no new orders; waitlisted orders are answered SOLD_OUT.
+    Close {
+        /// Kafka position.
+        source: Source,
+        /// Trigger id.
+        trigger_id: String,
+    },
+    /// Payment went through: the hold becomes a sale.
+    Confirm {
+        /// Kafka position.
+        source: Source,
+        /// The order whose hold it is.
+        order_id: String,
+    },
+    /// The buyer gave up: the hold's units return to stock.
+    Cancel {
+        /// Kafka position.
+        source: Source,
+        /// The order whose hold it is.
+        order_id: String,
+    },
+}
+
+/// The step's answer to one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpResult {
+    /// A `ReservationStatus` number; 0 for a trigger that was applied.
+    pub status: i32,
+    /// SKU the answer is about (empty when none).
+    pub sku: String,
+    /// Units.
+    pub quantity: u32,
+    /// Units of the SKU left for sale.
+    pub remaining: i64,
+    /// Hold expiry (Unix ms), 0 when no hold.
+    pub hold_expires_at_ms: i64,
+    /// When the decision was made (Unix ms); a replay returns the original time.
+    pub decided_at_ms: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// The answer to one `dropline_apply` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Catalog version of the drop after the call (changes when the drop is opened).
+    pub version: i64,
+    /// One result per operation, in order.
+    pub results: Vec<OpResult>,
+}
+
+/// An outcome the step produced on its own (expiry, promotion from the waitlist, close).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Order.
+    pub order_id: String,
+    /// Buyer.
+    pub buyer_id: String,
+    /// SKU.
+    pub sku: String,
+    /// Units.
+    pub quantity: u32,
+    /// A `ReservationStatus` number.
+    pub status: i32,
+    /// Units left for sale.
+    pub remaining: i64,
+    /// Hold expiry (Unix ms), 0 when none.
+    pub hold_expires_at_ms: i64,
+    /// When it happened.
+    pub decided_at_ms: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a sweep found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// `open`, `closed` or `none`.
+    pub state: String,
+    /// Holds still waiting for payment.
+    pub active_holds: i64,
+    /// Outcomes to publish (then acknowledge with [`ack`]).
+    pub events: Vec<OutboxEvent>,
+}
+
+const SEP: char = '\u{1f}';
+
+/// Control characters would break the library's field separator; ids are checked at the
+/// boundary, reasons are cleaned here.
+fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+fn push_op(cmd: &mut redis::Cmd, op: &Op) {
+    let (kind, source) = match op {
+        Op::Order { source, .. } => ("o", source),
+        Op::Open { source, .. } => ("O", source),
+        Op::Restock { source, .. } => ("R", source),
+        Op::Close { source, .. } => ("C", source),
+        Op::Confirm { source, .. } => ("c", source),
+        Op::Cancel { source, .. } => ("x", source),
+    };
+    cmd.arg(kind).arg(&source.stream).arg(source.offset);
+    match op {
+        Op::Order { order_id, buyer, item, verdict, .. } => {
+            let (sku, qty) = item.as_ref().map_or(("", 0), |(sku, qty)| (sku.as_str(), qty.get()));
+            let (status, reason) =
+                verdict.as_ref().map_or((0, String::new()), |(s, r)| (*s as i32, clean(r)));
+            cmd.arg(order_id).arg(buyer.as_str()).arg(sku).arg(qty).arg(status).arg(reason);
+        }
+        Op::Open { trigger_id, stock, limit_per_buyer, hold_ms, waitlist, waitlist_cap, catalog, .. } => {
+            let skus: Vec<String> = stock.iter().map(|(sku, n)| format!("{sku}={n}")).collect();
+            let settings = format!(
+                "{limit_per_buyer}{SEP}{hold_ms}{SEP}{}{SEP}{waitlist_cap}",
+                if *waitlist { 1 } else { 0 }
+            );
+            cmd.arg(trigger_id).arg("").arg(skus.join(&SEP.to_string())).arg(0).arg(settings).arg(catalog);
+        }
+        Op::Restock { trigger_id, sku, quantity, .. } => {
+            cmd.arg(trigger_id).arg("").arg(sku.as_str()).arg(*quantity).arg(0).arg("");
+        }
+        Op::Close { trigger_id, .. } => {
+            cmd.arg(trigger_id).arg("").arg("").arg(0).arg(0).arg("");
+        }
+        Op::Confirm { order_id, .. } | Op::Cancel { order_id, .. } => {
+            cmd.arg(order_id).arg("").arg("").arg(0).arg(0).arg("");
+        }
+    }
+}
+
+fn apply_cmd(keys: &DropKeys, now_ms: i64, ops: &[Op]) -> redis::Cmd {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("dropline_apply").arg(keys.all().len()).arg(keys.all()).arg(now_ms).arg(ops.len());
+    for op in ops {
+        push_op(&mut cmd, op);
+    }
+    cmd
+}
+
+type RawResult = (i64, String, i64, i64, i64, i64, String);
+
+fn to_applied((version, raw): (i64, Vec<RawResult>)) -> Applied {
+    let results = raw
+        .into_iter()
+        .map(|(status, sku, quantity, remaining, hold_expires_at_ms, decided_at_ms, reason)| OpResult {
+            status: i32::try_from(status).unwrap_or(0),
+            sku,
+            quantity: u32::try_from(quantity).unwrap_or(0),
+            remaining,
+            hold_expires_at_ms,
+            decided_at_ms,
+            reason,
+        })
+        .collect();
+    Applied { version, results }
+}
+
+fn is_missing_library(e: &RedisError) -> bool {
+    let text = e.to_string();
+    text.contains("Function not found") || text.contains("NOSCRIPT")
+}
+
+/// Loads (or replaces) the function library.
+pub async fn load<C: ConnectionLike>(conn: &mut C) -> Result<(), RedisError> {
+    let _: String = redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY).query_async(conn).await?;
+    Ok(())
+}
+
+/// Runs a command, loading the library first if Redis lost it (e.g. restarted without persistence).
+async fn with_library<C, T, F>(conn: &mut C, run: F) -> Result<T, RedisError>
+where
+    C: ConnectionLike,
+    F: Fn() -> redis::Pipeline,
+    T: redis::FromRedisValue,
+{
+    match run().query_async(conn).await {
+        Err(e) if is_missing_library(&e) => {
+            load(conn).await?;
+            run().query_async(conn).await
+        }
+        other => other,
+    }
+}
+
+/// Applies each drop's operations atomically: one `dropline_apply` per drop, all pipelined in one
+/// round trip. Results come back in the order of `batches`.
+pub async fn apply<C: ConnectionLike>(
+    conn: &mut C,
+    now_ms: i64,
+    batches: &[(&DropKeys, &[Op])],
+) -> Result<Vec<Applied>, RedisError> {
+    if batches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<(i64, Vec<RawResult>)> = with_library(conn, || {
+        let mut pipe = redis::pipe();
+        for (keys, ops) in batches {
+            pipe.add_command(apply_cmd(keys, now_ms, ops));
+        }
+        pipe
+    })
+    .await?;
+    Ok(raw.into_iter().map(to_applied).collect())
+}
+
+/// Expires the drop's due holds (at most `max_expire`) and returns up to `max_outbox` outcomes
+/// waiting to be published.
+pub async fn sweep<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &DropKeys,
+    now_ms: i64,
+    max_expire: usize,
+    max_outbox: usize,
+) -> Result<Swept, RedisError> {
+    let (raw,): ((String, i64, Vec<String>),) = with_library(conn, || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FCALL")
+            .arg("dropline_sweep")
+            .arg(keys.all().len())
+            .arg(keys.all())
+            .arg(now_ms)
+            .arg(max_expire)
+            .arg(max_outbox);
+        pipe
+    })
+    .await?;
+    let (state, active_holds, entries) = raw;
+    let events = entries.iter().map(|e| parse_event(e)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Swept { state, active_holds, events })
+}
+
+/// Removes the first `count` outbox entries (they were published). With `first` (the
+/// [`OutboxEvent::raw`] form of the first event published), nothing is removed unless the outbox
+/// still starts with it — so two matchers that swept the same drop during a rebalance cannot
+/// remove entries that neither published. Returns the entries left, or -1 when `first` did not match.
+pub async fn ack<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &DropKeys,
+    count: usize,
+    first: Option<&str>,
+) -> Result<i64, RedisError> {
+    let (left,): (i64,) = with_library(conn, || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FCALL").arg("dropline_ack").arg(keys.all().len()).arg(keys.all()).arg(count);
+        if let Some(first) = first {
+            pipe.arg(first);
+        }
+        pipe
+    })
+    .await?;
+    Ok(left)
+}
+
+impl OutboxEvent {
+    /// The event as the library stores it in the outbox.
+    pub fn raw(&self) -> String {
+        [
+            self.order_id.clone(),
+            self.buyer_id.clone(),
+            self.sku.clone(),
+            self.quantity.to_string(),
+            self.status.to_string(),
+            self.remaining.to_string(),
+            self.hold_expires_at_ms.to_string(),
+            self.decided_at_ms.to_string(),
+            self.reason.clone(),
+        ]
+        .join(&SEP.to_string())
+    }
+}
+
+fn parse_event(entry: &str) -> Result<OutboxEvent, RedisError> {
+    let bad =
+        || RedisError::from((ErrorKind::UnexpectedReturnType, "malformed outbox entry", entry.to_owned()));
+    let f: Vec<&str> = entry.splitn(9, SEP).collect();
+    let [order_id, buyer_id, sku, qty, status, remaining, expires, decided, reason] = f.as_slice() else {
+        return Err(bad());
+    };
+    Ok(OutboxEvent {
+        order_id: (*order_id).to_owned(),
+        buyer_id: (*buyer_id).to_owned(),
+        sku: (*sku).to_owned(),
+        quantity: qty.parse().map_err(|_| bad())?,
+        status: status.parse().map_err(|_| bad())?,
+        remaining: remaining.parse().map_err(|_| bad())?,
+        hold_expires_at_ms: expires.parse().map_err(|_| bad())?,
+        decided_at_ms: decided.parse().map_err(|_| bad())?,
+        reason: (*reason).to_owned(),
+    })
+}

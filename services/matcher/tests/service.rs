@@ -1,0 +1,136 @@
+//! The matcher end to end over the real broker and Redis: every order of a small drop gets its
+//! one decision, holds go through their lifecycle, bad input lands in dead-letters.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{by_order, catalog, collect, status, unique, World};
+use dropline_core::TopicKind;
+use dropline_proto::v1::{OpenDrop, ReservationStatus as S};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_drop_gets_one_decision_per_order() -> anyhow::Result<()> {
+    let world = World::new("drop", 2).await?;
+    let drop = unique("drop");
+    let reader = world.reader(TopicKind::Reservations)?;
+    let dlq = world.reader(TopicKind::DeadLetters)?;
+    let (stop, matcher) = world.spawn_matcher(&unique("group"));
+
+    let open = OpenDrop {
+        items: catalog(1, 2, 5),
+        limit_per_buyer: 2,
+        hold_seconds: 60,
+        waitlist: true,
+        waitlist_cap: 1,
+        ..Default::default()
+    };
+    world.open(&drop, open).await?;
+    world.order(&drop, "o1", "ann", "!buy hoodie L").await?;
+    world.order(&drop, "chat", "bob", "this drop is fire").await?;
+    world.order(&drop, "o2", "bob", "!buy hoodie L 2").await?; // 1 left, wants 2: waitlisted
+    world.order(&drop, "o3", "cat", "!BUY HOODIE-L").await?; // takes the last one
+    world.order(&drop, "o1", "ann", "!buy hoodie L").await?; // chat re-sent: duplicate
+    world.order(&drop, "o4", "ann", "!buy hoody m 2").await?; // ann has 1, limit 2
+    world.order(&drop, "o5", "dan", "!buy sweater").await?;
+    world.order(&drop, "o6", "dan", "!buy").await?;
+    world.order(&drop, "o7", "eve", "!buy hoodie m").await?;
+    world.order(&drop, "o8", "fay", "!buy hoodie m").await?; // M sold out, waitlist cap 1 reached? (L's)
+    world.send_raw(TopicKind::ChatOrders, &drop, &[0xff, 0xff, 0xff]).await?;
+    world.order(&drop, "o9", "gus", "!buy 2").await?; // item number 2: the cap
+    world.order(&unique("never-opened"), "o10", "hal", "!buy hoodie").await?;
+
+    let outcomes = collect(&reader, Duration::from_secs(60), |seen| seen.len() >= 11).await?;
+    let by = by_order(&outcomes);
+    assert_eq!(by["o1"], [S::Reserved, S::Duplicate], "{outcomes:#?}");
+    assert_eq!(by["o2"], [S::Waitlisted]);
+    assert_eq!(by["o3"], [S::Reserved]);
+    assert_eq!(by["o4"], [S::LimitExceeded]);
+    assert_eq!(by["o5"], [S::UnknownSku]);
+    assert_eq!(by["o6"], [S::Invalid]);
+    assert_eq!(by["o7"], [S::Reserved]);
+    assert_eq!(by["o8"], [S::Waitlisted]);
+    assert_eq!(by["o9"], [S::Reserved]);
+    assert_eq!(by["o10"], [S::DropNotOpen]);
+    assert!(!by.contains_key("chat"), "ordinary chat gets no outcome");
+    let o1 = outcomes.iter().find(|o| o.order_id == "o1").expect("o1");
+    assert_eq!((o1.sku.as_str(), o1.quantity, o1.remaining), ("HOODIE-L", 1, 1));
+    assert!(o1.hold_expires_at_ms >= o1.decided_at_ms + 59_000);
+    assert_eq!(o1.channel, "twitch:#test");
+    let o5 = outcomes.iter().find(|o| o.order_id == "o5").expect("o5");
+    assert!(o5.reason.contains("sweater"), "the reason quotes what was not understood: {}", o5.reason);
+
+    // The garbage landed in dead-letters with its position, and the order after it was decided.
+    let letters = common::dead_letters(&dlq, 1).await?;
+    assert_eq!(letters[0].payload.as_ref(), [0xff, 0xff, 0xff]);
+    assert_eq!(letters[0].topic, world.topic(TopicKind::ChatOrders));
+    assert!(letters[0].reason.contains("invalid protobuf"), "{}", letters[0].reason);
+
+    // Checkout: ann cancels (1 L back, bob still waits for 2), cat cancels (2 back: bob promoted),
+    // then bob pays; eve pays for her M.
+    world.hold(&drop, "o1", false).await?;
+    world.hold(&drop, "o3", false).await?;
+    world.hold(&drop, "o7", true).await?;
+    world.hold(&drop, "nope", true).await?;
+    let more = collect(&reader, Duration::from_secs(30), |seen| seen.len() >= 5).await?;
+    let by = by_order(&more);
+    assert_eq!(by["o1"], [S::Released]);
+    assert_eq!(by["o3"], [S::Released]);
+    assert_eq!(by["o7"], [S::Confirmed]);
+    assert_eq!(by["nope"], [S::Invalid]);
+    assert_eq!(by["o2"], [S::Reserved], "promoted from the waitlist: {more:#?}");
+    world.hold(&drop, "o2", true).await?;
+    world.hold(&drop, "o2", true).await?;
+    let last = collect(&reader, Duration::from_secs(30), |seen| seen.len() >= 2).await?;
+    assert_eq!(last.iter().map(status).collect::<Vec<_>>(), [S::Confirmed, S::Duplicate]);
+
+    assert_eq!(common::drop_field(&world.settings, &drop, "sold", "HOODIE-L").await?, 2);
+    assert_eq!(common::drop_field(&world.settings, &drop, "stock", "HOODIE-L").await?, 0);
+    assert_eq!(common::drop_field(&world.settings, &drop, "held", "HOODIE-L").await?, 0);
+
+    stop.cancel();
+    matcher.await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_holds_return_stock_to_the_waitlist() -> anyhow::Result<()> {
+    let world = World::new("expiry", 1).await?;
+    let drop = unique("drop");
+    let reader = world.reader(TopicKind::Reservations)?;
+    let (stop, matcher) = world.spawn_matcher(&unique("group"));
+    let open = OpenDrop {
+        items: catalog(1, 0, 0),
+        limit_per_buyer: 1,
+        hold_seconds: 1,
+        waitlist: true,
+        ..Default::default()
+    };
+    world.open(&drop, open).await?;
+    world.order(&drop, "first", "ann", "!buy hoodie m").await?;
+    world.order(&drop, "second", "bob", "!buy hoodie m").await?;
+    world.order(&drop, "third", "cat", "!buy hoodie m").await?;
+
+    // first: reserved → expired; second: waitlisted → reserved → expired; third: waitlisted → reserved → expired.
+    let outcomes = collect(&reader, Duration::from_secs(30), |seen| seen.len() >= 8).await?;
+    let by = by_order(&outcomes);
+    assert_eq!(by["first"], [S::Reserved, S::Expired], "{outcomes:#?}");
+    assert_eq!(by["second"], [S::Waitlisted, S::Reserved, S::Expired]);
+    assert_eq!(by["third"][..2], [S::Waitlisted, S::Reserved]);
+    let promoted: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| status(o) == S::Reserved && o.reason.contains("waitlist"))
+        .map(|o| o.order_id.as_str())
+        .collect();
+    assert_eq!(promoted, ["second", "third"], "FIFO promotion");
+
+    world.hold(&drop, "first", true).await?;
+    let late =
+        collect(&reader, Duration::from_secs(30), |seen| seen.iter().any(|o| o.order_id == "first")).await?;
+    let answer = late.iter().find(|o| o.order_id == "first").expect("answer");
+    assert_eq!(status(answer), S::Expired, "paying after the window: {answer:?}");
+
+    stop.cancel();
+    matcher.await?;
+    Ok(())
+}

@@ -749,7 +749,8 @@ struct Sweeper {
 async fn sweep_loop(mut s: Sweeper) {
     let mut tick = tokio::time::interval(s.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_report = Instant::now();
+    let mut last_log = Instant::now();
+    let mut last_lag = Instant::now();
     loop {
         tokio::select! {
             () = s.stop.cancelled() => return,
@@ -760,9 +761,13 @@ async fn sweep_loop(mut s: Sweeper) {
             s.health.set("redis", false, e.to_string());
             warn!(error = %e, "sweep failed");
         }
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            last_report = Instant::now();
-            s.report();
+        if last_lag.elapsed() >= Duration::from_secs(2) {
+            last_lag = Instant::now();
+            s.refresh_lag();
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            last_log = Instant::now();
+            s.log_latency();
         }
     }
 }
@@ -849,21 +854,23 @@ impl Sweeper {
         await_deliveries(&self.producer, &self.metrics, &self.health, &self.stop, deliveries).await
     }
 
-    /// Logs exact latency percentiles (hdrhistogram) and refreshes the consumer-lag gauges.
-    fn report(&self) {
-        {
-            let mut hist = self.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
-            if !hist.is_empty() {
-                info!(
-                    decisions = hist.len(),
-                    p50_us = hist.value_at_quantile(0.5),
-                    p99_us = hist.value_at_quantile(0.99),
-                    max_us = hist.max(),
-                    "decision latency (received → handed to producer), last 10 s"
-                );
-                hist.reset();
-            }
+    /// Logs exact latency percentiles (hdrhistogram) of the last period.
+    fn log_latency(&self) {
+        let mut hist = self.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
+        if !hist.is_empty() {
+            info!(
+                decisions = hist.len(),
+                p50_us = hist.value_at_quantile(0.5),
+                p99_us = hist.value_at_quantile(0.99),
+                max_us = hist.max(),
+                "decision latency (received → handed to producer), last 10 s"
+            );
+            hist.reset();
         }
+    }
+
+    /// Refreshes the consumer-lag gauges (high watermark − position, per assigned partition).
+    fn refresh_lag(&self) {
         let consumer = Arc::clone(&self.consumer);
         let lag = self.metrics.consumer_lag.clone();
         tokio::task::spawn_blocking(move || {

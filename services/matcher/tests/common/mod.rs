@@ -65,12 +65,12 @@ impl World {
     }
 
     /// Environment for a matcher child process in this world.
-    pub fn child_env(&self, group: &str) -> Vec<(String, String)> {
+    pub fn child_env(&self, group: &str, admin: std::net::SocketAddr) -> Vec<(String, String)> {
         vec![
             ("DROPLINE_TOPIC_PREFIX".into(), self.prefix.clone()),
             ("DROPLINE_MATCHER_GROUP".into(), group.into()),
             ("DROPLINE_MATCHER_SWEEP".into(), "50ms".into()),
-            ("DROPLINE_ADMIN".into(), "127.0.0.1:0".into()),
+            ("DROPLINE_ADMIN".into(), admin.to_string()),
             ("DROPLINE_KAFKA".into(), self.settings.kafka.clone()),
             ("DROPLINE_REDIS".into(), self.settings.redis.clone()),
         ]
@@ -235,4 +235,143 @@ pub async fn drop_field(settings: &Settings, drop_id: &str, hash: &str, field: &
         .query_async(&mut conn)
         .await?;
     Ok(value.unwrap_or(0))
+}
+
+/// A loopback address with a port nobody listens on right now.
+pub fn free_addr() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A stream of orders over several drops: mixed lines, repeated buyers, re-sent messages.
+/// Returns (drop, order id, buyer, text) in sending order.
+pub fn traffic(drops: &[String], n: usize) -> Vec<(String, String, String, String)> {
+    const LINES: [&str; 7] =
+        ["!buy hoodie m", "!buy hoodie L 2", "!buy cap", "!buy 2", "gg", "!buy hoodie", "!BUY HOODIE-L"];
+    let mut out: Vec<(String, String, String, String)> = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % 10 == 9 {
+            // The platform re-sends an earlier message: same order id, same everything.
+            let again = out[i / 2].clone();
+            out.push(again);
+            continue;
+        }
+        let drop = drops[i % drops.len()].clone();
+        out.push((
+            drop,
+            format!("order-{i}"),
+            format!("buyer-{}", i % 53),
+            LINES[i % LINES.len()].to_owned(),
+        ));
+    }
+    out
+}
+
+/// The promises, checked on everything published: every order got a decision; all decisions of
+/// one order are the same decision (a replay republishes it, it never decides again); no SKU sold
+/// beyond its stock; no buyer beyond the limit; Redis agrees with itself per SKU.
+pub async fn check_promises(
+    settings: &Settings,
+    sent: &[(String, String, String, String)],
+    outcomes: &[ReservationOutcome],
+    stock: u32,
+    limit: u32,
+) -> anyhow::Result<()> {
+    use std::collections::{HashMap, HashSet};
+    let decisions = [
+        ReservationStatus::Reserved,
+        ReservationStatus::SoldOut,
+        ReservationStatus::LimitExceeded,
+        ReservationStatus::DropNotOpen,
+        ReservationStatus::UnknownSku,
+        ReservationStatus::Invalid,
+        ReservationStatus::Waitlisted,
+    ];
+    let mut first: HashMap<(String, String), &ReservationOutcome> = HashMap::new();
+    for o in outcomes.iter().filter(|o| decisions.contains(&status(o))) {
+        let key = (o.drop_id.clone(), o.order_id.clone());
+        match first.get(&key) {
+            None => {
+                first.insert(key, o);
+            }
+            Some(prev) => anyhow::ensure!(
+                (prev.status, &prev.sku, prev.quantity, prev.decided_at_ms)
+                    == (o.status, &o.sku, o.quantity, o.decided_at_ms),
+                "order {:?} decided twice: {prev:?} then {o:?}",
+                key
+            ),
+        }
+    }
+    let orders: HashSet<(String, String)> = sent
+        .iter()
+        .filter(|(_, _, _, text)| text.starts_with('!'))
+        .map(|(d, o, _, _)| (d.clone(), o.clone()))
+        .collect();
+    for order in &orders {
+        anyhow::ensure!(first.contains_key(order), "order {order:?} got no decision");
+    }
+    let mut units: HashMap<(String, String), u32> = HashMap::new();
+    let mut per_buyer: HashMap<(String, String), u32> = HashMap::new();
+    for o in first.values().filter(|o| status(o) == ReservationStatus::Reserved) {
+        *units.entry((o.drop_id.clone(), o.sku.clone())).or_default() += o.quantity;
+        *per_buyer.entry((o.drop_id.clone(), o.buyer_id.clone())).or_default() += o.quantity;
+    }
+    for ((drop, sku), n) in &units {
+        anyhow::ensure!(*n <= stock, "{drop}/{sku}: {n} units reserved of {stock}");
+        let total = drop_field(settings, drop, "total", sku).await?;
+        let left = drop_field(settings, drop, "stock", sku).await?;
+        let held = drop_field(settings, drop, "held", sku).await?;
+        let sold = drop_field(settings, drop, "sold", sku).await?;
+        anyhow::ensure!(
+            left >= 0 && left + held + sold == total,
+            "{drop}/{sku}: {left}+{held}+{sold} != {total}"
+        );
+        anyhow::ensure!(
+            held + sold == i64::from(*n),
+            "{drop}/{sku}: Redis holds {held}+{sold}, outcomes say {n}"
+        );
+    }
+    for ((drop, buyer), n) in &per_buyer {
+        anyhow::ensure!(*n <= limit, "{drop}/{buyer} got {n} units, limit {limit}");
+    }
+    Ok(())
+}
+
+/// Reads outcomes (after `seen`, already read) until every order in `sent` has one and nothing
+/// new came for 2 s. Returns `seen` and what followed.
+pub async fn collect_all(
+    reader: &StreamConsumer,
+    sent: &[(String, String, String, String)],
+    seen: Vec<ReservationOutcome>,
+    timeout: Duration,
+) -> anyhow::Result<Vec<ReservationOutcome>> {
+    let wanted: std::collections::HashSet<&str> =
+        sent.iter().filter(|(_, _, _, t)| t.starts_with('!')).map(|(_, o, _, _)| o.as_str()).collect();
+    let mut have: std::collections::HashSet<String> = seen.iter().map(|o| o.order_id.clone()).collect();
+    let mut out = seen;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut stream = reader.stream();
+    loop {
+        let complete = wanted.iter().all(|o| have.contains(*o));
+        let wait = if complete { Duration::from_secs(2) } else { Duration::from_secs(30) };
+        let next = match tokio::time::timeout(wait, stream.next()).await {
+            Ok(Some(message)) => message?,
+            Ok(None) => anyhow::bail!("stream ended"),
+            Err(_) if complete => return Ok(out),
+            Err(_) => anyhow::bail!("{} of {} orders decided; stalled", have.len(), wanted.len()),
+        };
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "timed out");
+        let outcome: ReservationOutcome = kafka::decode(&next)?;
+        have.insert(outcome.order_id.clone());
+        out.push(outcome);
+    }
+}
+
+pub fn open_for(stock: u32, limit: u32) -> OpenDrop {
+    OpenDrop {
+        items: catalog(stock, stock, stock),
+        limit_per_buyer: limit,
+        hold_seconds: 600,
+        waitlist: false,
+        ..Default::default()
+    }
 }

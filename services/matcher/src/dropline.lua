@@ -128,7 +128,8 @@ local function leave_waitlist(K, id)
   local w = redis.call('HGET', K.wlinfo, id)
   if not w then return nil end
   local f = split(w)
-  local sku, qty, buyer, member = f[1], tonumber(f[2]), f[3], f[4]
+  -- The member (sku SEP seq SEP order_id) contains SEP itself: it is everything from field 4 on.
+  local sku, qty, buyer, member = f[1], tonumber(f[2]), f[3], table.concat(f, SEP, 4)
   redis.call('ZREM', K.waitlist, member)
   redis.call('HDEL', K.wlinfo, id)
   redis.call('HINCRBY', K.waiting, sku, -1)
@@ -242,7 +243,7 @@ local function hold_action(K, st, now, src, off, id, confirm)
     end
     return result(INVALID, '', 0, 0, 0, now, 'order ' .. id .. ' has no hold in this drop')
   end
-  redis.call('HSET', K.decisions, 'h:' .. id, join(status, src, off, reason, sku, qty, remaining))
+  redis.call('HSET', K.decisions, 'h:' .. id, join(status, src, off, reason, sku, qty, remaining, now))
   redis.call('HINCRBY', K.stats, NAMES[status], 1)
   if status == RELEASED then promote(K, st, now, sku) end
   return result(status, sku, qty, remaining, 0, now, reason)
@@ -253,7 +254,7 @@ local function replay_hold_action(K, now, src, off, id)
   if done then
     local f = split(done)
     if f[2] == src and f[3] == tostring(off) then
-      return result(tonumber(f[1]), f[5], tonumber(f[6]), tonumber(f[7]), 0, now, f[4])
+      return result(tonumber(f[1]), f[5], tonumber(f[6]), tonumber(f[7]), 0, tonumber(f[8]) or now, f[4])
     end
   end
   return result(DUPLICATE, '', 0, 0, 0, now, 'replayed hold action for order ' .. id)
@@ -371,7 +372,8 @@ local function sweep(keys, args)
   for _, id in ipairs(due) do
     local sku, qty, buyer, remaining = release_hold(K, id)
     if sku then
-      redis.call('HSET', K.decisions, 'h:' .. id, join(EXPIRED, 'sweep', -1, 'payment window ended', sku, qty, remaining))
+      redis.call('HSET', K.decisions, 'h:' .. id,
+        join(EXPIRED, 'sweep', -1, 'payment window ended', sku, qty, remaining, now))
       emit(K, id, buyer, sku, qty, EXPIRED, remaining, 0, now, 'the payment window ended')
       promote(K, st, now, sku)
     end

@@ -1,1 +1,1197 @@
-//! Reference model of the reservation step (placeholder while it is written).
+//! A pure, in-memory reference model of the `dropline` Redis Function library (`dropline.lua`).
+//!
+//! [`Model`] holds the state of ONE drop — the same fifteen keys the library keeps in Redis, as Rust
+//! maps — and its methods [`Model::apply`], [`Model::sweep`] and [`Model::ack`] /
+//! [`Model::ack_if_first`] do what `dropline_apply`, `dropline_sweep` and `dropline_ack` do, step for
+//! step: the same [`OpResult`]s (status, SKU, quantity, remaining stock, hold expiry, decision time and
+//! reason text, byte for byte), the same outbox events in the same order, and the same stored state.
+//! There is no I/O: the model exists so tests can run random interleavings against the real library
+//! and compare every answer (see `tests/step_model.rs`).
+//!
+//! What the model mirrors, as the library does it:
+//!
+//! * **Replays.** Every operation comes from a source stream with an offset. An offset at or below
+//!   the last one applied from that stream is a replay: it changes nothing and answers what the
+//!   first delivery answered (an order: its stored first decision, including `decided_at_ms`; a hold
+//!   action: its stored lifecycle record; a trigger: `DUPLICATE`).
+//! * **Orders.** A known order id answers `DUPLICATE`. Otherwise a drop that is not open answers
+//!   `DROP_NOT_OPEN` (even over a verdict the matcher already reached), then the verdict, then an
+//!   unknown SKU, then the per-buyer limit (counting units held, sold and waitlisted), then a
+//!   reservation with a hold, a place on the waitlist (when on and under the cap) or `SOLD_OUT`.
+//! * **Waitlist.** Strict FIFO per SKU: when stock comes back (cancel, expiry, restock) or the head
+//!   leaves, the oldest waitlisted order of the SKU is promoted while it fits; an order that does not
+//!   fit blocks the ones behind it. A promotion reserves with a fresh hold window and puts
+//!   `RESERVED` "promoted from the waitlist" in the outbox. Closing the drop takes every waitlisted
+//!   order off (in `ZRANGE` order of the waitlist members) and puts `SOLD_OUT` in the outbox.
+//! * **Holds.** Confirm turns a hold into a sale, cancel returns it to stock; a sweep at time `T`
+//!   expires holds due at or before `T` — at most `max_expire` of them, in `ZRANGEBYSCORE` order:
+//!   by expiry, then by order id byte order — and puts `EXPIRED` in the outbox. Later hold actions
+//!   answer from the lifecycle record (`EXPIRED` for a confirm after expiry, `DUPLICATE` otherwise).
+//!   Holds are expired only by a sweep: a confirm that arrives after the expiry time but before the
+//!   sweep still confirms (as in the library).
+//! * **Triggers.** Open (settings, catalog, opening stock of SKUs not seen before, `version` + 1; a
+//!   closed drop can be opened again), restock (unknown SKU: `INVALID`), close. A trigger id is
+//!   applied once.
+//!
+//! Not modelled: key TTLs (`EXPIRE`/`PERSIST`, not observable in answers). The library formats numbers
+//! with Lua's `%.14g`; the model writes plain integers, which is the same for every value below 10^14
+//! (clock values in Unix milliseconds, offsets and counts all are). The decision record of an order
+//! (`order_id`), of a hold lifecycle (`h:<order_id>`) and of a trigger (`t:<trigger_id>`) share one
+//! Redis hash; the model keeps them apart, so it shows the intended behaviour when ids collide.
+//! The model assumes a call never fails half-way (a Lua error keeps the writes made before it).
+//!
+//! Two behaviours of the model were bugs in the library when it was written and are fixed there: an
+//! order leaving the waitlist (cancel, close) is removed from the `waitlist` sorted set (the library
+//! used to leave its member behind, and the next promotion of that SKU raised a Lua error), and a
+//! hold lifecycle record stores its time, so a replayed hold action answers its original
+//! `decided_at_ms` (the library used to answer the replay's clock).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use dropline_proto::v1::ReservationStatus;
+
+use crate::step::{Applied, Op, OpResult, OutboxEvent, Source, Swept};
+
+/// The library's field separator (ASCII unit separator).
+pub const SEP: char = '\u{1f}';
+
+/// The names of the drop's keys, in the order the library takes them (`dl:{drop:<id>}:<name>`).
+pub const KEY_NAMES: [&str; 15] = [
+    "meta",
+    "stock",
+    "held",
+    "sold",
+    "total",
+    "buyers",
+    "decisions",
+    "holds",
+    "expiry",
+    "offsets",
+    "waitlist",
+    "waiting",
+    "wlinfo",
+    "outbox",
+    "stats",
+];
+
+const RESERVED: i32 = ReservationStatus::Reserved as i32;
+const SOLD_OUT: i32 = ReservationStatus::SoldOut as i32;
+const LIMIT_EXCEEDED: i32 = ReservationStatus::LimitExceeded as i32;
+const DUPLICATE: i32 = ReservationStatus::Duplicate as i32;
+const DROP_NOT_OPEN: i32 = ReservationStatus::DropNotOpen as i32;
+const UNKNOWN_SKU: i32 = ReservationStatus::UnknownSku as i32;
+const INVALID: i32 = ReservationStatus::Invalid as i32;
+const WAITLISTED: i32 = ReservationStatus::Waitlisted as i32;
+const CONFIRMED: i32 = ReservationStatus::Confirmed as i32;
+const RELEASED: i32 = ReservationStatus::Released as i32;
+const EXPIRED: i32 = ReservationStatus::Expired as i32;
+
+/// The library's status names (`NAMES` in the Lua), used in reasons and as `stats` fields.
+const NAMES: [&str; 11] = [
+    "RESERVED",
+    "SOLD_OUT",
+    "LIMIT_EXCEEDED",
+    "DUPLICATE",
+    "DROP_NOT_OPEN",
+    "UNKNOWN_SKU",
+    "INVALID",
+    "WAITLISTED",
+    "CONFIRMED",
+    "RELEASED",
+    "EXPIRED",
+];
+
+/// The library's name of a status (1..=11). Other numbers never reach a name: 0 means "no verdict"
+/// and the `ReservationStatus` enum has nothing above 11.
+pub fn status_name(status: i32) -> &'static str {
+    usize::try_from(status)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("")
+}
+
+/// Lifecycle state of a drop (`meta.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DropState {
+    /// Never opened (no `state` field).
+    #[default]
+    None,
+    /// Taking orders.
+    Open,
+    /// Closed: orders answer `DROP_NOT_OPEN`; holds still run their course.
+    Closed,
+}
+
+impl DropState {
+    /// The name the library uses (`none`, `open`, `closed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropState::None => "none",
+            DropState::Open => "open",
+            DropState::Closed => "closed",
+        }
+    }
+}
+
+/// The drop's settings, from the latest open (all 0/off before the first one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DropSettings {
+    /// Units one buyer may hold, buy or wait for across the drop (0 = no limit).
+    pub limit: u32,
+    /// Payment window in milliseconds.
+    pub hold_ms: u64,
+    /// Waitlist on.
+    pub waitlist: bool,
+    /// Waitlisted orders per SKU (0 = no cap).
+    pub cap: u32,
+}
+
+impl DropSettings {
+    fn hold_ms(&self) -> i64 {
+        i64::try_from(self.hold_ms).unwrap_or(i64::MAX)
+    }
+}
+
+/// The first decision of an order (`decisions[order_id]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Status number.
+    pub status: i32,
+    /// SKU ordered (empty when the order had none).
+    pub sku: String,
+    /// Units ordered.
+    pub quantity: u32,
+    /// Units left for sale when decided.
+    pub remaining: i64,
+    /// Hold expiry (0 when no hold).
+    pub hold_expires_at_ms: i64,
+    /// When it was decided.
+    pub decided_at_ms: i64,
+    /// Where the order came from.
+    pub source: Source,
+    /// Why.
+    pub reason: String,
+}
+
+/// How a hold (or a place on the waitlist) ended (`decisions["h:" + order_id]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRecord {
+    /// `CONFIRMED`, `RELEASED` or `EXPIRED`.
+    pub status: i32,
+    /// The hold action's source; `sweep`/-1 for an expiry.
+    pub source: Source,
+    /// Why (as stored; an expiry stores "payment window ended").
+    pub reason: String,
+    /// SKU.
+    pub sku: String,
+    /// Units.
+    pub quantity: u32,
+    /// Units of the SKU left for sale right after.
+    pub remaining: i64,
+    /// When it happened.
+    pub decided_at_ms: i64,
+}
+
+/// An active hold (`holds[order_id]` and its `expiry` score).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// SKU.
+    pub sku: String,
+    /// Units held.
+    pub quantity: u32,
+    /// Buyer.
+    pub buyer: String,
+    /// Expiry (Unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// A waitlisted order (`wlinfo[order_id]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitEntry {
+    /// SKU.
+    pub sku: String,
+    /// Units wanted.
+    pub quantity: u32,
+    /// Buyer.
+    pub buyer: String,
+    /// Its member in the `waitlist` sorted set: `sku SEP seq(12 digits) SEP order_id`.
+    pub member: String,
+}
+
+/// A trigger that was applied (`decisions["t:" + trigger_id]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerRecord {
+    /// What it answered (0 applied, `DUPLICATE`, `INVALID`).
+    pub status: i32,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// What one of the drop's keys holds, rendered the way the library stores it in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyContents {
+    /// A hash: field -> value (an empty map is a key that does not exist).
+    Hash(BTreeMap<String, String>),
+    /// A sorted set in `ZRANGE` order (score, then member bytes): (member, score).
+    SortedSet(Vec<(String, i64)>),
+    /// A list, head first.
+    List(Vec<String>),
+}
+
+/// The state of one drop, as the library keeps it in its fifteen keys.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    // meta
+    state: DropState,
+    settings: DropSettings,
+    opened: bool,
+    catalog: Vec<u8>,
+    opened_at: i64,
+    closed_at: Option<i64>,
+    version: i64,
+    wl_seq: i64,
+    // per SKU / per buyer counters (a field that reached 0 stays, as with HINCRBY)
+    stock: BTreeMap<String, i64>,
+    held: BTreeMap<String, i64>,
+    sold: BTreeMap<String, i64>,
+    total: BTreeMap<String, i64>,
+    buyers: BTreeMap<String, i64>,
+    // decisions
+    decisions: BTreeMap<String, Decision>,
+    hold_log: BTreeMap<String, HoldRecord>,
+    triggers: BTreeMap<String, TriggerRecord>,
+    // holds + expiry
+    holds: BTreeMap<String, Hold>,
+    expiry: BTreeSet<(i64, String)>,
+    offsets: BTreeMap<String, i64>,
+    // waitlist
+    waitlist: BTreeSet<String>,
+    waiting: BTreeMap<String, i64>,
+    wlinfo: BTreeMap<String, WaitEntry>,
+    outbox: VecDeque<OutboxEvent>,
+    stats: BTreeMap<&'static str, i64>,
+}
+
+/// Control characters would break the library's field separator; `step` replaces them in verdict
+/// reasons before they reach Redis, and so does the model.
+fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+fn result(
+    status: i32,
+    sku: &str,
+    quantity: u32,
+    remaining: i64,
+    expires: i64,
+    now: i64,
+    reason: &str,
+) -> OpResult {
+    OpResult {
+        status,
+        sku: sku.to_owned(),
+        quantity,
+        remaining,
+        hold_expires_at_ms: expires,
+        decided_at_ms: now,
+        reason: reason.to_owned(),
+    }
+}
+
+fn bump<K: Ord>(map: &mut BTreeMap<K, i64>, key: K, by: i64) -> i64 {
+    let v = map.entry(key).or_insert(0);
+    *v += by;
+    *v
+}
+
+fn source_of(op: &Op) -> &Source {
+    match op {
+        Op::Order { source, .. }
+        | Op::Open { source, .. }
+        | Op::Restock { source, .. }
+        | Op::Close { source, .. }
+        | Op::Confirm { source, .. }
+        | Op::Cancel { source, .. } => source,
+    }
+}
+
+/// An outbox entry as the library stores it: the nine fields joined by [`SEP`].
+pub fn outbox_entry(e: &OutboxEvent) -> String {
+    join(&[
+        &e.order_id,
+        &e.buyer_id,
+        &e.sku,
+        &e.quantity.to_string(),
+        &e.status.to_string(),
+        &e.remaining.to_string(),
+        &e.hold_expires_at_ms.to_string(),
+        &e.decided_at_ms.to_string(),
+        &e.reason,
+    ])
+}
+
+fn join(fields: &[&str]) -> String {
+    fields.join(&SEP.to_string())
+}
+
+impl Model {
+    /// A drop nobody has touched (every key missing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // ---------------------------------------------------------------- the library's three calls
+
+    /// `dropline_apply`: applies `ops` in order at `now_ms`, as one atomic call.
+    pub fn apply(&mut self, now_ms: i64, ops: &[Op]) -> Applied {
+        let results = ops.iter().map(|op| self.apply_one(now_ms, op)).collect();
+        Applied { version: self.version, results }
+    }
+
+    /// `dropline_sweep`: expires at most `max_expire` holds due at or before `now_ms` (returning their
+    /// units and promoting waitlisted orders), then returns the state, the number of active holds and
+    /// up to `max_outbox` outbox events, oldest first. As in the library (`LRANGE 0 max-1`),
+    /// `max_outbox == 0` returns the whole outbox.
+    pub fn sweep(&mut self, now_ms: i64, max_expire: usize, max_outbox: usize) -> Swept {
+        let due: Vec<String> = self
+            .expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now_ms)
+            .take(max_expire)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in due {
+            if let Some((sku, qty, buyer, remaining)) = self.release_hold(&id) {
+                self.hold_log.insert(
+                    id.clone(),
+                    HoldRecord {
+                        status: EXPIRED,
+                        source: Source { stream: "sweep".into(), offset: -1 },
+                        reason: "payment window ended".into(),
+                        sku: sku.clone(),
+                        quantity: qty,
+                        remaining,
+                        decided_at_ms: now_ms,
+                    },
+                );
+                self.emit(&id, &buyer, &sku, qty, EXPIRED, remaining, 0, now_ms, "the payment window ended");
+                self.promote(now_ms, &sku);
+            }
+        }
+        let take = if max_outbox == 0 { self.outbox.len() } else { max_outbox };
+        Swept {
+            state: self.state.as_str().to_owned(),
+            active_holds: i64::try_from(self.expiry.len()).unwrap_or(i64::MAX),
+            events: self.outbox.iter().take(take).cloned().collect(),
+        }
+    }
+
+    /// `dropline_ack` without `first`: removes the first `n` outbox events; returns how many are left.
+    pub fn ack(&mut self, n: usize) -> i64 {
+        let n = n.min(self.outbox.len());
+        self.outbox.drain(..n);
+        i64::try_from(self.outbox.len()).unwrap_or(i64::MAX)
+    }
+
+    /// `dropline_ack` with `first`: removes the first `n` events only if the outbox still starts
+    /// with the entry `first` (as stored, see [`outbox_entry`]); otherwise removes nothing and
+    /// returns -1.
+    pub fn ack_if_first(&mut self, n: usize, first: Option<&str>) -> i64 {
+        if let Some(first) = first {
+            if self.outbox.front().map(outbox_entry).as_deref() != Some(first) {
+                return -1;
+            }
+        }
+        self.ack(n)
+    }
+
+    // ---------------------------------------------------------------- read accessors
+
+    /// `none`, `open` or `closed`.
+    pub fn state(&self) -> DropState {
+        self.state
+    }
+
+    /// Settings of the latest open.
+    pub fn settings(&self) -> DropSettings {
+        self.settings
+    }
+
+    /// How many times the drop was opened (the `version` `apply` returns).
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// Every SKU of the drop (those with a total), in byte order.
+    pub fn skus(&self) -> impl Iterator<Item = &str> + '_ {
+        self.total.keys().map(String::as_str)
+    }
+
+    /// Units of `sku` for sale now (0 when unknown).
+    pub fn stock(&self, sku: &str) -> i64 {
+        self.stock.get(sku).copied().unwrap_or(0)
+    }
+
+    /// Units of `sku` held, waiting for payment.
+    pub fn held(&self, sku: &str) -> i64 {
+        self.held.get(sku).copied().unwrap_or(0)
+    }
+
+    /// Units of `sku` sold (confirmed).
+    pub fn sold(&self, sku: &str) -> i64 {
+        self.sold.get(sku).copied().unwrap_or(0)
+    }
+
+    /// Units of `sku` ever put on sale.
+    pub fn total(&self, sku: &str) -> i64 {
+        self.total.get(sku).copied().unwrap_or(0)
+    }
+
+    /// Units `buyer` holds, bought or waits for (what the per-buyer limit counts).
+    pub fn buyer_units(&self, buyer: &str) -> i64 {
+        self.buyers.get(buyer).copied().unwrap_or(0)
+    }
+
+    /// Every buyer with a count, and the count.
+    pub fn buyers(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
+        self.buyers.iter().map(|(b, n)| (b.as_str(), *n))
+    }
+
+    /// Number of active holds.
+    pub fn active_holds(&self) -> usize {
+        self.holds.len()
+    }
+
+    /// Active holds by order id.
+    pub fn holds(&self) -> impl Iterator<Item = (&str, &Hold)> + '_ {
+        self.holds.iter().map(|(id, h)| (id.as_str(), h))
+    }
+
+    /// The active hold of `order_id`.
+    pub fn hold(&self, order_id: &str) -> Option<&Hold> {
+        self.holds.get(order_id)
+    }
+
+    /// Orders waitlisted for `sku` (the `waiting` counter).
+    pub fn waiting(&self, sku: &str) -> i64 {
+        self.waiting.get(sku).copied().unwrap_or(0)
+    }
+
+    /// Order ids waitlisted for `sku`, first in line first.
+    pub fn waitlist(&self, sku: &str) -> Vec<&str> {
+        let prefix = format!("{sku}{SEP}");
+        self.waitlist
+            .range(prefix.clone()..)
+            .take_while(|m| m.starts_with(&prefix))
+            .filter_map(|m| m.get(prefix.len() + 13..))
+            .collect()
+    }
+
+    /// The waitlist entry of `order_id`.
+    pub fn wait_entry(&self, order_id: &str) -> Option<&WaitEntry> {
+        self.wlinfo.get(order_id)
+    }
+
+    /// The first decision of `order_id`.
+    pub fn decision(&self, order_id: &str) -> Option<&Decision> {
+        self.decisions.get(order_id)
+    }
+
+    /// How the hold (or waitlist place) of `order_id` ended.
+    pub fn hold_record(&self, order_id: &str) -> Option<&HoldRecord> {
+        self.hold_log.get(order_id)
+    }
+
+    /// The record of trigger `trigger_id`, once applied.
+    pub fn trigger(&self, trigger_id: &str) -> Option<&TriggerRecord> {
+        self.triggers.get(trigger_id)
+    }
+
+    /// Last offset applied from `stream`.
+    pub fn offset(&self, stream: &str) -> Option<i64> {
+        self.offsets.get(stream).copied()
+    }
+
+    /// Outbox events not yet acknowledged, oldest first.
+    pub fn outbox(&self) -> impl Iterator<Item = &OutboxEvent> + '_ {
+        self.outbox.iter()
+    }
+
+    /// Decisions counted under a status name (`stats`).
+    pub fn stat(&self, name: &str) -> i64 {
+        self.stats.get(name).copied().unwrap_or(0)
+    }
+
+    /// The fifteen keys as the library stores them, in [`KEY_NAMES`] order, for comparing the
+    /// model with a real drop field by field.
+    pub fn contents(&self) -> [KeyContents; 15] {
+        let counters = |m: &BTreeMap<String, i64>| {
+            KeyContents::Hash(m.iter().map(|(k, v)| (k.clone(), v.to_string())).collect())
+        };
+        let mut meta = BTreeMap::new();
+        if self.state != DropState::None {
+            meta.insert("state".to_owned(), self.state.as_str().to_owned());
+        }
+        if self.opened {
+            let s = &self.settings;
+            meta.insert("limit".to_owned(), s.limit.to_string());
+            meta.insert("hold_ms".to_owned(), s.hold_ms.to_string());
+            meta.insert("waitlist".to_owned(), if s.waitlist { "1" } else { "0" }.to_owned());
+            meta.insert("cap".to_owned(), s.cap.to_string());
+            meta.insert("catalog".to_owned(), String::from_utf8_lossy(&self.catalog).into_owned());
+            meta.insert("opened_at".to_owned(), self.opened_at.to_string());
+            meta.insert("version".to_owned(), self.version.to_string());
+        }
+        if let Some(at) = self.closed_at {
+            meta.insert("closed_at".to_owned(), at.to_string());
+        }
+        if self.wl_seq > 0 {
+            meta.insert("wl_seq".to_owned(), self.wl_seq.to_string());
+        }
+        let mut decisions = BTreeMap::new();
+        for (id, d) in &self.decisions {
+            let fields = [
+                d.status.to_string(),
+                d.sku.clone(),
+                d.quantity.to_string(),
+                d.remaining.to_string(),
+                d.hold_expires_at_ms.to_string(),
+                d.decided_at_ms.to_string(),
+                d.source.stream.clone(),
+                d.source.offset.to_string(),
+                d.reason.clone(),
+            ];
+            decisions.insert(id.clone(), fields.join(&SEP.to_string()));
+        }
+        for (id, h) in &self.hold_log {
+            let fields = [
+                h.status.to_string(),
+                h.source.stream.clone(),
+                h.source.offset.to_string(),
+                h.reason.clone(),
+                h.sku.clone(),
+                h.quantity.to_string(),
+                h.remaining.to_string(),
+                h.decided_at_ms.to_string(),
+            ];
+            decisions.insert(format!("h:{id}"), fields.join(&SEP.to_string()));
+        }
+        for (id, t) in &self.triggers {
+            let fields = [t.status.to_string(), t.source.stream.clone(), t.source.offset.to_string()];
+            decisions.insert(format!("t:{id}"), fields.join(&SEP.to_string()));
+        }
+        let holds = self
+            .holds
+            .iter()
+            .map(|(id, h)| (id.clone(), join(&[&h.sku, &h.quantity.to_string(), &h.buyer])))
+            .collect();
+        let wlinfo = self
+            .wlinfo
+            .iter()
+            .map(|(id, w)| (id.clone(), join(&[&w.sku, &w.quantity.to_string(), &w.buyer, &w.member])))
+            .collect();
+        [
+            KeyContents::Hash(meta),
+            counters(&self.stock),
+            counters(&self.held),
+            counters(&self.sold),
+            counters(&self.total),
+            counters(&self.buyers),
+            KeyContents::Hash(decisions),
+            KeyContents::Hash(holds),
+            KeyContents::SortedSet(self.expiry.iter().map(|(at, id)| (id.clone(), *at)).collect()),
+            counters(&self.offsets),
+            KeyContents::SortedSet(self.waitlist.iter().map(|m| (m.clone(), 0)).collect()),
+            counters(&self.waiting),
+            KeyContents::Hash(wlinfo),
+            KeyContents::List(self.outbox.iter().map(outbox_entry).collect()),
+            KeyContents::Hash(self.stats.iter().map(|(k, v)| ((*k).to_owned(), v.to_string())).collect()),
+        ]
+    }
+
+    // ---------------------------------------------------------------- apply, one operation
+
+    fn apply_one(&mut self, now: i64, op: &Op) -> OpResult {
+        let source = source_of(op);
+        let last = self.offsets.get(&source.stream).copied().unwrap_or(-1);
+        let replay = source.offset <= last;
+        let r = match op {
+            Op::Order { order_id, buyer, item, verdict, .. } => {
+                if replay {
+                    self.replay_order(now, source, order_id)
+                } else {
+                    let (sku, qty) = item.as_ref().map_or(("", 0), |(s, q)| (s.as_str(), q.get()));
+                    let (pre, why) =
+                        verdict.as_ref().map_or((0, String::new()), |(s, r)| (*s as i32, clean(r)));
+                    self.decide_order(now, source, order_id, buyer.as_str(), sku, qty, pre, &why)
+                }
+            }
+            Op::Confirm { order_id, .. } | Op::Cancel { order_id, .. } => {
+                if replay {
+                    self.replay_hold_action(now, source, order_id)
+                } else {
+                    self.hold_action(now, source, order_id, matches!(op, Op::Confirm { .. }))
+                }
+            }
+            Op::Open { trigger_id: id, .. }
+            | Op::Restock { trigger_id: id, .. }
+            | Op::Close { trigger_id: id, .. } => {
+                if replay || self.triggers.contains_key(id) {
+                    result(DUPLICATE, "", 0, 0, 0, now, &format!("trigger {id} was already applied"))
+                } else {
+                    let r = match op {
+                        Op::Open {
+                            stock, limit_per_buyer, hold_ms, waitlist, waitlist_cap, catalog, ..
+                        } => {
+                            let settings = DropSettings {
+                                limit: *limit_per_buyer,
+                                hold_ms: *hold_ms,
+                                waitlist: *waitlist,
+                                cap: *waitlist_cap,
+                            };
+                            let stock: Vec<(&str, u32)> =
+                                stock.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+                            self.open_drop(now, &stock, settings, catalog)
+                        }
+                        Op::Restock { sku, quantity, .. } => self.restock(now, sku.as_str(), *quantity),
+                        _ => self.close_drop(now),
+                    };
+                    self.triggers
+                        .insert(id.clone(), TriggerRecord { status: r.status, source: source.clone() });
+                    r
+                }
+            }
+        };
+        if !replay {
+            self.offsets.insert(source.stream.clone(), source.offset);
+        }
+        r
+    }
+
+    // ---------------------------------------------------------------- orders
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_order(
+        &mut self,
+        now: i64,
+        source: &Source,
+        id: &str,
+        buyer: &str,
+        sku: &str,
+        qty: u32,
+        pre: i32,
+        why: &str,
+    ) -> OpResult {
+        if let Some(prev) = self.decisions.get(id) {
+            let reason = format!("order {id} was already decided: {}", status_name(prev.status));
+            return result(DUPLICATE, &prev.sku, prev.quantity, self.stock(&prev.sku), 0, now, &reason);
+        }
+        let (status, remaining, expires, reason) = if self.state != DropState::Open {
+            let reason =
+                if self.state == DropState::Closed { "the drop is closed" } else { "the drop is not open" };
+            (DROP_NOT_OPEN, 0, 0, reason.to_owned())
+        } else if pre != 0 {
+            (pre, 0, 0, why.to_owned())
+        } else if !self.stock.contains_key(sku) {
+            (UNKNOWN_SKU, 0, 0, format!("no SKU {sku} in this drop"))
+        } else {
+            self.decide_available(now, id, buyer, sku, qty)
+        };
+        self.decisions.insert(
+            id.to_owned(),
+            Decision {
+                status,
+                sku: sku.to_owned(),
+                quantity: qty,
+                remaining,
+                hold_expires_at_ms: expires,
+                decided_at_ms: now,
+                source: source.clone(),
+                reason: reason.clone(),
+            },
+        );
+        bump(&mut self.stats, status_name(status), 1);
+        result(status, sku, qty, remaining, expires, now, &reason)
+    }
+
+    /// The open-drop, known-SKU part of a decision: limit, reservation, waitlist or sold out.
+    /// Returns (status, remaining, hold expiry, reason).
+    fn decide_available(
+        &mut self,
+        now: i64,
+        id: &str,
+        buyer: &str,
+        sku: &str,
+        qty: u32,
+    ) -> (i32, i64, i64, String) {
+        let avail = self.stock(sku);
+        let have = self.buyer_units(buyer);
+        let limit = i64::from(self.settings.limit);
+        if limit > 0 && have + i64::from(qty) > limit {
+            let reason = format!("the limit is {limit} per buyer and you already have {have}");
+            return (LIMIT_EXCEEDED, avail, 0, reason);
+        }
+        if avail >= i64::from(qty) {
+            bump(&mut self.buyers, buyer.to_owned(), i64::from(qty));
+            let (remaining, expires) = self.reserve(now, id, buyer, sku, qty);
+            return (RESERVED, remaining, expires, String::new());
+        }
+        let waiting = self.waiting(sku);
+        let cap = i64::from(self.settings.cap);
+        if self.settings.waitlist && (cap == 0 || waiting < cap) {
+            self.wl_seq += 1;
+            let member = format!("{sku}{SEP}{:012}{SEP}{id}", self.wl_seq);
+            self.waitlist.insert(member.clone());
+            let entry = WaitEntry { sku: sku.to_owned(), quantity: qty, buyer: buyer.to_owned(), member };
+            self.wlinfo.insert(id.to_owned(), entry);
+            bump(&mut self.waiting, sku.to_owned(), 1);
+            bump(&mut self.buyers, buyer.to_owned(), i64::from(qty));
+            return (
+                WAITLISTED,
+                avail,
+                0,
+                format!("sold out; you are number {} on the waitlist", waiting + 1),
+            );
+        }
+        let reason = if avail > 0 { format!("only {avail} left") } else { String::new() };
+        (SOLD_OUT, avail, 0, reason)
+    }
+
+    fn replay_order(&self, now: i64, source: &Source, id: &str) -> OpResult {
+        let Some(d) = self.decisions.get(id) else {
+            return result(DUPLICATE, "", 0, 0, 0, now, "replayed order; its decision is no longer stored");
+        };
+        if d.source == *source {
+            return result(
+                d.status,
+                &d.sku,
+                d.quantity,
+                d.remaining,
+                d.hold_expires_at_ms,
+                d.decided_at_ms,
+                &d.reason,
+            );
+        }
+        let reason = format!("order {id} was already decided: {}", status_name(d.status));
+        result(DUPLICATE, &d.sku, d.quantity, self.stock(&d.sku), 0, now, &reason)
+    }
+
+    // ---------------------------------------------------------------- holds and the waitlist
+
+    /// Holds `qty` of `sku` for order `id` until now + the hold window. Returns (remaining, expiry).
+    fn reserve(&mut self, now: i64, id: &str, buyer: &str, sku: &str, qty: u32) -> (i64, i64) {
+        let remaining = bump(&mut self.stock, sku.to_owned(), -i64::from(qty));
+        bump(&mut self.held, sku.to_owned(), i64::from(qty));
+        let expires = now.saturating_add(self.settings.hold_ms());
+        if let Some(old) = self.holds.get(id) {
+            self.expiry.remove(&(old.expires_at_ms, id.to_owned()));
+        }
+        self.holds.insert(
+            id.to_owned(),
+            Hold { sku: sku.to_owned(), quantity: qty, buyer: buyer.to_owned(), expires_at_ms: expires },
+        );
+        self.expiry.insert((expires, id.to_owned()));
+        (remaining, expires)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        id: &str,
+        buyer: &str,
+        sku: &str,
+        qty: u32,
+        status: i32,
+        remaining: i64,
+        expires: i64,
+        now: i64,
+        reason: &str,
+    ) {
+        self.outbox.push_back(OutboxEvent {
+            order_id: id.to_owned(),
+            buyer_id: buyer.to_owned(),
+            sku: sku.to_owned(),
+            quantity: qty,
+            status,
+            remaining,
+            hold_expires_at_ms: expires,
+            decided_at_ms: now,
+            reason: reason.to_owned(),
+        });
+        bump(&mut self.stats, status_name(status), 1);
+    }
+
+    /// Returned stock goes to the oldest waitlisted order of the SKU first (strict FIFO: an order
+    /// that wants more than is back waits, and so do the ones behind it).
+    fn promote(&mut self, now: i64, sku: &str) {
+        let prefix = format!("{sku}{SEP}");
+        loop {
+            let avail = self.stock(sku);
+            if avail <= 0 {
+                return;
+            }
+            // ZRANGEBYLEX [sku SEP .. [sku SEP \xff LIMIT 0 1 (members continue with digits after the prefix)
+            let Some(member) =
+                self.waitlist.range(prefix.clone()..).next().filter(|m| m.starts_with(&prefix)).cloned()
+            else {
+                return;
+            };
+            let id = member.get(sku.len() + 14..).unwrap_or_default().to_owned();
+            let Some(entry) = self.wlinfo.get(&id).cloned() else { return };
+            if i64::from(entry.quantity) > avail {
+                return;
+            }
+            self.waitlist.remove(&member);
+            self.wlinfo.remove(&id);
+            bump(&mut self.waiting, sku.to_owned(), -1);
+            let (remaining, expires) = self.reserve(now, &id, &entry.buyer, sku, entry.quantity);
+            self.emit(
+                &id,
+                &entry.buyer,
+                sku,
+                entry.quantity,
+                RESERVED,
+                remaining,
+                expires,
+                now,
+                "promoted from the waitlist",
+            );
+        }
+    }
+
+    /// Ends an active hold and returns its units to stock: (sku, qty, buyer, remaining).
+    fn release_hold(&mut self, id: &str) -> Option<(String, u32, String, i64)> {
+        let h = self.holds.remove(id)?;
+        self.expiry.remove(&(h.expires_at_ms, id.to_owned()));
+        bump(&mut self.held, h.sku.clone(), -i64::from(h.quantity));
+        let remaining = bump(&mut self.stock, h.sku.clone(), i64::from(h.quantity));
+        bump(&mut self.buyers, h.buyer.clone(), -i64::from(h.quantity));
+        Some((h.sku, h.quantity, h.buyer, remaining))
+    }
+
+    /// Takes an order off the waitlist: (sku, qty, buyer).
+    fn leave_waitlist(&mut self, id: &str) -> Option<(String, u32, String)> {
+        let w = self.wlinfo.remove(id)?;
+        self.waitlist.remove(&w.member);
+        bump(&mut self.waiting, w.sku.clone(), -1);
+        bump(&mut self.buyers, w.buyer.clone(), -i64::from(w.quantity));
+        Some((w.sku, w.quantity, w.buyer))
+    }
+
+    fn hold_action(&mut self, now: i64, source: &Source, id: &str, confirm: bool) -> OpResult {
+        let (status, sku, qty, remaining, reason);
+        if let Some(h) = self.holds.get(id).cloned() {
+            sku = h.sku;
+            qty = h.quantity;
+            if confirm {
+                self.holds.remove(id);
+                self.expiry.remove(&(h.expires_at_ms, id.to_owned()));
+                bump(&mut self.held, sku.clone(), -i64::from(qty));
+                bump(&mut self.sold, sku.clone(), i64::from(qty));
+                (status, remaining, reason) = (CONFIRMED, self.stock(&sku), "");
+            } else {
+                remaining = self.release_hold(id).map_or(0, |(_, _, _, r)| r);
+                (status, reason) = (RELEASED, "cancelled at checkout");
+            }
+        } else if let Some(w) = self.wlinfo.get(id).cloned() {
+            if confirm {
+                let reason = format!("order {id} is waitlisted; there is no hold to confirm yet");
+                return result(INVALID, &w.sku, w.quantity, self.stock(&w.sku), 0, now, &reason);
+            }
+            self.leave_waitlist(id);
+            sku = w.sku;
+            qty = w.quantity;
+            (status, remaining, reason) = (RELEASED, self.stock(&sku), "left the waitlist");
+        } else {
+            if let Some(done) = self.hold_log.get(id) {
+                if done.status == EXPIRED && confirm {
+                    let reason = "the hold had already expired when payment was confirmed";
+                    return result(EXPIRED, &done.sku, done.quantity, self.stock(&done.sku), 0, now, reason);
+                }
+                let reason = format!("the hold of order {id} was already {}", status_name(done.status));
+                return result(DUPLICATE, &done.sku, done.quantity, self.stock(&done.sku), 0, now, &reason);
+            }
+            return result(INVALID, "", 0, 0, 0, now, &format!("order {id} has no hold in this drop"));
+        }
+        self.hold_log.insert(
+            id.to_owned(),
+            HoldRecord {
+                status,
+                source: source.clone(),
+                reason: reason.to_owned(),
+                sku: sku.clone(),
+                quantity: qty,
+                remaining,
+                decided_at_ms: now,
+            },
+        );
+        bump(&mut self.stats, status_name(status), 1);
+        if status == RELEASED {
+            self.promote(now, &sku);
+        }
+        result(status, &sku, qty, remaining, 0, now, reason)
+    }
+
+    fn replay_hold_action(&self, now: i64, source: &Source, id: &str) -> OpResult {
+        match self.hold_log.get(id) {
+            Some(done) if done.source == *source => result(
+                done.status,
+                &done.sku,
+                done.quantity,
+                done.remaining,
+                0,
+                done.decided_at_ms,
+                &done.reason,
+            ),
+            _ => result(DUPLICATE, "", 0, 0, 0, now, &format!("replayed hold action for order {id}")),
+        }
+    }
+
+    // ---------------------------------------------------------------- triggers
+
+    fn open_drop(
+        &mut self,
+        now: i64,
+        stock: &[(&str, u32)],
+        settings: DropSettings,
+        catalog: &[u8],
+    ) -> OpResult {
+        if self.state == DropState::Open {
+            return result(DUPLICATE, "", 0, 0, 0, now, "the drop is already open");
+        }
+        self.state = DropState::Open;
+        self.settings = settings;
+        self.opened = true;
+        self.catalog = catalog.to_vec();
+        self.opened_at = now;
+        self.version += 1;
+        for (sku, n) in stock {
+            if !self.total.contains_key(*sku) {
+                self.total.insert((*sku).to_owned(), i64::from(*n));
+                self.stock.insert((*sku).to_owned(), i64::from(*n));
+                self.held.entry((*sku).to_owned()).or_insert(0);
+                self.sold.entry((*sku).to_owned()).or_insert(0);
+            }
+        }
+        result(0, "", 0, 0, 0, now, "opened")
+    }
+
+    fn restock(&mut self, now: i64, sku: &str, qty: u32) -> OpResult {
+        if !self.total.contains_key(sku) {
+            let reason = format!("cannot restock {sku}: no such SKU in this drop");
+            return result(INVALID, sku, qty, 0, 0, now, &reason);
+        }
+        bump(&mut self.total, sku.to_owned(), i64::from(qty));
+        let remaining = bump(&mut self.stock, sku.to_owned(), i64::from(qty));
+        self.promote(now, sku);
+        result(0, sku, qty, remaining, 0, now, "restocked")
+    }
+
+    fn close_drop(&mut self, now: i64) -> OpResult {
+        if self.state != DropState::Open {
+            return result(DUPLICATE, "", 0, 0, 0, now, "the drop is not open");
+        }
+        self.state = DropState::Closed;
+        self.closed_at = Some(now);
+        let members: Vec<String> = self.waitlist.iter().cloned().collect();
+        for member in members {
+            let id = member.split(SEP).nth(2).unwrap_or_default().to_owned();
+            if let Some((sku, qty, buyer)) = self.leave_waitlist(&id) {
+                let remaining = self.stock(&sku);
+                let reason = "the drop closed before stock came back";
+                self.emit(&id, &buyer, &sku, qty, SOLD_OUT, remaining, 0, now, reason);
+            }
+        }
+        result(0, "", 0, 0, 0, now, "closed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{BuyerId, Quantity, Sku};
+
+    const T0: i64 = 1_800_000_000_000;
+
+    struct Ops {
+        next: i64,
+    }
+
+    impl Ops {
+        fn src(&mut self, letter: char) -> Source {
+            self.next += 1;
+            Source::new(letter, 0, self.next)
+        }
+        fn open(&mut self, id: &str, stock: &[(&str, u32)], limit: u32, waitlist: bool, cap: u32) -> Op {
+            Op::Open {
+                source: self.src('t'),
+                trigger_id: id.into(),
+                stock: stock.iter().map(|(s, n)| (Sku::parse(s).expect("sku"), *n)).collect(),
+                limit_per_buyer: limit,
+                hold_ms: 1000,
+                waitlist,
+                waitlist_cap: cap,
+                catalog: b"catalog".to_vec(),
+            }
+        }
+        fn order(&mut self, id: &str, buyer: &str, sku: &str, qty: u32) -> Op {
+            Op::Order {
+                source: self.src('o'),
+                order_id: id.into(),
+                buyer: BuyerId::parse(buyer).expect("buyer"),
+                item: Some((Sku::parse(sku).expect("sku"), Quantity::new(qty).expect("qty"))),
+                verdict: None,
+            }
+        }
+        fn confirm(&mut self, id: &str) -> Op {
+            Op::Confirm { source: self.src('h'), order_id: id.into() }
+        }
+        fn cancel(&mut self, id: &str) -> Op {
+            Op::Cancel { source: self.src('h'), order_id: id.into() }
+        }
+        fn restock(&mut self, id: &str, sku: &str, qty: u32) -> Op {
+            Op::Restock {
+                source: self.src('t'),
+                trigger_id: id.into(),
+                sku: Sku::parse(sku).expect("sku"),
+                quantity: qty,
+            }
+        }
+        fn close(&mut self, id: &str) -> Op {
+            Op::Close { source: self.src('t'), trigger_id: id.into() }
+        }
+    }
+
+    fn statuses(applied: &Applied) -> Vec<i32> {
+        applied.results.iter().map(|r| r.status).collect()
+    }
+
+    #[test]
+    fn orders_before_open_are_not_open_and_open_counts_versions() {
+        let (mut m, mut o) = (Model::new(), Ops { next: 0 });
+        let early = m.apply(T0, &[o.order("a", "b1", "CAP", 1)]);
+        assert_eq!(early.version, 0);
+        assert_eq!(early.results[0].status, DROP_NOT_OPEN);
+        assert_eq!(early.results[0].reason, "the drop is not open");
+        let opened = m
+            .apply(T0, &[o.open("t1", &[("CAP", 2)], 0, false, 0), o.open("t2", &[("CAP", 9)], 0, false, 0)]);
+        assert_eq!(opened.version, 1);
+        assert_eq!(statuses(&opened), vec![0, DUPLICATE]);
+        assert_eq!(opened.results[1].reason, "the drop is already open");
+        assert_eq!(m.stock("CAP"), 2);
+        let again = m.apply(T0, &[o.order("a", "b1", "CAP", 1)]);
+        assert_eq!(again.results[0].reason, "order a was already decided: DROP_NOT_OPEN");
+    }
+
+    #[test]
+    fn reserve_limit_sold_out_and_unknown_sku() {
+        let (mut m, mut o) = (Model::new(), Ops { next: 0 });
+        m.apply(T0, &[o.open("t1", &[("CAP", 3), ("TEE", 0)], 2, false, 0)]);
+        let r = m.apply(
+            T0 + 5,
+            &[
+                o.order("a", "b1", "CAP", 2),
+                o.order("b", "b1", "CAP", 1),
+                o.order("c", "b2", "CAP", 2),
+                o.order("d", "b2", "MUG", 1),
+                o.order("e", "b3", "TEE", 1),
+            ],
+        );
+        assert_eq!(statuses(&r), vec![RESERVED, LIMIT_EXCEEDED, SOLD_OUT, UNKNOWN_SKU, SOLD_OUT]);
+        assert_eq!(r.results[0].remaining, 1);
+        assert_eq!(r.results[0].hold_expires_at_ms, T0 + 5 + 1000);
+        assert_eq!(r.results[1].reason, "the limit is 2 per buyer and you already have 2");
+        assert_eq!(r.results[2].reason, "only 1 left");
+        assert_eq!(r.results[3].reason, "no SKU MUG in this drop");
+        assert_eq!(r.results[4].reason, "");
+        assert_eq!((m.stock("CAP"), m.held("CAP"), m.total("CAP")), (1, 2, 3));
+        assert_eq!(m.buyer_units("b1"), 2);
+        assert_eq!(m.stat("SOLD_OUT"), 2);
+    }
+
+    #[test]
+    fn waitlist_is_strict_fifo_and_close_answers_sold_out() {
+        let (mut m, mut o) = (Model::new(), Ops { next: 0 });
+        m.apply(T0, &[o.open("t1", &[("CAP", 1)], 0, true, 0)]);
+        let r = m.apply(
+            T0,
+            &[o.order("a", "b1", "CAP", 1), o.order("w1", "b2", "CAP", 2), o.order("w2", "b3", "CAP", 1)],
+        );
+        assert_eq!(statuses(&r), vec![RESERVED, WAITLISTED, WAITLISTED]);
+        assert_eq!(r.results[2].reason, "sold out; you are number 2 on the waitlist");
+        assert_eq!(m.waitlist("CAP"), vec!["w1", "w2"]);
+        // One unit back: w1 wants 2, so w1 and w2 behind it wait.
+        let r = m.apply(T0 + 1, &[o.cancel("a")]);
+        assert_eq!((r.results[0].status, r.results[0].remaining), (RELEASED, 1));
+        assert_eq!(m.outbox().count(), 0);
+        let r = m.apply(T0 + 2, &[o.restock("t2", "CAP", 2)]);
+        assert_eq!((r.results[0].status, r.results[0].remaining), (0, 3));
+        let promoted: Vec<(String, i64)> = m.outbox().map(|e| (e.order_id.clone(), e.remaining)).collect();
+        assert_eq!(promoted, vec![("w1".to_owned(), 1), ("w2".to_owned(), 0)]);
+        assert!(m.outbox().all(|e| e.status == RESERVED && e.hold_expires_at_ms == T0 + 2 + 1000));
+        assert_eq!(m.ack(2), 0);
+        // Waitlist again, then close.
+        let r =
+            m.apply(T0 + 3, &[o.order("w3", "b4", "CAP", 1), o.close("t3"), o.order("z", "b5", "CAP", 1)]);
+        assert_eq!(statuses(&r), vec![WAITLISTED, 0, DROP_NOT_OPEN]);
+        assert_eq!(r.results[2].reason, "the drop is closed");
+        let swept = m.sweep(T0 + 3, 10, 10);
+        assert_eq!(swept.state, "closed");
+        assert_eq!(swept.events.len(), 1);
+        assert_eq!(swept.events[0].status, SOLD_OUT);
+        assert_eq!(swept.events[0].reason, "the drop closed before stock came back");
+        assert_eq!(m.buyer_units("b4"), 0);
+    }
+
+    #[test]
+    fn sweep_expires_in_score_then_id_order_and_promotes() {
+        let (mut m, mut o) = (Model::new(), Ops { next: 0 });
+        m.apply(T0, &[o.open("t1", &[("CAP", 2)], 0, true, 0)]);
+        m.apply(
+            T0,
+            &[o.order("zz", "b1", "CAP", 1), o.order("aa", "b2", "CAP", 1), o.order("w", "b3", "CAP", 1)],
+        );
+        let swept = m.sweep(T0 + 1000, 1, 10);
+        // Both expire at T0 + 1000; "aa" sorts first, and its unit goes to "w".
+        let got: Vec<(&str, i32)> = swept.events.iter().map(|e| (e.order_id.as_str(), e.status)).collect();
+        assert_eq!(got, vec![("aa", EXPIRED), ("w", RESERVED)]);
+        assert_eq!(swept.active_holds, 2);
+        let swept = m.sweep(T0 + 1000, 5, 0);
+        assert_eq!(swept.events.len(), 3, "max_outbox 0 returns the whole outbox, like LRANGE 0 -1");
+        assert_eq!(m.ack_if_first(1, Some("nope")), -1);
+        let first = swept.events.first().map(outbox_entry);
+        assert_eq!(m.ack_if_first(3, first.as_deref()), 0);
+        assert_eq!((m.stock("CAP"), m.held("CAP")), (1, 1));
+    }
+
+    #[test]
+    fn hold_lifecycle_answers_and_replays() {
+        let (mut m, mut o) = (Model::new(), Ops { next: 0 });
+        m.apply(T0, &[o.open("t1", &[("CAP", 2)], 0, true, 0)]);
+        let order = o.order("a", "b1", "CAP", 1);
+        let first = m.apply(T0, &[order.clone(), o.order("b", "b2", "CAP", 1), o.order("w", "b3", "CAP", 1)]);
+        let confirm = o.confirm("a");
+        let r = m.apply(T0 + 10, &[confirm.clone(), o.confirm("a"), o.confirm("w"), o.cancel("ghost")]);
+        assert_eq!(statuses(&r), vec![CONFIRMED, DUPLICATE, INVALID, INVALID]);
+        assert_eq!(r.results[1].reason, "the hold of order a was already CONFIRMED");
+        assert_eq!(r.results[2].reason, "order w is waitlisted; there is no hold to confirm yet");
+        assert_eq!(r.results[3].reason, "order ghost has no hold in this drop");
+        m.sweep(T0 + 1000, 10, 10);
+        let r = m.apply(T0 + 2000, &[o.confirm("b"), o.cancel("b")]);
+        assert_eq!(statuses(&r), vec![EXPIRED, DUPLICATE]);
+        assert_eq!(r.results[0].reason, "the hold had already expired when payment was confirmed");
+        assert_eq!(r.results[1].reason, "the hold of order b was already EXPIRED");
+        // Replays answer what they answered the first time, and change nothing.
+        let before = m.contents();
+        let replayed = m.apply(T0 + 5000, &[order, confirm]);
+        assert_eq!(replayed.results[0], first.results[0]);
+        assert_eq!(replayed.results[1], r_confirm_a());
+        assert_eq!(m.contents(), before);
+
+        fn r_confirm_a() -> OpResult {
+            result(CONFIRMED, "CAP", 1, 0, 0, T0 + 10, "")
+        }
+    }
+}

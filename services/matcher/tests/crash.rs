@@ -64,7 +64,7 @@ async fn kill_9_mid_drop_then_restart_keeps_every_promise() -> anyhow::Result<()
     sent_ok?;
     let early = early?;
 
-    let mut second = spawn()?;
+    let second = spawn()?;
     let outcomes = collect_all(&reader, &sent, early, Duration::from_secs(120)).await;
 
     // The restarted matcher reports itself healthy and counts its decisions.

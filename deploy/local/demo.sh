@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: a small drop flows through the real stack. For now (foundation) it publishes a drop
-# and a burst of chat orders through the contract's topics and reads them back decoded; the
-# services (matcher, clipper, console, ingest) join this script as they land.
+# `make demo`: a small drop flows through the real stack. It starts the services that exist (the
+# matcher today; clipper, console and ingest join as they land), publishes a drop and a burst of
+# chat orders through the contract's topics, and shows every decision.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -11,6 +11,12 @@ drop="demo-$(date +%Y%m%d-%H%M%S)"
 now=$(($(date +%s%N) / 1000000))
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+
+say "0. Starting the matcher (admin on 127.0.0.1:9101: /metrics, /healthz)"
+DROPLINE_LOG=${DROPLINE_LOG:-warn} "$bin/dropline-matcher" &
+matcher=$!
+trap 'kill $matcher 2>/dev/null; wait $matcher 2>/dev/null' EXIT
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && break; sleep 0.2; done
 
 say "1. The creator opens drop $drop (topic drop-triggers)"
 "$bin/dropline" produce drop-triggers <<JSON
@@ -28,11 +34,12 @@ say "3. What flowed, read back from the broker and decoded (dropline tail)"
 "$bin/dropline" tail drop-triggers --from-beginning --key "$drop" -n 1 --idle-exit 5
 "$bin/dropline" tail chat-orders --from-beginning --key "$drop" -n "${#lines[@]}" --idle-exit 5
 
-say "4. The stack"
+say "4. The matcher's answers (topic reservations): one per order, ordinary chat ignored"
+"$bin/dropline" tail reservations --from-beginning --key "$drop" -n 6 --idle-exit 10 --brief
+
+say "5. The stack"
 deploy/local/stack.sh status
 cat <<TXT
 
-Dropline's services join this demo as they land: the matcher will answer every order on
-'reservations', the clipper will cut highlight clips, the console will show it all live.
-Watch a topic yourself:  $bin/dropline tail chat-orders
-TXT
+The clipper, console and ingest join this demo as they land.
+Watch a topic yourself:  $bin/dropline tail reservations

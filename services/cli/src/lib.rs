@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use dropline_core::kafka;
 use dropline_core::{Settings, TopicKind};
+use dropline_proto::v1;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -57,6 +58,9 @@ pub enum Command {
         /// Show only events with this key (the drop id, for drop events).
         #[arg(long)]
         key: Option<String>,
+        /// One short human line per reservation outcome instead of JSON.
+        #[arg(long)]
+        brief: bool,
     },
     /// Read events as proto3 JSON lines on stdin, encode them and produce them (key = drop_id).
     Produce {
@@ -123,13 +127,14 @@ pub async fn run(cli: Cli, settings: Settings, shutdown: CancellationToken) -> a
             }
             Ok(())
         }
-        Command::Tail { topic, kind, from_beginning, count, idle_exit, key } => {
+        Command::Tail { topic, kind, from_beginning, count, idle_exit, key, brief } => {
             let options = TailOptions {
                 kind: resolve_kind(&settings, &topic, kind)?,
                 start: if from_beginning { Offset::Beginning } else { Offset::End },
                 count,
                 idle: (idle_exit > 0).then(|| Duration::from_secs(idle_exit)),
                 key,
+                brief,
             };
             tail(&settings, &topic, &options, &shutdown, &mut out).await
         }
@@ -169,6 +174,7 @@ struct TailOptions {
     count: Option<u64>,
     idle: Option<Duration>,
     key: Option<String>,
+    brief: bool,
 }
 
 async fn tail(
@@ -212,6 +218,13 @@ async fn tail(
                 continue;
             }
         }
+        if options.brief && options.kind == TopicKind::Reservations {
+            let line = message.payload().map_or_else(|| "(empty payload)".to_owned(), brief_outcome);
+            writeln!(out, "{line}")?;
+            out.flush()?;
+            seen += 1;
+            continue;
+        }
         let value = match message.payload().map(|p| options.kind.decode_json(p)) {
             Some(Ok(value)) => serde_json::json!({ "value": value }),
             Some(Err(e)) => serde_json::json!({ "error": e.to_string() }),
@@ -232,6 +245,20 @@ async fn tail(
         seen += 1;
     }
     Ok(())
+}
+
+/// `order  STATUS  SKU xN  left R  reason`, for people watching a drop.
+fn brief_outcome(payload: &[u8]) -> String {
+    use prost::Message as _;
+    let Ok(o) = v1::ReservationOutcome::decode(payload) else {
+        return "(not a ReservationOutcome)".to_owned();
+    };
+    let status = v1::ReservationStatus::try_from(o.status)
+        .map_or("?", |s| s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("?"));
+    format!(
+        "{:<24} {status:<15} {:<12} x{:<2} left {:>4}  {}",
+        o.order_id, o.sku, o.quantity, o.remaining, o.reason
+    )
 }
 
 async fn produce(

@@ -90,7 +90,9 @@ struct Item {
     work: Work,
 }
 
-struct Matcher {
+/// What the consume loop and the sweeper share (cheap clones of handles).
+#[derive(Clone)]
+struct Shared {
     settings: Settings,
     config: MatcherConfig,
     metrics: Metrics,
@@ -98,8 +100,12 @@ struct Matcher {
     producer: FutureProducer,
     consumer: Arc<StreamConsumer>,
     redis: ConnectionManager,
-    catalogs: HashMap<String, CachedDrop>,
     latency_us: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+}
+
+struct Matcher {
+    shared: Shared,
+    catalogs: HashMap<String, CachedDrop>,
     shutdown: CancellationToken,
 }
 
@@ -144,45 +150,24 @@ pub async fn run(
         hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
             .map_err(|e| MatcherError::Io(std::io::Error::other(format!("histogram: {e}"))))?,
     ));
+    let shared = Shared { settings, config, metrics, health, producer, consumer, redis, latency_us };
     let sweeper_stop = CancellationToken::new();
-    let sweeper = tokio::spawn(sweep_loop(Sweeper {
-        settings: settings.clone(),
-        config: config.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        producer: producer.clone(),
-        consumer: Arc::clone(&consumer),
-        redis: redis.clone(),
-        latency_us: Arc::clone(&latency_us),
-        stop: sweeper_stop.clone(),
-    }));
-
-    let grace = settings.shutdown_grace;
-    let mut matcher = Matcher {
-        settings,
-        config,
-        metrics,
-        health,
-        producer,
-        consumer,
-        redis,
-        catalogs: HashMap::new(),
-        latency_us,
-        shutdown: shutdown.clone(),
-    };
+    let sweeper = tokio::spawn(sweep_loop(Sweeper { shared: shared.clone(), stop: sweeper_stop.clone() }));
+    let grace = shared.settings.shutdown_grace;
+    let mut matcher = Matcher { shared, catalogs: HashMap::new(), shutdown: shutdown.clone() };
     matcher.consume_loop().await;
 
     info!("draining");
     let drained = dropline_core::shutdown::drain(grace, async {
         sweeper_stop.cancel();
         let _ = sweeper.await;
-        let _ = matcher.producer.flush(Duration::from_secs(5));
-        if let Err(e) = matcher.consumer.commit_consumer_state(CommitMode::Sync) {
+        let _ = matcher.shared.producer.flush(Duration::from_secs(5));
+        if let Err(e) = matcher.shared.consumer.commit_consumer_state(CommitMode::Sync) {
             if !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) {
                 warn!(error = %e, "final commit failed");
             }
         }
-        matcher.consumer.unsubscribe();
+        matcher.shared.consumer.unsubscribe();
     })
     .await;
     if let Err(e) = drained {
@@ -240,12 +225,12 @@ impl Matcher {
         loop {
             let first = tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                message = self.consumer.recv() => message.map(|m| m.detach()),
+                message = self.shared.consumer.recv() => message.map(|m| m.detach()),
             };
             let first = match first {
                 Ok(message) => message,
                 Err(e) => {
-                    self.health.set("kafka", false, e.to_string());
+                    self.shared.health.set("kafka", false, e.to_string());
                     warn!(error = %e, "consume error");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -254,13 +239,13 @@ impl Matcher {
             let received = Instant::now();
             let mut batch = vec![(first, received)];
             // Take only what has already arrived: one order when idle, up to max_batch under load.
-            while batch.len() < self.config.max_batch {
-                match self.consumer.recv().now_or_never() {
+            while batch.len() < self.shared.config.max_batch {
+                match self.shared.consumer.recv().now_or_never() {
                     Some(Ok(message)) => batch.push((message.detach(), Instant::now())),
                     _ => break,
                 }
             }
-            self.metrics.batch_size.observe(batch.len() as f64);
+            self.shared.metrics.batch_size.observe(batch.len() as f64);
             if !self.process(batch).await {
                 return;
             }
@@ -297,14 +282,14 @@ impl Matcher {
                 groups.iter().map(|(_, k, ops, _)| (k, ops.as_slice())).collect();
             let mut backoff = Backoff::new();
             loop {
-                match step::apply(&mut self.redis, now_ms(), &calls).await {
+                match step::apply(&mut self.shared.redis, now_ms(), &calls).await {
                     Ok(applied) => {
-                        self.health.set("redis", true, "ok");
+                        self.shared.health.set("redis", true, "ok");
                         break applied;
                     }
                     Err(e) => {
-                        self.metrics.redis_errors.inc();
-                        self.health.set("redis", false, e.to_string());
+                        self.shared.metrics.redis_errors.inc();
+                        self.shared.health.set("redis", false, e.to_string());
                         warn!(error = %e, "reservation step failed; retrying");
                         if !backoff.wait(&self.shutdown).await {
                             return false;
@@ -327,7 +312,7 @@ impl Matcher {
         for (item, result) in items.iter().zip(results) {
             let (topic, key, payload) = match (&item.work, result) {
                 (Work::Ignore, _) => {
-                    self.metrics.ignored.inc();
+                    self.shared.metrics.ignored.inc();
                     continue;
                 }
                 (Work::Dead(reason), _) => self.dead_letter(&item.msg, reason),
@@ -355,7 +340,7 @@ impl Matcher {
                     };
                     self.count(outcome.status);
                     (
-                        self.settings.topics.name(TopicKind::Reservations).to_owned(),
+                        self.shared.settings.topics.name(TopicKind::Reservations).to_owned(),
                         drop_id.clone(),
                         outcome.encode_to_vec(),
                     )
@@ -389,9 +374,9 @@ impl Matcher {
         if !registered.is_empty() {
             let mut pipe = redis::pipe();
             for (drop_id, partition) in &registered {
-                pipe.hset(drops_key(&self.settings), drop_id, partition).ignore();
+                pipe.hset(drops_key(&self.shared.settings), drop_id, partition).ignore();
             }
-            if let Err(e) = pipe.query_async::<()>(&mut self.redis).await {
+            if let Err(e) = pipe.query_async::<()>(&mut self.shared.redis).await {
                 warn!(error = %e, "could not register drops for sweeping; the next open trigger retries");
             }
         }
@@ -408,7 +393,7 @@ impl Matcher {
         if self.catalogs.len() > 100_000 {
             self.catalogs.clear();
         }
-        let orders_topic = self.settings.topics.name(TopicKind::ChatOrders);
+        let orders_topic = self.shared.settings.topics.name(TopicKind::ChatOrders);
         let missing: HashSet<String> = batch
             .iter()
             .filter(|(m, _)| m.topic() == orders_topic)
@@ -424,7 +409,7 @@ impl Matcher {
         for drop_id in &missing {
             pipe.cmd("HMGET").arg(DropKeys::new(drop_id).meta()).arg("version").arg("catalog");
         }
-        let rows: Vec<(Option<i64>, Option<Vec<u8>>)> = match pipe.query_async(&mut self.redis).await {
+        let rows: Vec<(Option<i64>, Option<Vec<u8>>)> = match pipe.query_async(&mut self.shared.redis).await {
             Ok(rows) => rows,
             Err(e) => {
                 // Orders parsed without a catalog are answered by the step from the drop's state.
@@ -444,7 +429,7 @@ impl Matcher {
         let max_quantity = open
             .map(|o| o.max_quantity_per_order)
             .filter(|n| *n > 0)
-            .unwrap_or(self.config.max_quantity)
+            .unwrap_or(self.shared.config.max_quantity)
             .min(Quantity::MAX);
         CachedDrop { version, index, max_quantity }
     }
@@ -464,7 +449,7 @@ impl Matcher {
     }
 
     fn classify(&mut self, msg: &OwnedMessage) -> Work {
-        let Some(kind) = self.settings.topics.kind_of(msg.topic()) else {
+        let Some(kind) = self.shared.settings.topics.kind_of(msg.topic()) else {
             return Work::Dead(format!("the matcher does not consume topic {}", msg.topic()));
         };
         let partition = msg.partition();
@@ -495,7 +480,7 @@ impl Matcher {
             Err(e) => return Work::Dead(format!("invalid buyer_id: {e}")),
         };
         let cached = self.catalogs.get(&order.drop_id);
-        let max_quantity = cached.map_or(self.config.max_quantity, |c| c.max_quantity);
+        let max_quantity = cached.map_or(self.shared.config.max_quantity, |c| c.max_quantity);
         let (item, verdict) = match (&order.sku, cached.and_then(|c| c.index.as_deref())) {
             (Some(sku), _) => {
                 let quantity = order.quantity.unwrap_or(1);
@@ -555,7 +540,7 @@ impl Matcher {
                 let hold_ms = if open.hold_seconds > 0 {
                     u64::from(open.hold_seconds) * 1000
                 } else {
-                    u64::try_from(self.config.default_hold.as_millis()).unwrap_or(u64::MAX)
+                    u64::try_from(self.shared.config.default_hold.as_millis()).unwrap_or(u64::MAX)
                 };
                 // Orders later in this batch parse against the new catalog.
                 let cached = CachedDrop { version: -1, ..self.cache_entry(-1, Some(&open)) };
@@ -588,34 +573,41 @@ impl Matcher {
     }
 
     fn dead_letter(&self, msg: &OwnedMessage, reason: &str) -> (String, String, Vec<u8>) {
-        self.metrics.dead_letters.inc();
+        self.shared.metrics.dead_letters.inc();
         warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason, "dead letter");
         let letter = kafka::dead_letter(msg, reason, SERVICE);
         let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        (self.settings.topics.name(TopicKind::DeadLetters).to_owned(), key, letter.encode_to_vec())
+        (self.shared.settings.topics.name(TopicKind::DeadLetters).to_owned(), key, letter.encode_to_vec())
     }
 
     fn count(&self, status: i32) {
         let name = ReservationStatus::try_from(status)
             .map_or("UNKNOWN", |s| s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("UNKNOWN"));
-        self.metrics.orders.with_label_values(&[name]).inc();
+        self.shared.metrics.orders.with_label_values(&[name]).inc();
     }
 
     fn record_latency(&self, elapsed: Duration) {
-        self.metrics.decision_latency.observe(elapsed.as_secs_f64());
+        self.shared.metrics.decision_latency.observe(elapsed.as_secs_f64());
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1);
-        let mut hist = self.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hist = self.shared.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = hist.record(micros.min(60_000_000));
     }
 
     /// Enqueues a record in the producer (waiting while its queue is full).
     async fn hand_off(&self, topic: &str, key: &str, payload: &[u8]) -> Option<DeliveryFuture> {
-        hand_off(&self.producer, &self.metrics, &self.shutdown, topic, key, payload).await
+        hand_off(&self.shared.producer, &self.shared.metrics, &self.shutdown, topic, key, payload).await
     }
 
     /// Waits for the broker to acknowledge every record, re-sending failed ones.
     async fn await_deliveries(&self, deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)>) -> bool {
-        await_deliveries(&self.producer, &self.metrics, &self.health, &self.shutdown, deliveries).await
+        await_deliveries(
+            &self.shared.producer,
+            &self.shared.metrics,
+            &self.shared.health,
+            &self.shutdown,
+            deliveries,
+        )
+        .await
     }
 
     /// Commits, per partition, the offset after the last message of the batch.
@@ -632,11 +624,17 @@ impl Matcher {
                 return;
             }
         }
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = self.shared.consumer.commit(&tpl, CommitMode::Async) {
             // Not fatal: a later commit covers these offsets; a replay would be recognised.
             warn!(error = %e, "commit failed");
         }
     }
+}
+
+/// `RESERVED`, `SOLD_OUT`, ...: the status label of `dropline_orders_total`.
+fn status_label(status: i32) -> &'static str {
+    ReservationStatus::try_from(status)
+        .map_or("UNKNOWN", |s| s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("UNKNOWN"))
 }
 
 fn hold_work(action: HoldAction, source: Source) -> Work {
@@ -735,19 +733,12 @@ async fn await_deliveries(
 }
 
 struct Sweeper {
-    settings: Settings,
-    config: MatcherConfig,
-    metrics: Metrics,
-    health: Health,
-    producer: FutureProducer,
-    consumer: Arc<StreamConsumer>,
-    redis: ConnectionManager,
-    latency_us: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    shared: Shared,
     stop: CancellationToken,
 }
 
 async fn sweep_loop(mut s: Sweeper) {
-    let mut tick = tokio::time::interval(s.config.sweep_interval);
+    let mut tick = tokio::time::interval(s.shared.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_log = Instant::now();
     let mut last_lag = Instant::now();
@@ -757,8 +748,8 @@ async fn sweep_loop(mut s: Sweeper) {
             _ = tick.tick() => {}
         }
         if let Err(e) = s.sweep_owned().await {
-            s.metrics.redis_errors.inc();
-            s.health.set("redis", false, e.to_string());
+            s.shared.metrics.redis_errors.inc();
+            s.shared.health.set("redis", false, e.to_string());
             warn!(error = %e, "sweep failed");
         }
         if last_lag.elapsed() >= Duration::from_secs(2) {
@@ -775,8 +766,9 @@ async fn sweep_loop(mut s: Sweeper) {
 impl Sweeper {
     /// Partitions of the triggers topic this matcher owns now.
     fn owned_partitions(&self) -> HashSet<i32> {
-        let topic = self.settings.topics.name(TopicKind::DropTriggers);
-        self.consumer
+        let topic = self.shared.settings.topics.name(TopicKind::DropTriggers);
+        self.shared
+            .consumer
             .assignment()
             .map(|tpl| tpl.elements_for_topic(topic).iter().map(|e| e.partition()).collect())
             .unwrap_or_default()
@@ -787,8 +779,10 @@ impl Sweeper {
         if owned.is_empty() {
             return Ok(());
         }
-        let drops: HashMap<String, i32> =
-            redis::cmd("HGETALL").arg(drops_key(&self.settings)).query_async(&mut self.redis).await?;
+        let drops: HashMap<String, i32> = redis::cmd("HGETALL")
+            .arg(drops_key(&self.shared.settings))
+            .query_async(&mut self.shared.redis)
+            .await?;
         let mut holds = 0;
         let mut waiting = 0;
         for (drop_id, partition) in drops {
@@ -796,10 +790,10 @@ impl Sweeper {
                 continue;
             }
             let keys = DropKeys::new(&drop_id);
-            let swept = step::sweep(&mut self.redis, &keys, now_ms(), 1000, 1000).await?;
+            let swept = step::sweep(&mut self.shared.redis, &keys, now_ms(), 1000, 1000).await?;
             holds += swept.active_holds;
             let counts: Vec<i64> =
-                redis::cmd("HVALS").arg(keys.waiting()).query_async(&mut self.redis).await?;
+                redis::cmd("HVALS").arg(keys.waiting()).query_async(&mut self.shared.redis).await?;
             waiting += counts.iter().sum::<i64>();
             if !swept.events.is_empty() {
                 let n = swept.events.len();
@@ -807,24 +801,24 @@ impl Sweeper {
                 if !self.publish_events(&drop_id, swept.events).await {
                     return Ok(());
                 }
-                step::ack(&mut self.redis, &keys, n, first.as_deref()).await?;
+                step::ack(&mut self.shared.redis, &keys, n, first.as_deref()).await?;
             } else if swept.state != "open" && swept.active_holds == 0 {
                 debug!(drop_id = %drop_id, "drop done: no longer swept");
                 let _: () = redis::cmd("HDEL")
-                    .arg(drops_key(&self.settings))
+                    .arg(drops_key(&self.shared.settings))
                     .arg(&drop_id)
-                    .query_async(&mut self.redis)
+                    .query_async(&mut self.shared.redis)
                     .await?;
             }
         }
-        self.metrics.holds_active.set(holds);
-        self.metrics.waitlist_length.set(waiting);
-        self.health.set("redis", true, "ok");
+        self.shared.metrics.holds_active.set(holds);
+        self.shared.metrics.waitlist_length.set(waiting);
+        self.shared.health.set("redis", true, "ok");
         Ok(())
     }
 
     async fn publish_events(&self, drop_id: &str, events: Vec<step::OutboxEvent>) -> bool {
-        let topic = self.settings.topics.name(TopicKind::Reservations);
+        let topic = self.shared.settings.topics.name(TopicKind::Reservations);
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {
             let outcome = v1::ReservationOutcome {
@@ -841,22 +835,28 @@ impl Sweeper {
                 channel: String::new(),
                 sent_at_ms: 0,
             };
-            let name = ReservationStatus::try_from(outcome.status).map_or("UNKNOWN", |s| {
-                s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("UNKNOWN")
-            });
-            self.metrics.orders.with_label_values(&[name]).inc();
+            self.shared.metrics.orders.with_label_values(&[status_label(outcome.status)]).inc();
             let payload = outcome.encode_to_vec();
-            match hand_off(&self.producer, &self.metrics, &self.stop, topic, drop_id, &payload).await {
+            match hand_off(&self.shared.producer, &self.shared.metrics, &self.stop, topic, drop_id, &payload)
+                .await
+            {
                 Some(d) => deliveries.push((d, topic.to_owned(), drop_id.to_owned(), payload)),
                 None => return false,
             }
         }
-        await_deliveries(&self.producer, &self.metrics, &self.health, &self.stop, deliveries).await
+        await_deliveries(
+            &self.shared.producer,
+            &self.shared.metrics,
+            &self.shared.health,
+            &self.stop,
+            deliveries,
+        )
+        .await
     }
 
     /// Logs exact latency percentiles (hdrhistogram) of the last period.
     fn log_latency(&self) {
-        let mut hist = self.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hist = self.shared.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
         if !hist.is_empty() {
             info!(
                 decisions = hist.len(),
@@ -871,8 +871,8 @@ impl Sweeper {
 
     /// Refreshes the consumer-lag gauges (high watermark − position, per assigned partition).
     fn refresh_lag(&self) {
-        let consumer = Arc::clone(&self.consumer);
-        let lag = self.metrics.consumer_lag.clone();
+        let consumer = Arc::clone(&self.shared.consumer);
+        let lag = self.shared.metrics.consumer_lag.clone();
         tokio::task::spawn_blocking(move || {
             let Ok(position) = consumer.position() else { return };
             for element in position.elements() {

@@ -1672,10 +1672,8 @@ mod tests {
     fn assert_sound(index: &CatalogIndex, line: &str, max: u32) {
         if let ChatLine::Order { sku, quantity } = index.parse(line, max) {
             assert!(index.contains(&sku), "{line:?} ordered {sku}, not in the catalog");
-            assert!(
-                (1..=max.min(Quantity::MAX)).contains(&quantity.get()),
-                "{line:?}: quantity {quantity} > {max}"
-            );
+            let effective = if max == 0 { DEFAULT_MAX_QUANTITY } else { max.min(Quantity::MAX) };
+            assert!((1..=effective).contains(&quantity.get()), "{line:?}: quantity {quantity} > {effective}");
         }
     }
 

@@ -11,7 +11,8 @@ KEYS (in this order, all `dl:{drop:<id>}:<name>`):
   4 sold       hash  sku -> units confirmed
   5 total      hash  sku -> units ever put on sale (opening stock + restocks)
   6 buyers     hash  buyer -> units held + sold + waitlisted (the per-buyer limit counts these)
-  7 decisions  hash  order_id -> first decision; h:<order_id> -> hold lifecycle; t:<trigger_id> -> trigger applied
+  7 decisions  hash  order_id -> first decision; h SEP order_id -> hold lifecycle; t SEP trigger_id ->
+                     trigger applied (ids never contain control characters, so these cannot collide)
   8 holds      hash  order_id -> sku SEP qty SEP buyer   (active holds)
   9 expiry     zset  order_id scored by hold expiry (ms)
  10 offsets    hash  <topic-letter><partition> -> last consumed Kafka offset applied here
@@ -204,6 +205,13 @@ local function replay_order(K, now, src, off, id)
     'order ' .. id .. ' was already decided: ' .. NAMES[tonumber(d[1])])
 end
 
+-- A hold action that changed nothing still gets its answer recorded, by Kafka position, so a
+-- redelivery repeats it (decisions field a SEP src SEP offset).
+local function answer(K, src, off, r)
+  redis.call('HSET', K.decisions, 'a' .. SEP .. src .. SEP .. off, join(r[1], r[2], r[3], r[4], r[6], r[7]))
+  return r
+end
+
 local function hold_action(K, st, now, src, off, id, confirm)
   local status, sku, qty, remaining, reason = 0, '', 0, 0, ''
   local h = redis.call('HGET', K.holds, id)
@@ -224,38 +232,43 @@ local function hold_action(K, st, now, src, off, id, confirm)
   elseif redis.call('HGET', K.wlinfo, id) then
     if confirm then
       local f = split(redis.call('HGET', K.wlinfo, id))
-      return result(INVALID, f[1], tonumber(f[2]), stock_of(K, f[1]), 0, now,
-        'order ' .. id .. ' is waitlisted; there is no hold to confirm yet')
+      return answer(K, src, off, result(INVALID, f[1], tonumber(f[2]), stock_of(K, f[1]), 0, now,
+        'order ' .. id .. ' is waitlisted; there is no hold to confirm yet'))
     end
     sku, qty = leave_waitlist(K, id)
     status, remaining, reason = RELEASED, stock_of(K, sku), 'left the waitlist'
   else
-    local done = redis.call('HGET', K.decisions, 'h:' .. id)
+    local done = redis.call('HGET', K.decisions, 'h' .. SEP .. id)
     if done then
       local f = split(done)
       local was = tonumber(f[1])
       if was == EXPIRED and confirm then
-        return result(EXPIRED, f[5], tonumber(f[6]), stock_of(K, f[5]), 0, now,
-          'the hold had already expired when payment was confirmed')
+        return answer(K, src, off, result(EXPIRED, f[5], tonumber(f[6]), stock_of(K, f[5]), 0, now,
+          'the hold had already expired when payment was confirmed'))
       end
-      return result(DUPLICATE, f[5], tonumber(f[6]), stock_of(K, f[5]), 0, now,
-        'the hold of order ' .. id .. ' was already ' .. NAMES[was])
+      return answer(K, src, off, result(DUPLICATE, f[5], tonumber(f[6]), stock_of(K, f[5]), 0, now,
+        'the hold of order ' .. id .. ' was already ' .. NAMES[was]))
     end
-    return result(INVALID, '', 0, 0, 0, now, 'order ' .. id .. ' has no hold in this drop')
+    return answer(K, src, off, result(INVALID, '', 0, 0, 0, now, 'order ' .. id .. ' has no hold in this drop'))
   end
-  redis.call('HSET', K.decisions, 'h:' .. id, join(status, src, off, reason, sku, qty, remaining, now))
+  redis.call('HSET', K.decisions, 'h' .. SEP .. id, join(status, src, off, reason, sku, qty, remaining, now))
   redis.call('HINCRBY', K.stats, NAMES[status], 1)
   if status == RELEASED then promote(K, st, now, sku) end
   return result(status, sku, qty, remaining, 0, now, reason)
 end
 
 local function replay_hold_action(K, now, src, off, id)
-  local done = redis.call('HGET', K.decisions, 'h:' .. id)
+  local done = redis.call('HGET', K.decisions, 'h' .. SEP .. id)
   if done then
     local f = split(done)
     if f[2] == src and f[3] == tostring(off) then
       return result(tonumber(f[1]), f[5], tonumber(f[6]), tonumber(f[7]), 0, tonumber(f[8]) or now, f[4])
     end
+  end
+  local a = redis.call('HGET', K.decisions, 'a' .. SEP .. src .. SEP .. off)
+  if a then
+    local f = split(a)
+    return result(tonumber(f[1]), f[2], tonumber(f[3]), tonumber(f[4]), 0, tonumber(f[5]), f[6])
   end
   return result(DUPLICATE, '', 0, 0, 0, now, 'replayed hold action for order ' .. id)
 end
@@ -329,7 +342,7 @@ local function apply(keys, args)
       if replay then r = replay_hold_action(K, now, src, off, id)
       else r = hold_action(K, st, now, src, off, id, kind == 'c') end
     else
-      local seen = redis.call('HGET', K.decisions, 't:' .. id)
+      local seen = redis.call('HGET', K.decisions, 't' .. SEP .. id)
       if replay or seen then
         r = result(DUPLICATE, '', 0, 0, 0, now, 'trigger ' .. id .. ' was already applied')
       else
@@ -337,7 +350,7 @@ local function apply(keys, args)
         elseif kind == 'R' then r = restock(K, st, now, sku, qty)
         elseif kind == 'C' then r = close_drop(K, st, now)
         else r = result(INVALID, '', 0, 0, 0, now, 'unknown operation ' .. tostring(kind)) end
-        redis.call('HSET', K.decisions, 't:' .. id, join(r[1], src, off))
+        redis.call('HSET', K.decisions, 't' .. SEP .. id, join(r[1], src, off))
         st = load_state(K)
       end
     end
@@ -372,7 +385,7 @@ local function sweep(keys, args)
   for _, id in ipairs(due) do
     local sku, qty, buyer, remaining = release_hold(K, id)
     if sku then
-      redis.call('HSET', K.decisions, 'h:' .. id,
+      redis.call('HSET', K.decisions, 'h' .. SEP .. id,
         join(EXPIRED, 'sweep', -1, 'payment window ended', sku, qty, remaining, now))
       emit(K, id, buyer, sku, qty, EXPIRED, remaining, 0, now, 'the payment window ended')
       promote(K, st, now, sku)

@@ -175,7 +175,7 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// How a hold (or a place on the waitlist) ended (`decisions["h:" + order_id]`).
+/// How a hold (or a place on the waitlist) ended (`decisions["h" SEP order_id]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldRecord {
     /// `CONFIRMED`, `RELEASED` or `EXPIRED`.
@@ -220,7 +220,7 @@ pub struct WaitEntry {
     pub member: String,
 }
 
-/// A trigger that was applied (`decisions["t:" + trigger_id]`).
+/// A trigger that was applied (`decisions["t" SEP trigger_id]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerRecord {
     /// What it answered (0 applied, `DUPLICATE`, `INVALID`).
@@ -261,6 +261,8 @@ pub struct Model {
     // decisions
     decisions: BTreeMap<String, Decision>,
     hold_log: BTreeMap<String, HoldRecord>,
+    /// Answers of hold actions that changed nothing, by Kafka position (`decisions["a" SEP stream SEP offset]`).
+    answers: BTreeMap<(String, i64), OpResult>,
     triggers: BTreeMap<String, TriggerRecord>,
     // holds + expiry
     holds: BTreeMap<String, Hold>,
@@ -576,11 +578,22 @@ impl Model {
                 h.remaining.to_string(),
                 h.decided_at_ms.to_string(),
             ];
-            decisions.insert(format!("h:{id}"), fields.join(&SEP.to_string()));
+            decisions.insert(format!("h{SEP}{id}"), fields.join(&SEP.to_string()));
+        }
+        for ((stream, offset), a) in &self.answers {
+            let fields = [
+                a.status.to_string(),
+                a.sku.clone(),
+                a.quantity.to_string(),
+                a.remaining.to_string(),
+                a.decided_at_ms.to_string(),
+                a.reason.clone(),
+            ];
+            decisions.insert(format!("a{SEP}{stream}{SEP}{offset}"), fields.join(&SEP.to_string()));
         }
         for (id, t) in &self.triggers {
             let fields = [t.status.to_string(), t.source.stream.clone(), t.source.offset.to_string()];
-            decisions.insert(format!("t:{id}"), fields.join(&SEP.to_string()));
+            decisions.insert(format!("t{SEP}{id}"), fields.join(&SEP.to_string()));
         }
         let holds = self
             .holds
@@ -880,6 +893,12 @@ impl Model {
         Some((w.sku, w.quantity, w.buyer))
     }
 
+    /// Records the answer of a hold action that changed nothing, so a redelivery repeats it.
+    fn answer(&mut self, source: &Source, r: OpResult) -> OpResult {
+        self.answers.insert((source.stream.clone(), source.offset), r.clone());
+        r
+    }
+
     fn hold_action(&mut self, now: i64, source: &Source, id: &str, confirm: bool) -> OpResult {
         let (status, sku, qty, remaining, reason);
         if let Some(h) = self.holds.get(id).cloned() {
@@ -898,7 +917,8 @@ impl Model {
         } else if let Some(w) = self.wlinfo.get(id).cloned() {
             if confirm {
                 let reason = format!("order {id} is waitlisted; there is no hold to confirm yet");
-                return result(INVALID, &w.sku, w.quantity, self.stock(&w.sku), 0, now, &reason);
+                let r = result(INVALID, &w.sku, w.quantity, self.stock(&w.sku), 0, now, &reason);
+                return self.answer(source, r);
             }
             self.leave_waitlist(id);
             sku = w.sku;
@@ -908,12 +928,15 @@ impl Model {
             if let Some(done) = self.hold_log.get(id) {
                 if done.status == EXPIRED && confirm {
                     let reason = "the hold had already expired when payment was confirmed";
-                    return result(EXPIRED, &done.sku, done.quantity, self.stock(&done.sku), 0, now, reason);
+                    let r = result(EXPIRED, &done.sku, done.quantity, self.stock(&done.sku), 0, now, reason);
+                    return self.answer(source, r);
                 }
                 let reason = format!("the hold of order {id} was already {}", status_name(done.status));
-                return result(DUPLICATE, &done.sku, done.quantity, self.stock(&done.sku), 0, now, &reason);
+                let r = result(DUPLICATE, &done.sku, done.quantity, self.stock(&done.sku), 0, now, &reason);
+                return self.answer(source, r);
             }
-            return result(INVALID, "", 0, 0, 0, now, &format!("order {id} has no hold in this drop"));
+            let r = result(INVALID, "", 0, 0, 0, now, &format!("order {id} has no hold in this drop"));
+            return self.answer(source, r);
         }
         self.hold_log.insert(
             id.to_owned(),
@@ -945,7 +968,10 @@ impl Model {
                 done.decided_at_ms,
                 &done.reason,
             ),
-            _ => result(DUPLICATE, "", 0, 0, 0, now, &format!("replayed hold action for order {id}")),
+            _ => match self.answers.get(&(source.stream.clone(), source.offset)) {
+                Some(a) => OpResult { hold_expires_at_ms: 0, ..a.clone() },
+                None => result(DUPLICATE, "", 0, 0, 0, now, &format!("replayed hold action for order {id}")),
+            },
         }
     }
 

@@ -270,8 +270,17 @@ impl Matcher {
                     groups.push((drop_id.clone(), DropKeys::new(drop_id), Vec::new(), Vec::new()));
                     groups.len() - 1
                 });
-                groups[g].2.push(op.clone());
-                groups[g].3.push(i);
+                // An open goes before the drop's other operations of the batch: orders and
+                // triggers travel on different topics, and an order consumed a moment before
+                // the open that made it possible should not be turned away.
+                let (_, _, ops, indices) = &mut groups[g];
+                let at = if matches!(op, Op::Open { .. }) {
+                    ops.iter().position(|o| !matches!(o, Op::Open { .. })).unwrap_or(ops.len())
+                } else {
+                    ops.len()
+                };
+                ops.insert(at, op.clone());
+                indices.insert(at, i);
             }
         }
 

@@ -14,12 +14,12 @@ async fn two_matchers_share_a_drop_and_survive_a_rebalance() -> anyhow::Result<(
     let group = unique("group");
     let drops: Vec<String> = (0..10).map(|_| unique("drop")).collect();
     let (stock, limit) = (15, 2);
-    for drop in &drops {
-        world.open(drop, open_for(stock, limit)).await?;
-    }
     let reader = world.reader(TopicKind::Reservations)?;
     let (stop_a, a) = world.spawn_matcher(&group);
     let (stop_b, b) = world.spawn_matcher(&group);
+    for drop in &drops {
+        world.open_and_wait(drop, open_for(stock, limit)).await?;
+    }
 
     let sent = traffic(&drops, 1200);
     let (first_half, second_half) = sent.split_at(600);

@@ -25,7 +25,7 @@ async fn a_small_drop_gets_one_decision_per_order() -> anyhow::Result<()> {
         waitlist_cap: 1,
         ..Default::default()
     };
-    world.open(&drop, open).await?;
+    world.open_and_wait(&drop, open).await?;
     world.order(&drop, "o1", "ann", "!buy hoodie L").await?;
     world.order(&drop, "chat", "bob", "this drop is fire").await?;
     world.order(&drop, "o2", "bob", "!buy hoodie L 2").await?; // 1 left, wants 2: waitlisted
@@ -106,7 +106,7 @@ async fn expired_holds_return_stock_to_the_waitlist() -> anyhow::Result<()> {
         waitlist: true,
         ..Default::default()
     };
-    world.open(&drop, open).await?;
+    world.open_and_wait(&drop, open).await?;
     world.order(&drop, "first", "ann", "!buy hoodie m").await?;
     world.order(&drop, "second", "bob", "!buy hoodie m").await?;
     world.order(&drop, "third", "cat", "!buy hoodie m").await?;

@@ -99,6 +99,23 @@ impl World {
         self.send(TopicKind::DropTriggers, drop_id, &trigger).await
     }
 
+    /// Opens the drop and waits until a matcher has applied it (orders on another topic could
+    /// otherwise overtake the trigger).
+    pub async fn open_and_wait(&self, drop_id: &str, open: OpenDrop) -> anyhow::Result<()> {
+        self.open(drop_id, open).await?;
+        let mut conn = dropline_core::redis::connect(&self.settings.redis).await?;
+        let meta = format!("dl:{{drop:{drop_id}}}:meta");
+        for _ in 0..300 {
+            let state: Option<String> =
+                redis::cmd("HGET").arg(&meta).arg("state").query_async(&mut conn).await?;
+            if state.as_deref() == Some("open") {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("drop {drop_id} was not opened within 15 s")
+    }
+
     pub async fn restock(&self, drop_id: &str, sku: &str, quantity: u32) -> anyhow::Result<()> {
         let trigger = DropTrigger {
             drop_id: drop_id.into(),
@@ -143,10 +160,20 @@ impl World {
         self.send(TopicKind::HoldActions, drop_id, &action).await
     }
 
-    /// A consumer of `kind` from the beginning, in a fresh group.
+    /// A reader of `kind` from the beginning: partitions assigned directly (no group join to
+    /// wait for), so it sees outcomes as soon as they are published.
     pub fn reader(&self, kind: TopicKind) -> anyhow::Result<StreamConsumer> {
-        let consumer = kafka::consumer(&self.settings, "test-reader", &unique("reader"))?;
-        consumer.subscribe(&[&self.topic(kind)])?;
+        let consumer: StreamConsumer = kafka::consumer(&self.settings, "test-reader", &unique("reader"))?;
+        let topic = self.topic(kind);
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for topic_meta in metadata.topics() {
+            for partition in topic_meta.partitions() {
+                assignment.add_partition_offset(&topic, partition.id(), rdkafka::Offset::Beginning)?;
+            }
+        }
+        anyhow::ensure!(assignment.count() > 0, "topic {topic} has no partitions");
+        consumer.assign(&assignment)?;
         Ok(consumer)
     }
 }

@@ -134,3 +134,35 @@ async fn expired_holds_return_stock_to_the_waitlist() -> anyhow::Result<()> {
     matcher.await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_matcher_waits_and_says_it_is_unhealthy() -> anyhow::Result<()> {
+    let mut world = World::new("noredis", 1).await?;
+    let dead = common::free_addr()?;
+    world.settings.redis = format!("redis://{dead}");
+    let admin = common::free_addr()?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let config =
+        dropline_matcher::config::MatcherConfig { group: unique("group"), admin, ..Default::default() };
+    let matcher = tokio::spawn(dropline_matcher::service::run(world.settings.clone(), config, token.clone()));
+
+    let client = reqwest::Client::new();
+    let mut report = None;
+    for _ in 0..50 {
+        if let Ok(response) = client.get(format!("http://{admin}/healthz")).send().await {
+            report = Some((response.status(), response.json::<serde_json::Value>().await?));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) = report.ok_or_else(|| anyhow::anyhow!("admin endpoint never answered"))?;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["components"]["redis"]["healthy"], false, "{body}");
+
+    // It keeps retrying instead of exiting, and stops cleanly when asked.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!matcher.is_finished());
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), matcher).await???;
+    Ok(())
+}

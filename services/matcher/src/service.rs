@@ -633,7 +633,12 @@ impl Matcher {
                 return;
             }
         }
-        if let Err(e) = self.shared.consumer.commit(&tpl, CommitMode::Async) {
+        // Stored offsets are what the final synchronous commit at shutdown commits.
+        if let Err(e) = self.shared.consumer.store_offsets(&tpl) {
+            warn!(error = %e, "cannot store offsets");
+            return;
+        }
+        if let Err(e) = self.shared.consumer.commit_consumer_state(CommitMode::Async) {
             // Not fatal: a later commit covers these offsets; a replay would be recognised.
             warn!(error = %e, "commit failed");
         }

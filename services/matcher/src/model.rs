@@ -52,39 +52,20 @@ use dropline_proto::v1::ReservationStatus;
 
 use crate::step::{Applied, Op, OpResult, OutboxEvent, Source, Swept};
 
-/// The library's field separator (ASCII unit separator).
-pub const SEP: char = '\u{1f}';
+pub use crate::step::{KEY_NAMES, SEP};
 
-/// The names of the drop's keys, in the order the library takes them (`dl:{drop:<id>}:<name>`).
-pub const KEY_NAMES: [&str; 15] = [
-    "meta",
-    "stock",
-    "held",
-    "sold",
-    "total",
-    "buyers",
-    "decisions",
-    "holds",
-    "expiry",
-    "offsets",
-    "waitlist",
-    "waiting",
-    "wlinfo",
-    "outbox",
-    "stats",
-];
-
-const RESERVED: i32 = ReservationStatus::Reserved as i32;
-const SOLD_OUT: i32 = ReservationStatus::SoldOut as i32;
-const LIMIT_EXCEEDED: i32 = ReservationStatus::LimitExceeded as i32;
-const DUPLICATE: i32 = ReservationStatus::Duplicate as i32;
-const DROP_NOT_OPEN: i32 = ReservationStatus::DropNotOpen as i32;
-const UNKNOWN_SKU: i32 = ReservationStatus::UnknownSku as i32;
-const INVALID: i32 = ReservationStatus::Invalid as i32;
-const WAITLISTED: i32 = ReservationStatus::Waitlisted as i32;
-const CONFIRMED: i32 = ReservationStatus::Confirmed as i32;
-const RELEASED: i32 = ReservationStatus::Released as i32;
-const EXPIRED: i32 = ReservationStatus::Expired as i32;
+/// Status numbers as the library returns them (`dropline.v1.ReservationStatus`).
+pub const RESERVED: i32 = ReservationStatus::Reserved as i32;
+pub const SOLD_OUT: i32 = ReservationStatus::SoldOut as i32;
+pub const LIMIT_EXCEEDED: i32 = ReservationStatus::LimitExceeded as i32;
+pub const DUPLICATE: i32 = ReservationStatus::Duplicate as i32;
+pub const DROP_NOT_OPEN: i32 = ReservationStatus::DropNotOpen as i32;
+pub const UNKNOWN_SKU: i32 = ReservationStatus::UnknownSku as i32;
+pub const INVALID: i32 = ReservationStatus::Invalid as i32;
+pub const WAITLISTED: i32 = ReservationStatus::Waitlisted as i32;
+pub const CONFIRMED: i32 = ReservationStatus::Confirmed as i32;
+pub const RELEASED: i32 = ReservationStatus::Released as i32;
+pub const EXPIRED: i32 = ReservationStatus::Expired as i32;
 
 /// The library's status names (`NAMES` in the Lua), used in reasons and as `stats` fields.
 const NAMES: [&str; 11] = [

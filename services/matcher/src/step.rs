@@ -17,7 +17,8 @@ pub struct DropKeys {
     keys: [String; 15],
 }
 
-const KEY_NAMES: [&str; 15] = [
+/// The names of a drop's keys, in the order the library takes them (`dl:{drop:<id>}:<name>`).
+pub const KEY_NAMES: [&str; 15] = [
     "meta",
     "stock",
     "held",
@@ -213,7 +214,8 @@ pub struct Swept {
     pub events: Vec<OutboxEvent>,
 }
 
-const SEP: char = '\u{1f}';
+/// The library's field separator (ASCII unit separator); ids never contain control characters.
+pub const SEP: char = '\u{1f}';
 
 /// Control characters would break the library's field separator; ids are checked at the
 /// boundary, reasons are cleaned here.

@@ -37,13 +37,7 @@ const T0: i64 = 1_800_000_000_000;
 const SKUS: [&str; 4] = ["CAP", "TEE", "MUG", "ZZZ"];
 const BUYERS: [&str; 4] = ["b0", "b1", "b2", "b3"];
 
-const RESERVED: i32 = ReservationStatus::Reserved as i32;
-const SOLD_OUT: i32 = ReservationStatus::SoldOut as i32;
-const DUPLICATE: i32 = ReservationStatus::Duplicate as i32;
-const WAITLISTED: i32 = ReservationStatus::Waitlisted as i32;
-const CONFIRMED: i32 = ReservationStatus::Confirmed as i32;
-const RELEASED: i32 = ReservationStatus::Released as i32;
-const EXPIRED: i32 = ReservationStatus::Expired as i32;
+use dropline_matcher::model::{CONFIRMED, DUPLICATE, EXPIRED, RELEASED, RESERVED, SOLD_OUT, WAITLISTED};
 
 // ------------------------------------------------------------------------------------------ setup
 

@@ -11,6 +11,7 @@ use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -268,7 +269,10 @@ async fn produce(
     input: impl BufRead,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    /// Deliveries in flight before we wait for the oldest: keeps order of output, bounds memory.
+    const IN_FLIGHT: usize = 5_000;
     let producer = kafka::producer(settings, "dropline-cli")?;
+    let mut pending = std::collections::VecDeque::new();
     let mut sent = 0u64;
     for (index, line) in input.lines().enumerate() {
         let line = line?;
@@ -277,15 +281,40 @@ async fn produce(
         }
         let (payload, key) = kind.encode_json(&line).with_context(|| format!("line {}", index + 1))?;
         let key = key.unwrap_or_default();
-        let record = FutureRecord::to(topic).key(&key).payload(&payload);
-        let delivery = producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)
-            .with_context(|| format!("line {}: cannot produce to {topic}", index + 1))?;
-        writeln!(out, "{topic}[{}]@{}", delivery.partition, delivery.offset)?;
+        let delivery = loop {
+            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e).with_context(|| format!("line {}: cannot produce", index + 1)),
+            }
+        };
+        pending.push_back((index + 1, delivery));
+        if pending.len() >= IN_FLIGHT {
+            report(topic, pending.pop_front(), out).await?;
+        }
         sent += 1;
     }
+    while !pending.is_empty() {
+        report(topic, pending.pop_front(), out).await?;
+    }
     tracing::info!(topic, sent, "produced");
+    Ok(())
+}
+
+/// Waits for one delivery and prints where it landed.
+async fn report(
+    topic: &str,
+    pending: Option<(usize, rdkafka::producer::DeliveryFuture)>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let Some((line, delivery)) = pending else { return Ok(()) };
+    let delivery = delivery
+        .await
+        .map_err(|_| anyhow::anyhow!("line {line}: delivery report lost"))?
+        .map_err(|(e, _)| e)
+        .with_context(|| format!("line {line}: cannot produce to {topic}"))?;
+    writeln!(out, "{topic}[{}]@{}", delivery.partition, delivery.offset)?;
     Ok(())
 }

@@ -1,0 +1,8 @@
+//! The clipper: cuts highlight clips out of live-stream recordings with libav (`ffmpeg-next`), in
+//! process. Every libav call blocks; the service runs them on blocking threads, one clip per thread.
+
+pub mod cut;
+pub mod error;
+
+pub use cut::{cut_copy, CutReport, Window};
+pub use error::ClipError;

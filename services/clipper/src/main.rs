@@ -1,0 +1,81 @@
+//! `dropline-clipper`: cut clips out of recordings from the command line (`cut`: stream copy).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dropline_clipper::{cut_copy, Window};
+use ffmpeg_next::log;
+
+#[derive(Debug, Parser)]
+#[command(name = "dropline-clipper", version, about = "Cuts highlight clips out of live-stream recordings")]
+struct Cli {
+    /// Let libav log warnings to stderr (quiet by default: errors come as one line).
+    #[arg(long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Cut by stream copy (no re-encoding) into an MP4: from the video keyframe at or before
+    /// --start, for --duration seconds (clamped to the end of the recording).
+    Cut {
+        /// The recording (MP4, MKV, MPEG-TS, FLV; H.264/H.265 video, AAC/Opus audio).
+        recording: PathBuf,
+        /// Start of the clip, seconds from the start of the recording.
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+        start: f64,
+        /// Length of the clip in seconds.
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+        duration: f64,
+        /// The MP4 file to write (written under a temporary name, then renamed).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line: clap's first line names the problem.
+            let text = e.render().to_string();
+            eprintln!("dropline-clipper: {}", text.lines().next().unwrap_or("invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    log::set_level(if cli.verbose { log::Level::Warning } else { log::Level::Quiet });
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dropline-clipper: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Cut { recording, start, duration, out } => {
+            let window = Window::from_secs(start, duration)?;
+            let report = cut_copy(&recording, window, &out)?;
+            // stdout stays machine-readable: one JSON object.
+            let mut stdout = std::io::stdout().lock();
+            let line = serde_json::json!({
+                "out": out.display().to_string(),
+                "start_ms": report.start_ms,
+                "duration_ms": report.duration_ms,
+                "size_bytes": report.size_bytes,
+            });
+            writeln!(stdout, "{line}")?;
+            Ok(())
+        }
+    }
+}

@@ -499,7 +499,7 @@ impl Cutter {
     }
 }
 
-fn open_input(path: &Path) -> Result<Input, ClipError> {
+pub(crate) fn open_input(path: &Path) -> Result<Input, ClipError> {
     format::input(path).map_err(|source| ClipError::NotMedia { path: path.to_path_buf(), source })
 }
 

@@ -3,6 +3,9 @@
 
 pub mod cut;
 pub mod error;
+pub mod probe;
+pub mod rules;
+pub mod worker;
 
 pub use cut::{cut_copy, CutReport, Window};
 pub use error::ClipError;

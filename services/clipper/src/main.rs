@@ -14,8 +14,9 @@ struct Cli {
     /// Let libav log warnings to stderr (quiet by default: errors come as one line).
     #[arg(long, global = true)]
     verbose: bool,
+    /// Without a command: the worker (consumes clip-requests, publishes clips).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,13 +53,29 @@ fn main() -> ExitCode {
         }
     };
     log::set_level(if cli.verbose { log::Level::Warning } else { log::Level::Quiet });
-    match run(cli.command) {
+    let result = match cli.command {
+        Some(command) => run(command),
+        None => worker(),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dropline-clipper: error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Worker mode: settings from `DROPLINE_*`, telemetry, run until SIGTERM/SIGINT.
+fn worker() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let settings = dropline_core::Settings::from_env()?;
+        dropline_core::telemetry::init(&settings)?;
+        let config = dropline_clipper::worker::WorkerConfig::from_env(settings.admin)?;
+        dropline_clipper::worker::run(settings, config, dropline_core::shutdown::on_signals()).await?;
+        anyhow::Ok(())
+    })
 }
 
 fn run(command: Command) -> anyhow::Result<()> {

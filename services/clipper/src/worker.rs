@@ -1,0 +1,357 @@
+//! Worker mode: consume `clip-requests`, cut each clip on a blocking thread (several at once,
+//! bounded), publish `ClipReady` or `ClipFailed` on `clips`, then commit.
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dropline_core::admin::{self, Health};
+use dropline_core::kafka::{self, now_ms};
+use dropline_core::settings::SettingsError;
+use dropline_core::{Settings, TopicKind};
+use dropline_proto::v1::{clip_event, ClipEvent, ClipFailed, ClipReady, ClipRequest};
+use futures::FutureExt;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cut::{cut_copy, Window};
+use crate::probe::probe;
+use crate::rules::{to_recording_time, ClipRules, Wanted};
+
+/// How the worker runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// Consumer group (`DROPLINE_CLIPPER_GROUP`, default `dropline-clipper`).
+    pub group: String,
+    /// Clips cut at once (`DROPLINE_CLIPPER_WORKERS`, default 2).
+    pub workers: usize,
+    /// `/metrics` and `/healthz` (`DROPLINE_ADMIN`, default `127.0.0.1:9102`).
+    pub admin: SocketAddr,
+    /// Window rules.
+    pub rules: ClipRules,
+}
+
+impl WorkerConfig {
+    /// Reads `DROPLINE_CLIPPER_*` (and the shared admin address).
+    pub fn from_env(admin: Option<SocketAddr>) -> Result<Self, SettingsError> {
+        let mut config = Self {
+            group: "dropline-clipper".into(),
+            workers: 2,
+            admin: admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9102))),
+            rules: ClipRules::default(),
+        };
+        if let Ok(group) = std::env::var("DROPLINE_CLIPPER_GROUP") {
+            if !group.trim().is_empty() {
+                config.group = group.trim().to_owned();
+            }
+        }
+        if let Ok(v) = std::env::var("DROPLINE_CLIPPER_WORKERS") {
+            config.workers = v.trim().parse().ok().filter(|n| (1..=64).contains(n)).ok_or(SettingsError {
+                var: "DROPLINE_CLIPPER_WORKERS".into(),
+                value: v,
+                expected: "a whole number from 1 to 64".into(),
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// The worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Kafka client error.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// Metrics registration.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Admin endpoint or directories.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The clipper's metrics, in one place.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Registry served on `/metrics`.
+    pub registry: Registry,
+    /// `dropline_clips_total{result}`: `ready` or `failed`.
+    pub clips: IntCounterVec,
+    /// `dropline_clip_cut_seconds`: request taken → clip file written.
+    pub cut_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = admin::registry("clipper");
+        let clips =
+            IntCounterVec::new(Opts::new("dropline_clips_total", "Clip requests answered."), &["result"])?;
+        let cut_seconds = Histogram::with_opts(
+            HistogramOpts::new("dropline_clip_cut_seconds", "Time to cut one clip.")
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+        )?;
+        registry.register(Box::new(clips.clone()))?;
+        registry.register(Box::new(cut_seconds.clone()))?;
+        Ok(Self { registry, clips, cut_seconds })
+    }
+}
+
+/// Runs the worker until `shutdown`; clips being cut are finished first (within the grace period).
+pub async fn run(
+    settings: Settings,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let metrics = Metrics::new()?;
+    let health = Health::default();
+    let admin_stop = CancellationToken::new();
+    let (addr, admin_task) = admin::serve(
+        config.admin,
+        admin::router(metrics.registry.clone(), health.clone()),
+        admin_stop.clone(),
+    )
+    .await?;
+    std::fs::create_dir_all(&settings.clips)?;
+    let producer = kafka::producer(&settings, "dropline-clipper")?;
+    let consumer = kafka::consumer(&settings, "dropline-clipper", &config.group)?;
+    consumer.subscribe(&[settings.topics.name(TopicKind::ClipRequests)])?;
+    health.set("kafka", true, "subscribed");
+    info!(admin = %addr, workers = config.workers, "clipper worker running");
+
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            m = consumer.recv() => m.map(|m| m.detach()),
+        };
+        let first = match first {
+            Ok(m) => m,
+            Err(e) => {
+                health.set("kafka", false, e.to_string());
+                warn!(error = %e, "consume error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < config.workers {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(m.detach()),
+                _ => break,
+            }
+        }
+        // Cut the batch's clips at once, each on its own blocking thread.
+        let jobs: Vec<_> = batch
+            .iter()
+            .map(|m| {
+                let (settings, rules) = (settings.clone(), config.rules);
+                let msg = m.clone();
+                tokio::task::spawn_blocking(move || answer(&settings, rules, &msg))
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(jobs.len());
+        for (job, msg) in jobs.into_iter().zip(&batch) {
+            let answer = job.await.unwrap_or_else(|e| Answer::Dead(format!("clip job panicked: {e}")));
+            answers.push((msg, answer));
+        }
+        let mut ok = true;
+        for (msg, answer) in answers {
+            let (topic, key, payload) = match answer {
+                Answer::Event { event, drop_id, elapsed } => {
+                    let result = if matches!(event.event, Some(clip_event::Event::Ready(_))) {
+                        "ready"
+                    } else {
+                        "failed"
+                    };
+                    metrics.clips.with_label_values(&[result]).inc();
+                    if let Some(elapsed) = elapsed {
+                        metrics.cut_seconds.observe(elapsed.as_secs_f64());
+                    }
+                    (
+                        settings.topics.name(TopicKind::Clips).to_owned(),
+                        drop_id,
+                        prost::Message::encode_to_vec(&event),
+                    )
+                }
+                Answer::Dead(reason) => {
+                    warn!(offset = msg.offset(), reason = %reason, "dead letter");
+                    let letter = kafka::dead_letter(msg, &reason, "clipper");
+                    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                    (
+                        settings.topics.name(TopicKind::DeadLetters).to_owned(),
+                        key,
+                        prost::Message::encode_to_vec(&letter),
+                    )
+                }
+            };
+            if let Err(e) = publish_raw(&producer, &topic, &key, &payload).await {
+                health.set("kafka", false, e.to_string());
+                warn!(error = %e, "cannot publish; the request will be redone after a restart");
+                ok = false;
+            }
+        }
+        if ok {
+            for msg in &batch {
+                if let Err(e) = consumer.store_offset(msg.topic(), msg.partition(), msg.offset() + 1) {
+                    warn!(error = %e, "cannot store offset");
+                }
+            }
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                warn!(error = %e, "commit failed");
+            }
+        }
+    }
+    let _ = dropline_core::shutdown::drain(settings.shutdown_grace, async {
+        let _ = consumer.commit_consumer_state(CommitMode::Sync);
+        consumer.unsubscribe();
+    })
+    .await;
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    Ok(())
+}
+
+async fn publish_raw(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> Result<(), KafkaError> {
+    let record = rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload);
+    producer.send(record, Duration::from_secs(30)).await.map(drop).map_err(|(e, _)| e)
+}
+
+enum Answer {
+    Event { event: Box<ClipEvent>, drop_id: String, elapsed: Option<Duration> },
+    Dead(String),
+}
+
+/// Decodes and serves one request (blocking: libav work).
+fn answer(settings: &Settings, rules: ClipRules, msg: &OwnedMessage) -> Answer {
+    let request: ClipRequest = match kafka::decode(msg) {
+        Ok(request) => request,
+        Err(e) => return Answer::Dead(e.reason),
+    };
+    let started = Instant::now();
+    let drop_id = request.drop_id.clone();
+    let event = match cut_request(settings, rules, &request) {
+        Ok(ready) => {
+            info!(clip_id = %ready.clip_id, path = %ready.path, duration_ms = ready.duration_ms, "clip ready");
+            ClipEvent { event: Some(clip_event::Event::Ready(ready)) }
+        }
+        Err(reason) => {
+            warn!(clip_id = %request.clip_id, reason = %reason, "clip failed");
+            ClipEvent {
+                event: Some(clip_event::Event::Failed(ClipFailed {
+                    clip_id: request.clip_id.clone(),
+                    drop_id: request.drop_id.clone(),
+                    reason,
+                    moment: request.reason,
+                    failed_at_ms: now_ms(),
+                })),
+            }
+        }
+    };
+    Answer::Event { event: Box::new(event), drop_id, elapsed: Some(started.elapsed()) }
+}
+
+/// Ids become file names: letters, digits, `.`, `_`, `-`; not empty, not dots only.
+fn safe_name(what: &str, id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !id.chars().all(|c| c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} {id:?} is not usable as a file name (letters, digits, . _ -)"))
+    }
+}
+
+/// The recording's path inside `DROPLINE_RECORDINGS`; never outside it.
+fn recording_path(root: &Path, recording: &str) -> Result<PathBuf, String> {
+    let relative = Path::new(recording);
+    if recording.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!("recording {recording:?} must be a path inside DROPLINE_RECORDINGS"));
+    }
+    Ok(root.join(relative))
+}
+
+fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> Result<ClipReady, String> {
+    safe_name("clip_id", &request.clip_id)?;
+    safe_name("drop_id", &request.drop_id)?;
+    let input = recording_path(&settings.recordings, &request.recording)?;
+    let recording = probe(&input).map_err(|e| e.to_string())?;
+    let wanted = match (request.start_ms, request.at_ms) {
+        (Some(start_ms), _) => {
+            Wanted::Window { start_ms, duration_ms: request.duration_ms.unwrap_or(45_000) }
+        }
+        (None, Some(at_ms)) => {
+            let started = recording.started_at_ms.ok_or_else(|| {
+                format!(
+                    "cannot place the moment: the start time of {} is unknown (no creation_time, no {})",
+                    request.recording,
+                    crate::probe::sidecar_path(&input).display()
+                )
+            })?;
+            Wanted::Moment { at_ms: to_recording_time(at_ms, started) }
+        }
+        (None, None) => return Err("the request has neither at_ms nor start_ms".into()),
+    };
+    let planned = rules.plan(wanted, recording.length_ms).map_err(|e| e.0)?;
+    let dir = settings.clips.join(&request.drop_id);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let out = dir.join(format!("{}.mp4", request.clip_id));
+    let window = Window::from_secs(planned.start_ms as f64 / 1000.0, planned.duration_ms as f64 / 1000.0)
+        .map_err(|e| e.to_string())?;
+    let report = cut_copy(&input, window, &out).map_err(|e| e.to_string())?;
+    let mut note = request.note.clone();
+    if let Some(adjusted) = planned.adjusted {
+        note = if note.is_empty() { adjusted } else { format!("{note} ({adjusted})") };
+    }
+    Ok(ClipReady {
+        clip_id: request.clip_id.clone(),
+        drop_id: request.drop_id.clone(),
+        path: out.display().to_string(),
+        thumbnail_path: String::new(),
+        vertical_path: String::new(),
+        start_ms: i64::try_from(report.start_ms).unwrap_or(i64::MAX),
+        duration_ms: i64::try_from(report.duration_ms).unwrap_or(i64::MAX),
+        size_bytes: report.size_bytes,
+        reason: request.reason,
+        at_ms: request.at_ms,
+        recording: request.recording.clone(),
+        ready_at_ms: now_ms(),
+        note,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recordings_stay_inside_their_directory() {
+        let root = Path::new("/srv/recordings");
+        assert_eq!(
+            recording_path(root, "stream/today.ts"),
+            Ok(PathBuf::from("/srv/recordings/stream/today.ts"))
+        );
+        for bad in ["", "/etc/passwd", "../secret.mp4", "a/../../b.mp4", "./x.mp4"] {
+            assert!(recording_path(root, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_must_be_file_names() {
+        assert!(safe_name("clip_id", "clip-1.open_2").is_ok());
+        for bad in ["", "..", "a/b", "a b", "x\0"] {
+            assert!(safe_name("clip_id", bad).is_err(), "{bad:?}");
+        }
+    }
+}

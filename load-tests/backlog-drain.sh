@@ -12,7 +12,7 @@ D=${D:-8}
 cargo build --quiet --release -p dropline-cli -p dropline-matcher
 bin=${CARGO_TARGET_DIR:-target}/release
 now=$(($(date +%s%N) / 1000000))
-prefix="backlog-$now."
+prefix="test-backlog-$now."
 export DROPLINE_TOPIC_PREFIX=$prefix DROPLINE_PARTITIONS=${DROPLINE_PARTITIONS:-4}
 "$bin/dropline" create-topics >/dev/null
 

@@ -12,10 +12,23 @@ now=$(($(date +%s%N) / 1000000))
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
-say "0. Starting the matcher (admin on 127.0.0.1:9101: /metrics, /healthz)"
+export DROPLINE_RECORDINGS=${DROPLINE_RECORDINGS:-data/recordings} DROPLINE_CLIPS=${DROPLINE_CLIPS:-data/clips}
+mkdir -p "$DROPLINE_RECORDINGS" "$DROPLINE_CLIPS"
+recording="$DROPLINE_RECORDINGS/demo-stream.mp4"
+if [ ! -f "$recording" ]; then
+  say "0. Recording a 70 s stream to cut clips from ($recording)"
+  ffmpeg -v error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -t 70 -c:v libx264 -preset veryfast -g 60 -c:a aac -shortest "$recording"
+fi
+# The stream "started" 70 s ago: wall-clock moments of this drop fall inside it.
+echo "{\"started_at_ms\": $((now - 70000))}" >"$recording.json"
+
+say "0. Starting the matcher (admin 127.0.0.1:9101) and the clipper worker (admin 127.0.0.1:9102)"
 DROPLINE_LOG=${DROPLINE_LOG:-warn} "$bin/dropline-matcher" &
 matcher=$!
-trap 'kill $matcher 2>/dev/null; wait $matcher 2>/dev/null' EXIT
+DROPLINE_LOG=${DROPLINE_LOG:-warn} DROPLINE_ADMIN=127.0.0.1:9102 "$bin/dropline-clipper" &
+clipper=$!
+trap 'kill $matcher $clipper 2>/dev/null; wait $matcher $clipper 2>/dev/null' EXIT
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && break; sleep 0.2; done
 
 say "1. The creator opens drop $drop (topic drop-triggers)"
@@ -37,9 +50,15 @@ say "3. What flowed, read back from the broker and decoded (dropline tail)"
 say "4. The matcher's answers (topic reservations): one per order, ordinary chat ignored"
 "$bin/dropline" tail reservations --from-beginning --key "$drop" -n 6 --idle-exit 10 --brief
 
-say "5. The stack"
+say "5. An editor marks the moment the drop opened; the clipper cuts it (topics clip-requests → clips)"
+printf '{"clipId":"%s-open","dropId":"%s","recording":"demo-stream.mp4","atMs":"%s","reason":"CLIP_REASON_DROP_OPENED","note":"drop opened"}\n' \
+  "$drop" "$drop" "$((now - 30000))" | "$bin/dropline" produce clip-requests >/dev/null
+"$bin/dropline" tail clips --from-beginning --key "$drop" -n 1 --idle-exit 30
+
+say "6. The stack"
 deploy/local/stack.sh status
 cat <<TXT
 
-The clipper, console and ingest join this demo as they land.
-Watch a topic yourself:  $bin/dropline tail reservations
+Clips are in $DROPLINE_CLIPS. The console (live page, gallery) and chat ingest join this demo as
+they land. Watch a topic yourself:  $bin/dropline tail reservations --brief
+TXT

@@ -9,7 +9,6 @@
 
 use std::cmp::Ordering;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use ffmpeg::{codec, encoder, format, media, Dictionary, Packet, Rational, Rescal
 use ffmpeg_next as ffmpeg;
 
 use crate::error::ClipError;
+use crate::media::{io_error, open_checked, read_packet, set_readable, temp_beside, NO_TS};
 
 /// How far before the wanted start each seek attempt lands, after the exact seek; the last resort
 /// reads the recording from its beginning.
@@ -33,9 +33,6 @@ const SEEK_BACKOFFS: [Duration; 5] = [
 /// Codecs copied into the MP4 (what the MP4 muxer takes and players play).
 const VIDEO_CODECS: &[codec::Id] = &[codec::Id::H264, codec::Id::HEVC, codec::Id::AV1, codec::Id::VP9];
 const AUDIO_CODECS: &[codec::Id] = &[codec::Id::AAC, codec::Id::OPUS, codec::Id::MP3];
-
-/// libav's "no timestamp" value (`AV_NOPTS_VALUE`).
-const NO_TS: i64 = i64::MIN;
 
 /// The part of a recording to cut, relative to the start of the recording (its first timestamp,
 /// whatever the container's clock says there).
@@ -116,21 +113,6 @@ pub fn cut_copy(input: &Path, window: Window, out: &Path) -> Result<CutReport, C
     Ok(CutReport { start_ms: written.start_ms, duration_ms: written.duration_ms, size_bytes })
 }
 
-/// A temporary file in the directory of `out` (so the final rename stays on one filesystem),
-/// removed when dropped.
-fn temp_beside(out: &Path, suffix: &str) -> Result<tempfile::NamedTempFile, ClipError> {
-    let dir = match out.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(suffix)
-        .tempfile_in(dir)
-        .map_err(|e| io_error("cannot create a temporary file in", dir, e))
-}
-
 /// What `write_clip` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Container {
@@ -184,22 +166,7 @@ struct Written {
 
 impl Source {
     fn open(path: &Path) -> Result<Self, ClipError> {
-        match fs::metadata(path) {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => {
-                let e = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-                return Err(io_error("cannot read", path, e));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ClipError::NotFound { path: path.to_path_buf() })
-            }
-            Err(e) => return Err(io_error("cannot open", path, e)),
-        }
-        let input = open_input(path)?;
-        // libav reads any text as "tty" (ANSI art) video.
-        if input.format().name() == "tty" {
-            return Err(ClipError::NotMedia { path: path.to_path_buf(), source: ffmpeg::Error::InvalidData });
-        }
+        let input = open_checked(path)?;
         let video = input
             .streams()
             .best(media::Type::Video)
@@ -260,7 +227,7 @@ impl Source {
             }
         }
         // Last resort: read from the beginning (a fresh context needs no seek).
-        self.input = open_input(&self.path)?;
+        self.input = open_checked(&self.path)?;
         match self.scan(target_us, end_us, true)? {
             Scan::Found(start) => Ok(start),
             Scan::Retry => Err(ClipError::NoKeyframe { path: self.path.clone() }),
@@ -499,20 +466,6 @@ impl Cutter {
     }
 }
 
-pub(crate) fn open_input(path: &Path) -> Result<Input, ClipError> {
-    format::input(path).map_err(|source| ClipError::NotMedia { path: path.to_path_buf(), source })
-}
-
-/// Reads the next packet; `Ok(false)` at the end of the file. Read errors are reported, not taken
-/// for the end (as `Input::packets()` would).
-fn read_packet(input: &mut Input, packet: &mut Packet, path: &Path) -> Result<bool, ClipError> {
-    match packet.read(input) {
-        Ok(()) => Ok(true),
-        Err(ffmpeg::Error::Eof) => Ok(false),
-        Err(source) => Err(ClipError::Read { path: path.to_path_buf(), source }),
-    }
-}
-
 /// Compares `a` (time base `ta`) with `b` (time base `tb`) exactly.
 fn cmp_ts(a: i64, ta: Rational, b: i64, tb: Rational) -> Ordering {
     let left = i128::from(a) * i128::from(ta.numerator()) * i128::from(tb.denominator());
@@ -526,21 +479,6 @@ fn micros(d: Duration) -> i64 {
 
 fn past_end(start_us: i64, length_us: i64) -> ClipError {
     ClipError::PastEnd { start_s: start_us as f64 / 1e6, length_s: length_us as f64 / 1e6 }
-}
-
-fn io_error(what: &'static str, path: &Path, source: io::Error) -> ClipError {
-    ClipError::Io { what, path: path.to_path_buf(), source }
-}
-
-/// Temporary files are created owner-only; a clip is an ordinary file.
-fn set_readable(path: &Path) -> Result<(), ClipError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o644))
-            .map_err(|e| io_error("cannot set permissions of", path, e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,9 +3,14 @@
 
 pub mod cut;
 pub mod error;
+mod media;
 pub mod probe;
 pub mod rules;
+pub mod thumbnail;
+pub mod vertical;
 pub mod worker;
 
 pub use cut::{cut_copy, CutReport, Window};
 pub use error::ClipError;
+pub use thumbnail::{thumbnail, ThumbReport};
+pub use vertical::{vertical, VerticalOptions, VerticalReport};

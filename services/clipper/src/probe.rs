@@ -6,8 +6,8 @@ use std::time::UNIX_EPOCH;
 
 use ffmpeg_next as ffmpeg;
 
-use crate::cut::open_input;
 use crate::error::ClipError;
+use crate::media::open_checked;
 
 /// A recording's length and wall-clock start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +33,7 @@ pub fn sidecar_path(recording: &Path) -> PathBuf {
 /// Reads the recording's length and start. The sidecar wins over the container's `creation_time`.
 pub fn probe(path: &Path) -> Result<Recording, ClipError> {
     ffmpeg::init().map_err(ClipError::Init)?;
-    if !path.exists() {
-        return Err(ClipError::NotFound { path: path.to_path_buf() });
-    }
-    let input = open_input(path)?;
+    let input = open_checked(path)?;
     let duration = input.duration();
     if duration <= 0 {
         return Err(ClipError::InvalidWindow(format!("{} has no known duration", path.display())));

@@ -22,9 +22,11 @@ use tracing::{info, warn};
 use crate::cut::{cut_copy, Window};
 use crate::probe::probe;
 use crate::rules::{to_recording_time, ClipRules, Wanted};
+use crate::thumbnail::thumbnail;
+use crate::vertical::{vertical, VerticalOptions};
 
 /// How the worker runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
     /// Consumer group (`DROPLINE_CLIPPER_GROUP`, default `dropline-clipper`).
     pub group: String,
@@ -34,6 +36,9 @@ pub struct WorkerConfig {
     pub admin: SocketAddr,
     /// Window rules.
     pub rules: ClipRules,
+    /// The 9:16 variant made after each clip (`DROPLINE_CLIPPER_VERTICAL`: `720`, `1080` or `off`;
+    /// default 720).
+    pub vertical: Option<VerticalOptions>,
 }
 
 impl WorkerConfig {
@@ -44,6 +49,7 @@ impl WorkerConfig {
             workers: 2,
             admin: admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9102))),
             rules: ClipRules::default(),
+            vertical: Some(VerticalOptions::default()),
         };
         if let Ok(group) = std::env::var("DROPLINE_CLIPPER_GROUP") {
             if !group.trim().is_empty() {
@@ -56,6 +62,20 @@ impl WorkerConfig {
                 value: v,
                 expected: "a whole number from 1 to 64".into(),
             })?;
+        }
+        if let Ok(v) = std::env::var("DROPLINE_CLIPPER_VERTICAL") {
+            config.vertical = match v.trim() {
+                "off" | "no" | "0" => None,
+                "720" => Some(VerticalOptions { width: 720, ..VerticalOptions::default() }),
+                "1080" => Some(VerticalOptions { width: 1080, ..VerticalOptions::default() }),
+                _ => {
+                    return Err(SettingsError {
+                        var: "DROPLINE_CLIPPER_VERTICAL".into(),
+                        value: v,
+                        expected: "`720`, `1080` or `off`".into(),
+                    })
+                }
+            };
         }
         Ok(config)
     }
@@ -108,6 +128,8 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    // libav's own chatter (x264 statistics, deprecation notes) stays out of the service's logs.
+    ffmpeg_next::log::set_level(ffmpeg_next::log::Level::Error);
     let metrics = Metrics::new()?;
     let health = Health::default();
     let admin_stop = CancellationToken::new();
@@ -160,9 +182,13 @@ pub async fn run(
             answers.push((msg, answer));
         }
         let mut ok = true;
+        let mut readies = Vec::new();
         for (msg, answer) in answers {
             let (topic, key, payload) = match answer {
                 Answer::Event { event, drop_id, elapsed } => {
+                    if let Some(clip_event::Event::Ready(ready)) = &event.event {
+                        readies.push(ready.clone());
+                    }
                     let result = if matches!(event.event, Some(clip_event::Event::Ready(_))) {
                         "ready"
                     } else {
@@ -193,6 +219,25 @@ pub async fn run(
                 health.set("kafka", false, e.to_string());
                 warn!(error = %e, "cannot publish; the request will be redone after a restart");
                 ok = false;
+            }
+        }
+        // The 9:16 variant takes seconds (a re-encode): the clip was announced already; its
+        // vertical follows as a second ClipReady for the same clip_id.
+        if ok {
+            if let Some(opts) = config.vertical {
+                for ready in readies {
+                    let job = tokio::task::spawn_blocking(move || with_vertical(ready, opts));
+                    let Ok(Some(ready)) = job.await else { continue };
+                    let drop_id = ready.drop_id.clone();
+                    let event = ClipEvent { event: Some(clip_event::Event::Ready(ready)) };
+                    let topic = settings.topics.name(TopicKind::Clips);
+                    if let Err(e) =
+                        publish_raw(&producer, topic, &drop_id, &prost::Message::encode_to_vec(&event)).await
+                    {
+                        warn!(error = %e, "cannot publish the vertical variant");
+                        ok = false;
+                    }
+                }
             }
         }
         if ok {
@@ -310,6 +355,20 @@ fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> 
     let window = Window::from_secs(planned.start_ms as f64 / 1000.0, planned.duration_ms as f64 / 1000.0)
         .map_err(|e| e.to_string())?;
     let report = cut_copy(&input, window, &out).map_err(|e| e.to_string())?;
+    // The thumbnail shows the moment itself (or the clip's first second for explicit windows).
+    let moment_in_clip = match wanted {
+        Wanted::Moment { at_ms } => at_ms.saturating_sub(i64::try_from(report.start_ms).unwrap_or(0)).max(0),
+        Wanted::Window { .. } => 1_000,
+    };
+    let thumb = dir.join(format!("{}.jpg", request.clip_id));
+    let thumbnail_path =
+        match thumbnail(&out, Duration::from_millis(moment_in_clip.unsigned_abs()), &thumb, 640) {
+            Ok(_) => thumb.display().to_string(),
+            Err(e) => {
+                warn!(clip_id = %request.clip_id, error = %e, "no thumbnail");
+                String::new()
+            }
+        };
     let mut note = request.note.clone();
     if let Some(adjusted) = planned.adjusted {
         note = if note.is_empty() { adjusted } else { format!("{note} ({adjusted})") };
@@ -318,7 +377,7 @@ fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> 
         clip_id: request.clip_id.clone(),
         drop_id: request.drop_id.clone(),
         path: out.display().to_string(),
-        thumbnail_path: String::new(),
+        thumbnail_path,
         vertical_path: String::new(),
         start_ms: i64::try_from(report.start_ms).unwrap_or(i64::MAX),
         duration_ms: i64::try_from(report.duration_ms).unwrap_or(i64::MAX),
@@ -329,6 +388,23 @@ fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> 
         ready_at_ms: now_ms(),
         note,
     })
+}
+
+/// Makes the 9:16 variant of a ready clip; the clip with `vertical_path` set, or `None` on failure.
+fn with_vertical(mut ready: ClipReady, opts: VerticalOptions) -> Option<ClipReady> {
+    let clip = PathBuf::from(&ready.path);
+    let out = clip.with_extension("vertical.mp4");
+    match vertical(&clip, &out, opts) {
+        Ok(_) => {
+            ready.vertical_path = out.display().to_string();
+            ready.ready_at_ms = now_ms();
+            Some(ready)
+        }
+        Err(e) => {
+            warn!(clip_id = %ready.clip_id, error = %e, "no vertical variant");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,14 @@ fn duration_s(path: &Path) -> anyhow::Result<f64> {
     Ok(String::from_utf8(out.stdout)?.trim().parse()?)
 }
 
+fn probe_entry(path: &Path, entries: &str) -> anyhow::Result<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
 fn reader(settings: &Settings, kind: TopicKind) -> anyhow::Result<StreamConsumer> {
     let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
     consumer.subscribe(&[settings.topics.name(kind)])?;
@@ -70,6 +78,7 @@ async fn clip_requests_become_clips_or_reasons() -> anyhow::Result<()> {
         workers: 2,
         admin: "127.0.0.1:0".parse()?,
         rules: Default::default(),
+        vertical: Some(dropline_clipper::VerticalOptions::default()),
     };
     let worker = tokio::spawn(dropline_clipper::worker::run(settings.clone(), config, token.clone()));
 
@@ -97,6 +106,18 @@ async fn clip_requests_become_clips_or_reasons() -> anyhow::Result<()> {
     let length = duration_s(path)?;
     assert!((44.0..=48.0).contains(&length), "clip lasts {length} s");
     assert_eq!(ready.size_bytes, std::fs::metadata(path)?.len());
+    assert_eq!(probe_entry(Path::new(&ready.thumbnail_path), "stream=codec_name")?, "mjpeg");
+    assert!(ready.vertical_path.is_empty(), "the clip is announced before its vertical variant");
+
+    // Then the same clip again, with its 9:16 variant.
+    let ClipEvent { event: Some(clip_event::Event::Ready(again)) } = next::<ClipEvent>(&clips).await? else {
+        anyhow::bail!("expected the vertical variant's ClipReady");
+    };
+    assert_eq!(again.clip_id, "sold-out-1");
+    let vertical = Path::new(&again.vertical_path);
+    assert_eq!(probe_entry(vertical, "stream=width,height")?, "720\n1280");
+    let vertical_length = duration_s(vertical)?;
+    assert!((length - vertical_length).abs() < 0.2, "{vertical_length} vs {length}");
 
     for (clip_id, recording) in [("missing-1", "nope.mp4"), ("escape-1", "../stream.mp4")] {
         let request = ClipRequest {

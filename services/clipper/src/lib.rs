@@ -4,6 +4,7 @@
 pub mod cut;
 pub mod error;
 mod media;
+pub mod moments;
 pub mod probe;
 pub mod rules;
 pub mod thumbnail;

@@ -1,6 +1,7 @@
 //! The clipper: cuts highlight clips out of live-stream recordings with libav (`ffmpeg-next`), in
 //! process. Every libav call blocks; the service runs them on blocking threads, one clip per thread.
 
+pub mod autoclip;
 pub mod cut;
 pub mod error;
 mod media;

@@ -39,6 +39,8 @@ pub struct WorkerConfig {
     /// The 9:16 variant made after each clip (`DROPLINE_CLIPPER_VERTICAL`: `720`, `1080` or `off`;
     /// default 720).
     pub vertical: Option<VerticalOptions>,
+    /// Request clips of drops' moments automatically (`DROPLINE_CLIPPER_MOMENTS`: `on`/`off`, default on).
+    pub moments: bool,
 }
 
 impl WorkerConfig {
@@ -50,7 +52,21 @@ impl WorkerConfig {
             admin: admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9102))),
             rules: ClipRules::default(),
             vertical: Some(VerticalOptions::default()),
+            moments: true,
         };
+        if let Ok(v) = std::env::var("DROPLINE_CLIPPER_MOMENTS") {
+            config.moments = match v.trim() {
+                "on" | "yes" | "1" => true,
+                "off" | "no" | "0" => false,
+                _ => {
+                    return Err(SettingsError {
+                        var: "DROPLINE_CLIPPER_MOMENTS".into(),
+                        value: v,
+                        expected: "`on` or `off`".into(),
+                    })
+                }
+            };
+        }
         if let Ok(group) = std::env::var("DROPLINE_CLIPPER_GROUP") {
             if !group.trim().is_empty() {
                 config.group = group.trim().to_owned();
@@ -145,6 +161,10 @@ pub async fn run(
     consumer.subscribe(&[settings.topics.name(TopicKind::ClipRequests)])?;
     health.set("kafka", true, "subscribed");
     info!(admin = %addr, workers = config.workers, "clipper worker running");
+    let moments = config.moments.then(|| {
+        let group = format!("{}-moments", config.group);
+        tokio::spawn(crate::autoclip::run(settings.clone(), group, config.rules, shutdown.clone()))
+    });
 
     loop {
         let first = tokio::select! {
@@ -256,6 +276,13 @@ pub async fn run(
         consumer.unsubscribe();
     })
     .await;
+    if let Some(moments) = moments {
+        match moments.await {
+            Ok(Err(e)) => warn!(error = %e, "moment watcher stopped with an error"),
+            Err(e) => warn!(error = %e, "moment watcher panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
     admin_stop.cancel();
     let _ = admin_task.await;
     Ok(())

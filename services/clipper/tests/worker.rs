@@ -53,8 +53,19 @@ async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> anyhow:
     Ok(kafka::decode(&message)?)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clip_requests_become_clips_or_reasons() -> anyhow::Result<()> {
+/// A world of its own: topics with a unique prefix, a 70 s recording that started 70 s ago, and a
+/// worker running in this process.
+struct World {
+    _dir: tempfile::TempDir,
+    settings: Settings,
+    started: i64,
+    clips: StreamConsumer,
+    dead: StreamConsumer,
+    token: tokio_util::sync::CancellationToken,
+    worker: tokio::task::JoinHandle<Result<(), dropline_clipper::worker::WorkerError>>,
+}
+
+async fn world(moments: bool) -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
     let mut settings = Settings::from_env()?;
     settings.topics = Topics::with_prefix(&format!("test-clipper-{}.", uuid::Uuid::new_v4().simple()));
@@ -78,10 +89,16 @@ async fn clip_requests_become_clips_or_reasons() -> anyhow::Result<()> {
         workers: 2,
         admin: "127.0.0.1:0".parse()?,
         rules: Default::default(),
-        vertical: Some(dropline_clipper::VerticalOptions::default()),
+        vertical: (!moments).then(dropline_clipper::VerticalOptions::default),
+        moments,
     };
     let worker = tokio::spawn(dropline_clipper::worker::run(settings.clone(), config, token.clone()));
+    Ok(World { _dir: dir, settings, started, clips, dead, token, worker })
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clip_requests_become_clips_or_reasons() -> anyhow::Result<()> {
+    let World { _dir, settings, started, clips, dead, token, worker } = world(false).await?;
     let producer = kafka::producer(&settings, "test")?;
     let topic = settings.topics.name(TopicKind::ClipRequests).to_owned();
     let sold_out = ClipRequest {
@@ -147,6 +164,54 @@ async fn clip_requests_become_clips_or_reasons() -> anyhow::Result<()> {
     let letter: DeadLetter = next(&dead).await?;
     assert_eq!(letter.payload.as_ref(), [0xff, 0xff, 0x01]);
     assert!(letter.reason.contains("invalid protobuf"), "{}", letter.reason);
+
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(15), worker).await???;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moments_of_a_drop_become_clip_requests_and_clips() -> anyhow::Result<()> {
+    use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop, ReservationOutcome, ReservationStatus};
+    let World { _dir, settings, started, clips, token, worker, .. } = world(true).await?;
+    let requests = reader(&settings, TopicKind::ClipRequests)?;
+    let producer = kafka::producer(&settings, "test")?;
+
+    let opened_at = started + 40_000;
+    let open = DropTrigger {
+        drop_id: "drop-m".into(),
+        sent_at_ms: opened_at,
+        trigger_id: "open-m".into(),
+        action: Some(drop_trigger::Action::Open(OpenDrop {
+            recording: "stream.mp4".into(),
+            ..Default::default()
+        })),
+    };
+    kafka::publish(&producer, settings.topics.name(TopicKind::DropTriggers), "drop-m", &open).await?;
+    let request: ClipRequest = next(&requests).await?;
+    assert_eq!(request.reason, ClipReason::DropOpened as i32);
+    assert_eq!((request.at_ms, request.recording.as_str()), (Some(opened_at), "stream.mp4"));
+    let ClipEvent { event: Some(clip_event::Event::Ready(ready)) } = next::<ClipEvent>(&clips).await? else {
+        anyhow::bail!("expected the opening clip");
+    };
+    assert_eq!(ready.clip_id, request.clip_id);
+    assert!(Path::new(&ready.path).exists());
+
+    // The last hoodie goes a few minutes later: a sold-out moment (its own clip request).
+    let last = ReservationOutcome {
+        order_id: "o-last".into(),
+        drop_id: "drop-m".into(),
+        sku: "HOODIE-L".into(),
+        quantity: 1,
+        status: ReservationStatus::Reserved as i32,
+        remaining: 0,
+        decided_at_ms: opened_at + 180_000,
+        ..Default::default()
+    };
+    kafka::publish(&producer, settings.topics.name(TopicKind::Reservations), "drop-m", &last).await?;
+    let sold_out: ClipRequest = next(&requests).await?;
+    assert_eq!(sold_out.reason, ClipReason::SoldOut as i32);
+    assert!(sold_out.note.contains("HOODIE-L"), "{}", sold_out.note);
 
     token.cancel();
     tokio::time::timeout(Duration::from_secs(15), worker).await???;

@@ -1,0 +1,145 @@
+//! Automatic clip requests: watches `drop-triggers` (opens, and each drop's recording) and
+//! `reservations` (sell-outs, order rate), and publishes a `ClipRequest` for every moment the
+//! [`Detector`] keeps. Clip ids are derived from the moment, so a replay asks for the same clip.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dropline_core::kafka::{self, now_ms};
+use dropline_core::{Settings, TopicKind};
+use dropline_proto::v1::{
+    drop_trigger, ClipReason, ClipRequest, DropTrigger, ReservationOutcome, ReservationStatus,
+};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::moments::{Detector, Moment, RushRule};
+use crate::rules::ClipRules;
+use crate::worker::WorkerError;
+
+/// Decisions that count as order activity (hold lifecycle events do not).
+const DECISIONS: [ReservationStatus; 7] = [
+    ReservationStatus::Reserved,
+    ReservationStatus::SoldOut,
+    ReservationStatus::LimitExceeded,
+    ReservationStatus::Waitlisted,
+    ReservationStatus::Duplicate,
+    ReservationStatus::UnknownSku,
+    ReservationStatus::Invalid,
+];
+
+/// The request for a moment in `recording`.
+pub fn request_for(moment: &Moment, recording: &str) -> ClipRequest {
+    let kind = match moment.reason {
+        ClipReason::DropOpened => "open",
+        ClipReason::SoldOut => "soldout",
+        ClipReason::Rush => "rush",
+        ClipReason::Marker => "marker",
+        ClipReason::Unspecified => "moment",
+    };
+    ClipRequest {
+        clip_id: format!("{}-{kind}-{}", moment.drop_id, moment.at_ms),
+        drop_id: moment.drop_id.clone(),
+        recording: recording.to_owned(),
+        at_ms: Some(moment.at_ms),
+        start_ms: None,
+        duration_ms: None,
+        reason: moment.reason as i32,
+        note: moment.note.clone(),
+        exact: false,
+        requested_at_ms: now_ms(),
+    }
+}
+
+/// Runs until `shutdown`: consumes in group `group`, publishes to `clip-requests`.
+pub async fn run(
+    settings: Settings,
+    group: String,
+    rules: ClipRules,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let producer = kafka::producer(&settings, "dropline-clipper-moments")?;
+    let consumer = kafka::consumer(&settings, "dropline-clipper-moments", &group)?;
+    let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
+    let reservations = settings.topics.name(TopicKind::Reservations).to_owned();
+    consumer.subscribe(&[&triggers, &reservations])?;
+    let requests = settings.topics.name(TopicKind::ClipRequests).to_owned();
+    let mut detector = Detector::new(rules, RushRule::default());
+    let mut recordings: HashMap<String, String> = HashMap::new();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "consume error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let moment = if message.topic() == triggers {
+            match kafka::decode::<DropTrigger, _>(&message) {
+                Ok(DropTrigger {
+                    drop_id,
+                    sent_at_ms,
+                    action: Some(drop_trigger::Action::Open(open)),
+                    ..
+                }) => {
+                    if !open.recording.is_empty() {
+                        recordings.insert(drop_id.clone(), open.recording);
+                    }
+                    let at = if sent_at_ms > 0 { sent_at_ms } else { now_ms() };
+                    detector.opened(&drop_id, at)
+                }
+                // Other triggers, and undecodable ones (the matcher dead-letters those), say nothing here.
+                _ => None,
+            }
+        } else {
+            match kafka::decode::<ReservationOutcome, _>(&message) {
+                Ok(o) => {
+                    let status =
+                        ReservationStatus::try_from(o.status).unwrap_or(ReservationStatus::Unspecified);
+                    if DECISIONS.contains(&status) {
+                        let sold_out = (status == ReservationStatus::Reserved && o.remaining == 0)
+                            .then_some(o.sku.as_str());
+                        detector.decided(&o.drop_id, o.decided_at_ms, sold_out)
+                    } else {
+                        None
+                    }
+                }
+                Err(_) => None,
+            }
+        };
+        if let Some(moment) = moment {
+            match recordings.get(&moment.drop_id) {
+                Some(recording) => {
+                    let request = request_for(&moment, recording);
+                    info!(drop_id = %moment.drop_id, clip_id = %request.clip_id, note = %moment.note, "moment: clip requested");
+                    while let Err(e) = kafka::publish(&producer, &requests, &moment.drop_id, &request).await {
+                        warn!(error = %e, "cannot request the clip; retrying");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                }
+                None => {
+                    info!(drop_id = %moment.drop_id, note = %moment.note, "moment without a recording: no clip")
+                }
+            }
+        }
+        if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset() + 1) {
+            warn!(error = %e, "cannot store offset");
+        }
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+            warn!(error = %e, "commit failed");
+        }
+    }
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    consumer.unsubscribe();
+    Ok(())
+}

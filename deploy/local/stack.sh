@@ -172,8 +172,8 @@ status() {
   if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
     if pid_alive "$STATE/tansu.pid"; then who="tansu started by the stack, pid $(cat "$STATE/tansu.pid")"; else who="not ours"; fi
     echo "broker  $KAFKA_HOST:$KAFKA_PORT  up ($who)"
-    # Tests make their own uniquely named topics (test-*); show the deployment's.
-    dropline topics 2>/dev/null | grep -v '^test-' | sed 's/^/        /' || true
+    # Tests, demos and load runs make their own prefixed topics; show the deployment's (typed) ones.
+    dropline topics 2>/dev/null | awk 'NR == 1 || $NF != "-"' | sed 's/^/        /' || true
   else
     echo "broker  $KAFKA_HOST:$KAFKA_PORT  down"
   fi

@@ -161,6 +161,14 @@ pub async fn run(
     consumer.subscribe(&[settings.topics.name(TopicKind::ClipRequests)])?;
     health.set("kafka", true, "subscribed");
     info!(admin = %addr, workers = config.workers, "clipper worker running");
+    let (verticals, vertical_task) = match config.vertical {
+        Some(opts) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let task = tokio::spawn(vertical_loop(rx, opts, producer.clone(), settings.clone()));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
     let moments = config.moments.then(|| {
         let group = format!("{}-moments", config.group);
         tokio::spawn(crate::autoclip::run(settings.clone(), group, config.rules, shutdown.clone()))
@@ -241,22 +249,12 @@ pub async fn run(
                 ok = false;
             }
         }
-        // The 9:16 variant takes seconds (a re-encode): the clip was announced already; its
-        // vertical follows as a second ClipReady for the same clip_id.
-        if ok {
-            if let Some(opts) = config.vertical {
-                for ready in readies {
-                    let job = tokio::task::spawn_blocking(move || with_vertical(ready, opts));
-                    let Ok(Some(ready)) = job.await else { continue };
-                    let drop_id = ready.drop_id.clone();
-                    let event = ClipEvent { event: Some(clip_event::Event::Ready(ready)) };
-                    let topic = settings.topics.name(TopicKind::Clips);
-                    if let Err(e) =
-                        publish_raw(&producer, topic, &drop_id, &prost::Message::encode_to_vec(&event)).await
-                    {
-                        warn!(error = %e, "cannot publish the vertical variant");
-                        ok = false;
-                    }
+        // The 9:16 variant takes seconds (a re-encode): it is made in the background, one at a
+        // time, and announced as a second ClipReady for the same clip_id, so new clips never wait.
+        if let Some(verticals) = &verticals {
+            for ready in readies {
+                if verticals.try_send(ready).is_err() {
+                    warn!("vertical variants are backed up; this clip gets none");
                 }
             }
         }
@@ -276,6 +274,11 @@ pub async fn run(
         consumer.unsubscribe();
     })
     .await;
+    drop(verticals);
+    if let Some(task) = vertical_task {
+        // Queued and running variants get the grace period to finish; the rest are dropped.
+        let _ = tokio::time::timeout(settings.shutdown_grace, task).await;
+    }
     if let Some(moments) = moments {
         match moments.await {
             Ok(Err(e)) => warn!(error = %e, "moment watcher stopped with an error"),
@@ -415,6 +418,28 @@ fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> 
         ready_at_ms: now_ms(),
         note,
     })
+}
+
+/// Makes the vertical variants queued by the worker, one at a time (x264 wants the cores), and
+/// announces each as a `ClipReady` with `vertical_path`. Best effort: a crash loses queued variants,
+/// never a clip.
+async fn vertical_loop(
+    mut queue: tokio::sync::mpsc::Receiver<ClipReady>,
+    opts: VerticalOptions,
+    producer: FutureProducer,
+    settings: Settings,
+) {
+    while let Some(ready) = queue.recv().await {
+        let job = tokio::task::spawn_blocking(move || with_vertical(ready, opts));
+        let Ok(Some(ready)) = job.await else { continue };
+        let drop_id = ready.drop_id.clone();
+        let event = ClipEvent { event: Some(clip_event::Event::Ready(ready)) };
+        let topic = settings.topics.name(TopicKind::Clips);
+        if let Err(e) = publish_raw(&producer, topic, &drop_id, &prost::Message::encode_to_vec(&event)).await
+        {
+            warn!(error = %e, "cannot publish the vertical variant");
+        }
+    }
 }
 
 /// Makes the 9:16 variant of a ready clip; the clip with `vertical_path` set, or `None` on failure.

@@ -18,7 +18,7 @@ use ffmpeg::{codec, encoder, format, media, Dictionary, Packet, Rational, Rescal
 use ffmpeg_next as ffmpeg;
 
 use crate::error::ClipError;
-use crate::media::{io_error, open_checked, read_packet, set_readable, temp_beside, NO_TS};
+use crate::media::{io_error, micros, open_checked, past_end, read_packet, set_readable, temp_beside, NO_TS};
 
 /// How far before the wanted start each seek attempt lands, after the exact seek; the last resort
 /// reads the recording from its beginning.
@@ -471,14 +471,6 @@ fn cmp_ts(a: i64, ta: Rational, b: i64, tb: Rational) -> Ordering {
     let left = i128::from(a) * i128::from(ta.numerator()) * i128::from(tb.denominator());
     let right = i128::from(b) * i128::from(tb.numerator()) * i128::from(ta.denominator());
     left.cmp(&right)
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn past_end(start_us: i64, length_us: i64) -> ClipError {
-    ClipError::PastEnd { start_s: start_us as f64 / 1e6, length_s: length_us as f64 / 1e6 }
 }
 
 #[cfg(test)]

@@ -109,3 +109,13 @@ pub(crate) fn set_readable(path: &Path) -> Result<(), ClipError> {
 pub(crate) fn io_error(what: &'static str, path: &Path, source: io::Error) -> ClipError {
     ClipError::Io { what, path: path.to_path_buf(), source }
 }
+
+/// A duration in microseconds (libav's `AV_TIME_BASE`), saturating.
+pub(crate) fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The window (or moment) at `at_us` lies past the end of a recording `length_us` long.
+pub(crate) fn past_end(at_us: i64, length_us: i64) -> ClipError {
+    ClipError::PastEnd { start_s: at_us as f64 / 1e6, length_s: length_us as f64 / 1e6 }
+}

@@ -20,7 +20,8 @@ use ffmpeg_next as ffmpeg;
 
 use crate::error::ClipError;
 use crate::media::{
-    io_error, open_checked, open_video_decoder, origin_us, read_packet, set_readable, temp_beside, NO_TS,
+    io_error, micros, open_checked, open_video_decoder, origin_us, past_end, read_packet, set_readable,
+    temp_beside, NO_TS,
 };
 
 /// How far before the wanted time each seek attempt lands; the last resort decodes from the
@@ -241,14 +242,6 @@ fn end_error(last: Option<i64>, time_base: Rational, origin_us: i64, at_us: i64)
 
 fn encode_error(out: &Path, e: ffmpeg::Error) -> ClipError {
     io_error("cannot encode the JPEG", out, io::Error::other(e.to_string()))
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn past_end(at_us: i64, length_us: i64) -> ClipError {
-    ClipError::PastEnd { start_s: at_us as f64 / 1e6, length_s: length_us as f64 / 1e6 }
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! Stream-copy cuts of real recordings made with the ffmpeg CLI (MP4, MKV, MPEG-TS, FLV; H.264 +
 //! AAC), checked with ffprobe; bad inputs through the library and the `dropline-clipper` binary.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{ffmpeg, run, Media};
+
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -12,28 +16,6 @@ use serde_json::Value;
 
 /// Length of the generated recordings, seconds.
 const LENGTH: f64 = 70.0;
-
-/// Recordings generated once for the whole test file.
-struct Media {
-    _dir: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Media {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<Output> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(out)
-}
-
-fn ffmpeg(args: &[&str]) -> Result<()> {
-    run(Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args)).map(|_| ())
-}
 
 /// 70 s of 30 fps H.264 (B-frames) + AAC: `gop2.mp4` with a 2 s GOP remuxed into MKV, TS and FLV,
 /// `gop5.ts` with a 5 s GOP; plus the bad inputs.

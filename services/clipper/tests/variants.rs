@@ -1,8 +1,12 @@
 //! Thumbnails and 9:16 variants of real media made with the ffmpeg CLI (640x360 testsrc2 H.264 with
 //! B-frames + AAC), checked with ffprobe and by comparing decoded pixels.
 
+mod common;
+
+use common::{ffmpeg, run, Media};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -12,27 +16,6 @@ use serde_json::Value;
 
 /// Length of the generated clip, seconds.
 const LENGTH: f64 = 10.0;
-
-struct Media {
-    _dir: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Media {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<Output> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(out)
-}
-
-fn ffmpeg(args: &[&str]) -> Result<()> {
-    run(Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args)).map(|_| ())
-}
 
 /// `clip.mp4`: 10 s of 30 fps 640x360 H.264 (2 s GOP, B-frames) + AAC; `short.mp4`: its first 3 s;
 /// `clip.ts`: `clip.mp4` remuxed; bad inputs.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dropline_clipper::{cut_copy, Window};
+use dropline_clipper::{cut_copy, VerticalOptions, Window};
 use ffmpeg_next::log;
 
 #[derive(Debug, Parser)]
@@ -35,6 +35,12 @@ enum Command {
         /// The MP4 file to write (written under a temporary name, then renamed).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Also write the 9:16 variant (720x1280) of the clip here.
+        #[arg(long, value_name = "FILE")]
+        vertical: Option<PathBuf>,
+        /// Also write a JPEG thumbnail of the requested start (at most 640 wide) here.
+        #[arg(long, value_name = "FILE")]
+        thumbnail: Option<PathBuf>,
     },
 }
 
@@ -80,9 +86,32 @@ fn worker() -> anyhow::Result<()> {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Cut { recording, start, duration, out } => {
+        Command::Cut { recording, start, duration, out, vertical, thumbnail } => {
             let window = Window::from_secs(start, duration)?;
             let report = cut_copy(&recording, window, &out)?;
+            // The thumbnail shows the requested start: the clip may begin at the keyframe before it.
+            let lead_in = window.start.saturating_sub(std::time::Duration::from_millis(report.start_ms));
+            let extras = (|| -> Result<_, dropline_clipper::ClipError> {
+                let thumb = match &thumbnail {
+                    Some(path) => Some(dropline_clipper::thumbnail(&out, lead_in, path, 640)?),
+                    None => None,
+                };
+                let variant = match &vertical {
+                    Some(path) => Some(dropline_clipper::vertical(&out, path, VerticalOptions::default())?),
+                    None => None,
+                };
+                Ok((thumb, variant))
+            })();
+            let (thumb, variant) = match extras {
+                Ok(extras) => extras,
+                Err(e) => {
+                    // All or nothing: no clip without the variants that were asked for.
+                    for path in [Some(&out), thumbnail.as_ref(), vertical.as_ref()].into_iter().flatten() {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    return Err(e.into());
+                }
+            };
             // stdout stays machine-readable: one JSON object.
             let mut stdout = std::io::stdout().lock();
             let line = serde_json::json!({
@@ -90,6 +119,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 "start_ms": report.start_ms,
                 "duration_ms": report.duration_ms,
                 "size_bytes": report.size_bytes,
+                "thumbnail": thumbnail.map(|p| p.display().to_string()),
+                "thumbnail_bytes": thumb.map(|t| t.size_bytes),
+                "vertical": vertical.map(|p| p.display().to_string()),
+                "vertical_bytes": variant.map(|v| v.size_bytes),
             });
             writeln!(stdout, "{line}")?;
             Ok(())

@@ -203,6 +203,69 @@ fn cli_cuts_and_prints_a_report() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn cli_writes_the_thumbnail_and_the_vertical_variant_too() -> Result<()> {
+    let media = media();
+    let out_dir = tempfile::tempdir()?;
+    let (clip, thumb, tall) =
+        (out_dir.path().join("clip.mp4"), out_dir.path().join("clip.jpg"), out_dir.path().join("tall.mp4"));
+    let input = media.path("gop2.mp4");
+    let path = |p: &Path| p.to_str().map(str::to_owned).context("path");
+    let out = cli(&[
+        "cut",
+        &path(&input)?,
+        "--start",
+        "20",
+        "--duration",
+        "8",
+        "--out",
+        &path(&clip)?,
+        "--thumbnail",
+        &path(&thumb)?,
+        "--vertical",
+        &path(&tall)?,
+    ])?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(report["thumbnail_bytes"].as_u64() == Some(std::fs::metadata(&thumb)?.len()), "{report}");
+    ensure!(report["vertical_bytes"].as_u64() == Some(std::fs::metadata(&tall)?.len()), "{report}");
+    let probe = |file: &Path| -> Result<String> {
+        let out = run(Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=codec_name,width,height",
+            ])
+            .args(["-of", "csv=p=0"])
+            .arg(file))?;
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    };
+    ensure!(probe(&thumb)?.starts_with("mjpeg,"), "{}", probe(&thumb)?);
+    ensure!(probe(&tall)? == "h264,720,1280", "{}", probe(&tall)?);
+
+    // A variant that cannot be written takes the clip with it: all or nothing.
+    let missing_dir = out_dir.path().join("nope").join("tall.mp4");
+    let clip2 = out_dir.path().join("clip2.mp4");
+    let out = cli(&[
+        "cut",
+        &path(&input)?,
+        "--start",
+        "20",
+        "--duration",
+        "8",
+        "--out",
+        &path(&clip2)?,
+        "--vertical",
+        &path(&missing_dir)?,
+    ])?;
+    ensure!(!out.status.success());
+    ensure!(!clip2.exists(), "the clip was left behind");
+    Ok(())
+}
+
 /// Runs a failing cut through the CLI and the library: a one-line error naming `needle`, non-zero
 /// exit, nothing left in the output directory.
 fn expect_failure(input: &Path, start: &str, duration: &str, needle: &str) -> Result<ClipError> {

@@ -18,17 +18,9 @@ use ffmpeg::{codec, encoder, format, media, Dictionary, Packet, Rational, Rescal
 use ffmpeg_next as ffmpeg;
 
 use crate::error::ClipError;
-use crate::media::{io_error, micros, open_checked, past_end, read_packet, set_readable, temp_beside, NO_TS};
-
-/// How far before the wanted start each seek attempt lands, after the exact seek; the last resort
-/// reads the recording from its beginning.
-const SEEK_BACKOFFS: [Duration; 5] = [
-    Duration::ZERO,
-    Duration::from_secs(2),
-    Duration::from_secs(6),
-    Duration::from_secs(20),
-    Duration::from_secs(60),
-];
+use crate::media::{
+    io_error, micros, open_checked, past_end, read_packet, set_readable, temp_beside, NO_TS, SEEK_BACKOFFS,
+};
 
 /// Codecs copied into the MP4 (what the MP4 muxer takes and players play).
 const VIDEO_CODECS: &[codec::Id] = &[codec::Id::H264, codec::Id::HEVC, codec::Id::AV1, codec::Id::VP9];

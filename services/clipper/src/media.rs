@@ -119,3 +119,14 @@ pub(crate) fn micros(d: std::time::Duration) -> i64 {
 pub(crate) fn past_end(at_us: i64, length_us: i64) -> ClipError {
     ClipError::PastEnd { start_s: at_us as f64 / 1e6, length_s: length_us as f64 / 1e6 }
 }
+
+/// How far before the wanted time each seek attempt lands, after the exact seek (MPEG-TS and FLV
+/// have no index, so a seek can land after the keyframe wanted); the last resort reads the
+/// recording from its beginning.
+pub(crate) const SEEK_BACKOFFS: [std::time::Duration; 5] = [
+    std::time::Duration::ZERO,
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(6),
+    std::time::Duration::from_secs(20),
+    std::time::Duration::from_secs(60),
+];

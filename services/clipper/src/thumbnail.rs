@@ -21,18 +21,8 @@ use ffmpeg_next as ffmpeg;
 use crate::error::ClipError;
 use crate::media::{
     io_error, micros, open_checked, open_video_decoder, origin_us, past_end, read_packet, set_readable,
-    temp_beside, NO_TS,
+    temp_beside, NO_TS, SEEK_BACKOFFS,
 };
-
-/// How far before the wanted time each seek attempt lands; the last resort decodes from the
-/// beginning.
-const SEEK_BACKOFFS: [Duration; 5] = [
-    Duration::ZERO,
-    Duration::from_secs(2),
-    Duration::from_secs(6),
-    Duration::from_secs(20),
-    Duration::from_secs(60),
-];
 
 /// MJPEG quantiser range (2 = best, 31 = worst): about `ffmpeg -q:v 4` (measured: the same size as
 /// the CLI's default for a 320x180 testsrc2 picture).

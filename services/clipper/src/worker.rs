@@ -223,9 +223,7 @@ pub async fn run(
                         "failed"
                     };
                     metrics.clips.with_label_values(&[result]).inc();
-                    if let Some(elapsed) = elapsed {
-                        metrics.cut_seconds.observe(elapsed.as_secs_f64());
-                    }
+                    metrics.cut_seconds.observe(elapsed.as_secs_f64());
                     (
                         settings.topics.name(TopicKind::Clips).to_owned(),
                         drop_id,
@@ -302,7 +300,7 @@ async fn publish_raw(
 }
 
 enum Answer {
-    Event { event: Box<ClipEvent>, drop_id: String, elapsed: Option<Duration> },
+    Event { event: Box<ClipEvent>, drop_id: String, elapsed: Duration },
     Dead(String),
 }
 
@@ -332,7 +330,7 @@ fn answer(settings: &Settings, rules: ClipRules, msg: &OwnedMessage) -> Answer {
             }
         }
     };
-    Answer::Event { event: Box::new(event), drop_id, elapsed: Some(started.elapsed()) }
+    Answer::Event { event: Box::new(event), drop_id, elapsed: started.elapsed() }
 }
 
 /// Ids become file names: letters, digits, `.`, `_`, `-`; not empty, not dots only.

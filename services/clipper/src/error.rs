@@ -40,6 +40,12 @@ pub enum ClipError {
     /// A filesystem operation failed (temporary file, rename, metadata).
     #[error("{what} {}: {source}", path.display())]
     Io { what: &'static str, path: PathBuf, source: io::Error },
+    /// A frame-accurate cut was asked of a recording whose video is not H.264.
+    #[error("frame-accurate cut needs H.264 video; {} is {codec} (a copy cut works)", path.display())]
+    ExactUnsupported { path: PathBuf, codec: &'static str },
+    /// The H.264 bitstream could not be spliced (malformed parameter sets or NAL framing).
+    #[error("cannot splice the H.264 of {}: {source}", path.display())]
+    Bitstream { path: PathBuf, source: crate::h264::H264Error },
     /// libav could not be initialised.
     #[error("cannot initialise libav: {0}")]
     Init(ffmpeg::Error),

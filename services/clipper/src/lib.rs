@@ -4,6 +4,8 @@
 pub mod autoclip;
 pub mod cut;
 pub mod error;
+mod ffi;
+pub mod h264;
 mod media;
 pub mod moments;
 pub mod probe;
@@ -12,7 +14,7 @@ pub mod thumbnail;
 pub mod vertical;
 pub mod worker;
 
-pub use cut::{cut_copy, CutReport, Window};
+pub use cut::{cut_copy, cut_exact, CutReport, Window};
 pub use error::ClipError;
 pub use thumbnail::{thumbnail, ThumbReport};
 pub use vertical::{vertical, VerticalOptions, VerticalReport};

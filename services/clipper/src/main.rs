@@ -1,11 +1,12 @@
-//! `dropline-clipper`: cut clips out of recordings from the command line (`cut`: stream copy).
+//! `dropline-clipper`: cuts clips out of recordings from the command line (`cut`: stream copy or
+//! frame-accurate smart cut), or runs the clip worker.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dropline_clipper::{cut_copy, VerticalOptions, Window};
+use dropline_clipper::{cut_copy, cut_exact, VerticalOptions, Window};
 use ffmpeg_next::log;
 
 #[derive(Debug, Parser)]
@@ -21,8 +22,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Cut by stream copy (no re-encoding) into an MP4: from the video keyframe at or before
-    /// --start, for --duration seconds (clamped to the end of the recording).
+    /// Cut into an MP4 by stream copy (no re-encoding) from the video keyframe at or before
+    /// --start, or with --exact from --start itself; for --duration seconds (clamped to the end
+    /// of the recording).
     Cut {
         /// The recording (MP4, MKV, MPEG-TS, FLV; H.264/H.265 video, AAC/Opus audio).
         recording: PathBuf,
@@ -35,6 +37,10 @@ enum Command {
         /// The MP4 file to write (written under a temporary name, then renamed).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Start exactly at --start (smart cut: re-encodes up to the next keyframe; H.264 only)
+        /// instead of at the keyframe before it.
+        #[arg(long)]
+        exact: bool,
         /// Also write the 9:16 variant (720x1280) of the clip here.
         #[arg(long, value_name = "FILE")]
         vertical: Option<PathBuf>,
@@ -86,9 +92,10 @@ fn worker() -> anyhow::Result<()> {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Cut { recording, start, duration, out, vertical, thumbnail } => {
+        Command::Cut { recording, start, duration, out, exact, vertical, thumbnail } => {
             let window = Window::from_secs(start, duration)?;
-            let report = cut_copy(&recording, window, &out)?;
+            let cut = if exact { cut_exact } else { cut_copy };
+            let report = cut(&recording, window, &out)?;
             // The thumbnail shows the requested start: the clip may begin at the keyframe before it.
             let lead_in = window.start.saturating_sub(std::time::Duration::from_millis(report.start_ms));
             let extras = (|| -> Result<_, dropline_clipper::ClipError> {

@@ -19,7 +19,7 @@ use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cut::{cut_copy, Window};
+use crate::cut::{cut_copy, cut_exact, Window};
 use crate::probe::probe;
 use crate::rules::{to_recording_time, ClipRules, Wanted};
 use crate::thumbnail::thumbnail;
@@ -382,7 +382,8 @@ fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> 
     let out = dir.join(format!("{}.mp4", request.clip_id));
     let window = Window::from_secs(planned.start_ms as f64 / 1000.0, planned.duration_ms as f64 / 1000.0)
         .map_err(|e| e.to_string())?;
-    let report = cut_copy(&input, window, &out).map_err(|e| e.to_string())?;
+    let cut = if request.exact { cut_exact } else { cut_copy };
+    let report = cut(&input, window, &out).map_err(|e| e.to_string())?;
     // The thumbnail shows the moment itself (or the clip's first second for explicit windows).
     let moment_in_clip = match wanted {
         Wanted::Moment { at_ms } => at_ms.saturating_sub(i64::try_from(report.start_ms).unwrap_or(0)).max(0),

@@ -1,4 +1,4 @@
-//! Stream-copy cuts of real recordings made with the ffmpeg CLI (MP4, MKV, MPEG-TS, FLV; H.264 +
+//! Stream-copy and frame-accurate cuts of real recordings made with the ffmpeg CLI (MP4, MKV, MPEG-TS, FLV; H.264 +
 //! AAC), checked with ffprobe; bad inputs through the library and the `dropline-clipper` binary.
 
 mod common;
@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use dropline_clipper::{cut_copy, ClipError, CutReport, Window};
+use dropline_clipper::{cut_copy, cut_exact, ClipError, CutReport, Window};
 use serde_json::Value;
 
 /// Length of the generated recordings, seconds.
@@ -170,6 +170,155 @@ fn window_partly_past_the_end_is_clamped() -> Result<()> {
         let report = cut_and_check(source, 55.0, 45.0, if source.contains("gop5") { 5.0 } else { 2.0 })?;
         ensure!(report.duration_ms < 21_000, "{source}: {report:?}");
     }
+    Ok(())
+}
+
+/// Frames per second of the generated recordings.
+const FPS: f64 = 30.0;
+
+/// Picture number `index` (display order, decoded from the start) of `path` as 64×36 grey, by the
+/// ffmpeg CLI.
+fn picture(path: &Path, index: usize) -> Result<Vec<u8>> {
+    let filter = format!("select=eq(n\\,{index}),scale=64:36");
+    let out = run(Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(path).args([
+        "-vf",
+        &filter,
+        "-frames:v",
+        "1",
+        "-pix_fmt",
+        "gray",
+        "-f",
+        "rawvideo",
+        "-",
+    ]))?;
+    ensure!(out.stdout.len() == 64 * 36, "{path:?}: no picture {index}");
+    Ok(out.stdout)
+}
+
+/// Display times of every picture of `path`, seconds from the start of the recording.
+fn picture_times(path: &Path) -> Result<Vec<f64>> {
+    let format = probe_json(path, &["-show_format"])?;
+    let origin = num(&format["format"]["start_time"]).unwrap_or(0.0);
+    let frames =
+        probe_json(path, &["-select_streams", "v", "-show_entries", "frame=best_effort_timestamp_time"])?;
+    let times: Vec<f64> = frames["frames"]
+        .as_array()
+        .context("no frames")?
+        .iter()
+        .filter_map(|f| num(&f["best_effort_timestamp_time"]))
+        .map(|t| t - origin)
+        .collect();
+    Ok(times)
+}
+
+/// Mean absolute difference of two grey pictures.
+fn mad(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.len() as f64
+}
+
+/// An exact cut, checked: MP4 with both streams from 0 (audio within 50 ms); video as long as asked
+/// (±1 frame, clamped to the recording); decodes without a single error; its first picture is the
+/// recording's first picture shown at or after `start` (as the ffmpeg CLI decodes it) and not its
+/// neighbour; the pictures from the next keyframe on are the recording's own, bit for bit (copied,
+/// not re-encoded).
+fn exact_and_check(source: &str, start: f64, duration: f64) -> Result<CutReport> {
+    let media = media();
+    let input = media.path(source);
+    let out_dir = tempfile::tempdir()?;
+    let clip = out_dir.path().join("exact.mp4");
+    let what = format!("{source} exact at {start} for {duration}");
+    let report = cut_exact(&input, Window::from_secs(start, duration)?, &clip).context(what.clone())?;
+    let frame = 1.0 / FPS;
+    let actual = report.start_ms as f64 / 1000.0;
+    ensure!((actual - start).abs() <= frame, "{what}: clip starts at {actual}");
+
+    let info = probe_json(&clip, &["-show_streams", "-show_format"])?;
+    let streams = info["streams"].as_array().context("no streams")?;
+    let stream = |kind: &str| streams.iter().find(|s| s["codec_type"] == kind);
+    let video = stream("video").context("no video stream")?;
+    let audio = stream("audio").context("no audio stream")?;
+    ensure!(video["codec_tag_string"] == "avc1" && audio["codec_tag_string"] == "mp4a", "{what}: {info}");
+    let v0 = num(&video["start_time"]).context("video start")?;
+    let a0 = num(&audio["start_time"]).context("audio start")?;
+    ensure!(v0.abs() < 0.001 && (a0 - v0).abs() <= 0.050, "{what}: video at {v0}, audio at {a0}");
+    let expect_len = (start + duration).min(LENGTH) - start;
+    let video_len = num(&video["duration"]).context("video duration")?;
+    ensure!((video_len - expect_len).abs() <= frame + 0.001, "{what}: video lasts {video_len}");
+
+    let decode =
+        run(Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&clip).args(["-f", "null", "-"]))?;
+    ensure!(decode.stderr.is_empty(), "{what}: decode errors: {}", String::from_utf8_lossy(&decode.stderr));
+
+    let times = picture_times(&input)?;
+    let wanted = times.iter().position(|t| *t >= start - 1e-6).context("no picture after the start")?;
+    let first = picture(&clip, 0)?;
+    let (requested, next) = (picture(&input, wanted)?, picture(&input, wanted + 1)?);
+    ensure!(mad(&requested, &next) > 1.0, "{what}: the test pattern does not change between frames");
+    ensure!(
+        mad(&first, &requested) < 1.0 && mad(&first, &requested) < mad(&first, &next),
+        "{what}: first picture differs from picture {wanted} by {:.2} (from the next: {:.2})",
+        mad(&first, &requested),
+        mad(&first, &next)
+    );
+
+    let keys = keyframes(&input)?;
+    if let Some(splice) = keys.iter().copied().find(|k| *k > start + 0.001 && *k < start + duration - frame) {
+        let at = times.iter().position(|t| (t - splice).abs() < 0.001).context("splice picture")?;
+        let copied = picture(&clip, at - wanted)?;
+        ensure!(
+            mad(&copied, &picture(&input, at)?) < 0.01,
+            "{what}: picture at the splice ({splice}) differs"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(out_dir.path())?.collect();
+    ensure!(left.len() == 1, "temporary files left: {left:?}");
+    Ok(report)
+}
+
+#[test]
+fn exact_cuts_start_at_the_requested_frame_in_every_container() -> Result<()> {
+    for source in ["gop2.mp4", "gop2.mkv", "gop2.ts", "gop2.flv"] {
+        for (start, duration) in [(7.3, 30.0), (33.5, 36.5)] {
+            exact_and_check(source, start, duration)?;
+        }
+    }
+    for start in [0.5, 24.9, 44.99] {
+        exact_and_check("gop5.ts", start, 45.0_f64.min(LENGTH - start))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn exact_cut_on_a_keyframe_or_inside_one_gop() -> Result<()> {
+    // On a keyframe: nothing to re-encode, the copy is exact.
+    let report = exact_and_check("gop2.mp4", 10.0, 30.0)?;
+    ensure!(report.start_ms == 10_000, "{report:?}");
+    // A window that ends before the next keyframe: all of it re-encoded.
+    exact_and_check("gop5.ts", 5.5, 3.0)?;
+    Ok(())
+}
+
+#[test]
+fn cli_cuts_exactly() -> Result<()> {
+    let media = media();
+    let out_dir = tempfile::tempdir()?;
+    let clip = out_dir.path().join("clip.mp4");
+    let input = media.path("gop2.flv");
+    let path = |p: &Path| p.to_str().map(str::to_owned).context("path");
+    let out = cli(&[
+        "cut",
+        &path(&input)?,
+        "--start",
+        "12.5",
+        "--duration",
+        "45",
+        "--exact",
+        "--out",
+        &path(&clip)?,
+    ])?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(report["start_ms"].as_u64().is_some_and(|ms| ms.abs_diff(12_500) <= 34), "{report}");
     Ok(())
 }
 
@@ -361,6 +510,12 @@ fn hevc_with_opus_is_copied_too() -> Result<()> {
             .filter_map(|s| s["codec_name"].as_str().map(str::to_owned))
             .collect();
         ensure!(codecs == ["hevc", "opus"], "{source:?}: {codecs:?}");
+        let decode =
+            run(Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&clip).args(["-f", "null", "-"]))?;
+        ensure!(decode.stderr.is_empty(), "{source:?}: {}", String::from_utf8_lossy(&decode.stderr));
+        let err = cut_exact(source, Window::from_secs(5.5, 10.0)?, &clip).err().context("exact HEVC")?;
+        ensure!(matches!(err, ClipError::ExactUnsupported { .. }), "{err:?}");
+        ensure!(err.to_string().contains("hevc"), "{err}");
         let first = probe_json(&clip, &["-show_packets", "-select_streams", "v", "-read_intervals", "%+#1"])?;
         ensure!(first["packets"][0]["flags"].as_str().is_some_and(|f| f.contains('K')), "{first}");
     }

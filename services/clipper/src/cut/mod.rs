@@ -17,7 +17,10 @@ use ffmpeg::rescale::TIME_BASE;
 use ffmpeg::{codec, encoder, format, media, Dictionary, Packet, Rational, Rescale};
 use ffmpeg_next as ffmpeg;
 
+mod exact;
+
 use crate::error::ClipError;
+use crate::ffi;
 use crate::media::{
     io_error, micros, open_checked, past_end, read_packet, set_readable, temp_beside, NO_TS, SEEK_BACKOFFS,
 };
@@ -76,42 +79,42 @@ pub struct CutReport {
 /// first; its timestamps start at 0. The file is written under a temporary name in the directory of
 /// `out` and renamed at the end: on error nothing is left behind. Blocking.
 pub fn cut_copy(input: &Path, window: Window, out: &Path) -> Result<CutReport, ClipError> {
+    cut(input, window, out, Mode::Copy)
+}
+
+/// Cuts `window` out of the recording `input` starting exactly at the first frame shown at or after
+/// `window.start`: a smart cut that re-encodes (x264, the source's profile and level) only the
+/// frames from there to the next keyframe and copies the rest. H.264 recordings only. Otherwise as
+/// [`cut_copy`]. Blocking.
+pub fn cut_exact(input: &Path, window: Window, out: &Path) -> Result<CutReport, ClipError> {
+    cut(input, window, out, Mode::Exact)
+}
+
+/// How the first frames of a clip are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Stream copy from the keyframe at or before the start.
+    Copy,
+    /// Smart cut from the exact start.
+    Exact,
+}
+
+fn cut(input: &Path, window: Window, out: &Path, mode: Mode) -> Result<CutReport, ClipError> {
     window.validate()?;
     ffmpeg::init().map_err(ClipError::Init)?;
     let mut source = Source::open(input)?;
     let start = source.find_start(window)?;
     let tmp = temp_beside(out, ".part")?;
-    // The output contexts are closed when `write_clip` returns, before the rename.
-    let written = if source.has_foreign_tags() {
-        // MPEG-TS streams carry the TS stream type as codec tag (27 for H.264, 15 for AAC), which
-        // the MP4 muxer refuses and which cannot be cleared without `unsafe`. The Matroska muxer
-        // takes them (at "unofficial" strictness) and its demuxer reports none: stage the clip
-        // through a Matroska file, then remux that whole into the MP4. Costs a second copy of the
-        // clip (milliseconds); timestamps become milliseconds, as from any MKV or FLV input.
-        let stage = temp_beside(out, ".mkv.part")?;
-        let first = write_clip(&mut source, start, stage.path(), Container::Staging, out)?;
-        let mut staged = Source::open(stage.path())?;
-        let whole = Window { start: Duration::ZERO, duration: Duration::from_secs(u32::MAX.into()) };
-        let staged_start = staged.find_start(whole)?;
-        let second = write_clip(&mut staged, staged_start, tmp.path(), Container::Mp4, out)?;
-        Written { start_ms: first.start_ms, duration_ms: second.duration_ms }
-    } else {
-        write_clip(&mut source, start, tmp.path(), Container::Mp4, out)?
+    // The output context is closed when the writer returns, before the rename.
+    let written = match mode {
+        Mode::Copy => write_clip(&mut source, start, tmp.path(), out)?,
+        Mode::Exact => exact::write_exact(&mut source, start, tmp.path(), out)?,
     };
 
     set_readable(tmp.path())?;
     tmp.persist(out).map_err(|e| io_error("cannot rename the clip to", out, e.error))?;
     let size_bytes = fs::metadata(out).map_err(|e| io_error("cannot stat", out, e))?.len();
     Ok(CutReport { start_ms: written.start_ms, duration_ms: written.duration_ms, size_bytes })
-}
-
-/// What `write_clip` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Container {
-    /// The clip itself.
-    Mp4,
-    /// Matroska, as a stage for inputs whose codec tags the MP4 muxer refuses.
-    Staging,
 }
 
 /// The opened recording and what we know of its streams.
@@ -140,6 +143,8 @@ struct Start {
     buffered: Vec<Packet>,
     /// The search hit the end of the recording.
     eof: bool,
+    /// Requested start (video time base).
+    target: i64,
     /// Requested end (µs, recording clock).
     end_us: i64,
 }
@@ -188,10 +193,13 @@ impl Source {
         Ok(Source { path: path.to_path_buf(), input, video, audio, origin_us, length_us })
     }
 
-    /// Whether the streams carry codec tags of another container family (MPEG-TS stream types),
-    /// which the MP4 muxer refuses.
-    fn has_foreign_tags(&self) -> bool {
-        self.input.format().name().split(',').any(|n| n == "mpegts" || n == "mpegtsraw")
+    /// A copy of the video stream's codec parameters.
+    fn video_parameters(&self, out: &Path) -> Result<ffmpeg::codec::Parameters, ClipError> {
+        let stream = self.input.stream(self.video.index).ok_or_else(|| ClipError::Mux {
+            path: out.to_path_buf(),
+            reason: "video stream vanished".into(),
+        })?;
+        Ok(stream.parameters().clone())
     }
 
     /// Finds the keyframe the clip starts at and positions the input just after it.
@@ -302,97 +310,139 @@ impl Source {
                 }
             }
         }
-        Ok(Scan::Found(Start { key_pts, buffered, eof, end_us }))
+        Ok(Scan::Found(Start { key_pts, buffered, eof, target, end_us }))
     }
 }
 
-/// Writes the clip into `tmp` (MP4, `+faststart`): the buffered packets, then everything read up to
-/// the end of the window.
-fn write_clip(
-    source: &mut Source,
-    start: Start,
-    tmp: &Path,
-    container: Container,
-    out: &Path,
-) -> Result<Written, ClipError> {
-    let mux_err = |reason: String| ClipError::Mux { path: out.to_path_buf(), reason };
-    let video = source.video;
-    let audio = source.audio;
-    let end_us = start.end_us;
-    let format_name = match container {
-        Container::Mp4 => "mp4",
-        Container::Staging => "matroska",
-    };
-    let mut output: Output = format::output_as(tmp, format_name).map_err(|e| mux_err(e.to_string()))?;
+/// Writes the clip into `tmp`: the buffered packets, then everything read up to the end of the
+/// window, all by stream copy.
+fn write_clip(source: &mut Source, start: Start, tmp: &Path, out: &Path) -> Result<Written, ClipError> {
+    let parameters = source.video_parameters(out)?;
+    let mut mux = Mux::open(source, parameters, start.key_pts, start.end_us, tmp, out)?;
+    for packet in start.buffered {
+        mux.write(packet)?;
+    }
+    mux.copy_rest(source, start.eof, Ok)
+}
 
-    let mut codecs = Vec::new();
-    for info in [Some(video), audio].into_iter().flatten() {
-        let stream = source.input.stream(info.index).ok_or_else(|| mux_err("stream vanished".into()))?;
-        let parameters = stream.parameters();
-        codecs.push(parameters.id().name());
+/// An output being written: the muxer and the per-packet decisions.
+struct Mux<'o> {
+    output: Output,
+    cutter: Cutter,
+    out: &'o Path,
+}
+
+impl<'o> Mux<'o> {
+    /// Opens `tmp` as an MP4 (`+faststart`) with the recording's video (described by `video_parameters`) and
+    /// audio streams, for a clip starting at `key_pts` (video time base) and ending at `end_us`.
+    fn open(
+        source: &Source,
+        video_parameters: ffmpeg::codec::Parameters,
+        key_pts: i64,
+        end_us: i64,
+        tmp: &Path,
+        out: &'o Path,
+    ) -> Result<Self, ClipError> {
+        let mux_err = |reason: String| ClipError::Mux { path: out.to_path_buf(), reason };
+        let video = source.video;
+        let audio = source.audio;
+        let mut output: Output = format::output_as(tmp, "mp4").map_err(|e| mux_err(e.to_string()))?;
+
+        // Codec tags of other container families (MPEG-TS stream types: 27 for H.264, 15 for AAC)
+        // are cleared: the MP4 muxer picks its own. It also turns ADTS AAC (MPEG-TS) into MP4's
+        // framing by itself (`aac_adtstoasc`).
+        let mut video_parameters = video_parameters;
+        ffi::clear_codec_tag(&mut video_parameters);
+        let mut codecs = vec![video_parameters.id().name()];
         let mut out_stream =
             output.add_stream(encoder::find(codec::Id::None)).map_err(|e| mux_err(e.to_string()))?;
-        out_stream.set_parameters(parameters);
-        out_stream.set_time_base(info.time_base);
-    }
-    let mut options = Dictionary::new();
-    match container {
-        Container::Mp4 => options.set("movflags", "+faststart"),
-        // Lets the foreign codec tags through the generic tag check; Matroska ignores them.
-        Container::Staging => options.set("strict", "unofficial"),
-    }
-    let unused: Vec<String> = output
-        .write_header_with(options)
-        .map_err(|e| mux_err(format!("{} streams refused: {e}", codecs.join("+"))))?
-        .iter()
-        .map(|(k, _)| k.to_owned())
-        .collect();
-    if !unused.is_empty() {
-        return Err(mux_err(format!("muxer ignored options {}", unused.join(","))));
-    }
-
-    let out_video = output.stream(0).map(|s| s.time_base()).ok_or_else(|| mux_err("no stream".into()))?;
-    let out_audio = output.stream(1).map(|s| s.time_base());
-
-    let key_pts = start.key_pts;
-    let video_end = end_us.rescale(TIME_BASE, video.time_base);
-    let mut cutter = Cutter {
-        video,
-        audio,
-        out_video,
-        out_audio,
-        key_pts,
-        key_audio: audio.map(|a| key_pts.rescale(video.time_base, a.time_base)),
-        video_end,
-        audio_end: audio.map(|a| end_us.rescale(TIME_BASE, a.time_base)),
-        video_done: false,
-        audio_done: audio.is_none(),
-        clip_end_us: 0,
-        wrote_video: false,
-    };
-
-    for packet in start.buffered {
-        cutter.handle(packet, &mut output).map_err(|e| mux_err(e.to_string()))?;
-    }
-    if !start.eof {
-        while !(cutter.video_done && cutter.audio_done) {
-            let mut packet = Packet::empty();
-            if !read_packet(&mut source.input, &mut packet, &source.path)? {
-                break;
-            }
-            cutter.handle(packet, &mut output).map_err(|e| mux_err(e.to_string()))?;
+        out_stream.set_parameters(video_parameters);
+        out_stream.set_time_base(video.time_base);
+        if let Some(info) = audio {
+            let stream = source.input.stream(info.index).ok_or_else(|| mux_err("stream vanished".into()))?;
+            let mut parameters = stream.parameters().clone();
+            ffi::clear_codec_tag(&mut parameters);
+            codecs.push(parameters.id().name());
+            let mut out_stream =
+                output.add_stream(encoder::find(codec::Id::None)).map_err(|e| mux_err(e.to_string()))?;
+            out_stream.set_parameters(parameters);
+            out_stream.set_time_base(info.time_base);
         }
-    }
-    if !cutter.wrote_video {
-        return Err(ClipError::NoKeyframe { path: source.path.clone() });
-    }
-    output.write_trailer().map_err(|e| mux_err(e.to_string()))?;
+        let mut options = Dictionary::new();
+        options.set("movflags", "+faststart");
+        let unused: Vec<String> = output
+            .write_header_with(options)
+            .map_err(|e| mux_err(format!("{} streams refused: {e}", codecs.join("+"))))?
+            .iter()
+            .map(|(k, _)| k.to_owned())
+            .collect();
+        if !unused.is_empty() {
+            return Err(mux_err(format!("muxer ignored options {}", unused.join(","))));
+        }
 
-    let start_us = key_pts.rescale(video.time_base, TIME_BASE) - source.origin_us;
-    Ok(Written {
-        start_ms: u64::try_from(start_us.max(0) / 1000).unwrap_or(0),
-        duration_ms: u64::try_from(cutter.clip_end_us.max(0) / 1000).unwrap_or(0),
-    })
+        let out_video = output.stream(0).map(|s| s.time_base()).ok_or_else(|| mux_err("no stream".into()))?;
+        let out_audio = output.stream(1).map(|s| s.time_base());
+        let cutter = Cutter {
+            video,
+            audio,
+            out_video,
+            out_audio,
+            key_pts,
+            key_audio: audio.map(|a| key_pts.rescale(video.time_base, a.time_base)),
+            video_end: end_us.rescale(TIME_BASE, video.time_base),
+            audio_end: audio.map(|a| end_us.rescale(TIME_BASE, a.time_base)),
+            video_done: false,
+            audio_done: audio.is_none(),
+            tail: Vec::new(),
+            clip_end_us: 0,
+            wrote_video: false,
+        };
+        Ok(Mux { output, cutter, out })
+    }
+
+    /// Writes `packet` (a packet of the recording, or one made for its video stream) if it
+    /// belongs to the clip.
+    fn write(&mut self, packet: Packet) -> Result<(), ClipError> {
+        self.cutter
+            .handle(packet, &mut self.output)
+            .map_err(|e| ClipError::Mux { path: self.out.to_path_buf(), reason: e.to_string() })
+    }
+
+    /// Reads the rest of the window from `source` (unless it is at its end), passing video
+    /// packets through `video_map` on the way, and finishes the file.
+    fn copy_rest(
+        mut self,
+        source: &mut Source,
+        eof: bool,
+        mut video_map: impl FnMut(Packet) -> Result<Packet, ClipError>,
+    ) -> Result<Written, ClipError> {
+        if !eof {
+            while !(self.cutter.video_done && self.cutter.audio_done) {
+                let mut packet = Packet::empty();
+                if !read_packet(&mut source.input, &mut packet, &source.path)? {
+                    break;
+                }
+                if packet.stream() == source.video.index && !self.cutter.video_done {
+                    packet = video_map(packet)?;
+                }
+                self.write(packet)?;
+            }
+        }
+        self.cutter
+            .finish_video(&mut self.output)
+            .map_err(|e| ClipError::Mux { path: self.out.to_path_buf(), reason: e.to_string() })?;
+        if !self.cutter.wrote_video {
+            return Err(ClipError::NoKeyframe { path: source.path.clone() });
+        }
+        self.output
+            .write_trailer()
+            .map_err(|e| ClipError::Mux { path: self.out.to_path_buf(), reason: e.to_string() })?;
+        let start_us = self.cutter.key_pts.rescale(source.video.time_base, TIME_BASE) - source.origin_us;
+        Ok(Written {
+            start_ms: u64::try_from(start_us.max(0) / 1000).unwrap_or(0),
+            duration_ms: u64::try_from(self.cutter.clip_end_us.max(0) / 1000).unwrap_or(0),
+        })
+    }
 }
 
 /// Per-packet decisions of the write phase.
@@ -407,44 +457,98 @@ struct Cutter {
     audio_end: Option<i64>,
     video_done: bool,
     audio_done: bool,
+    /// Video packets from the first one shown at or after the end, held until no later packet can
+    /// be shown before the end (see `handle`).
+    tail: Vec<Packet>,
     /// Latest end of a written packet, µs on the clip's clock.
     clip_end_us: i64,
     wrote_video: bool,
 }
 
 impl Cutter {
-    /// Writes `packet` if it belongs to the clip. Video is a prefix in decode order (so everything
-    /// written decodes) that stops at the first picture shown at or after the end: nothing shows
-    /// past the end, at worst the B-frames just before it are missing. Audio is cut by time.
-    fn handle(&mut self, mut packet: Packet, output: &mut Output) -> Result<(), ffmpeg::Error> {
+    /// Writes `packet` if it belongs to the clip. Audio is cut by time. Video is a prefix in decode
+    /// order, so everything written decodes: every packet before the first one shown at or after
+    /// the end is written; from there on packets are held until one is decoded at or after the end
+    /// (no later packet can be shown before it), then `finish_video` writes the prefix of the held
+    /// packets that misses the fewest pictures before the end while showing the fewest after it
+    /// (a reference picture shown just after the end may be needed by B-frames shown before it).
+    fn handle(&mut self, packet: Packet, output: &mut Output) -> Result<(), ffmpeg::Error> {
         let index = packet.stream();
-        let (offset, in_tb, out_tb, out_index) = if index == self.video.index {
-            let Some(pts) = packet.pts().or(packet.dts()) else { return Ok(()) };
-            if self.video_done || pts >= self.video_end {
-                self.video_done = true;
+        if index == self.video.index {
+            let (Some(pts), Some(dts)) = (packet.pts().or(packet.dts()), packet.dts().or(packet.pts()))
+            else {
+                return Ok(());
+            };
+            if self.video_done {
                 return Ok(());
             }
             if pts < self.key_pts {
                 return Ok(()); // leading pictures of an open GOP: they need the previous GOP
             }
-            self.wrote_video = true;
-            (self.key_pts, self.video.time_base, self.out_video, 0)
-        } else {
-            let (Some(audio), Some(out_tb), Some(key), Some(end)) =
-                (self.audio.filter(|a| a.index == index), self.out_audio, self.key_audio, self.audio_end)
-            else {
-                return Ok(());
-            };
-            let Some(pts) = packet.pts().or(packet.dts()) else { return Ok(()) };
-            if self.audio_done || pts >= end {
-                self.audio_done = true;
+            if dts >= self.video_end {
+                return self.finish_video(output);
+            }
+            if pts >= self.video_end || !self.tail.is_empty() {
+                self.tail.push(packet);
                 return Ok(());
             }
-            if pts < key {
-                return Ok(());
-            }
-            (key, audio.time_base, out_tb, 1)
+            return self.write_video(packet, output);
+        }
+        let (Some(audio), Some(out_tb), Some(key), Some(end)) =
+            (self.audio.filter(|a| a.index == index), self.out_audio, self.key_audio, self.audio_end)
+        else {
+            return Ok(());
         };
+        let Some(pts) = packet.pts().or(packet.dts()) else { return Ok(()) };
+        if self.audio_done || pts >= end {
+            self.audio_done = true;
+            return Ok(());
+        }
+        if pts < key {
+            return Ok(());
+        }
+        self.write(packet, key, audio.time_base, out_tb, 1, output)
+    }
+
+    /// Ends the video: writes the best prefix of the held packets (see `handle`).
+    fn finish_video(&mut self, output: &mut Output) -> Result<(), ffmpeg::Error> {
+        if self.video_done {
+            return Ok(());
+        }
+        self.video_done = true;
+        let tail = std::mem::take(&mut self.tail);
+        let shown_before_end: Vec<bool> =
+            tail.iter().map(|p| p.pts().or(p.dts()).is_some_and(|pts| pts < self.video_end)).collect();
+        // error(n) = pictures after the end among the first n + pictures before the end left out.
+        let mut best = (shown_before_end.iter().filter(|b| **b).count(), 0);
+        let mut error = best.0;
+        for (n, before) in shown_before_end.iter().enumerate() {
+            error = if *before { error - 1 } else { error + 1 };
+            if error < best.0 {
+                best = (error, n + 1);
+            }
+        }
+        for packet in tail.into_iter().take(best.1) {
+            self.write_video(packet, output)?;
+        }
+        Ok(())
+    }
+
+    fn write_video(&mut self, packet: Packet, output: &mut Output) -> Result<(), ffmpeg::Error> {
+        self.wrote_video = true;
+        self.write(packet, self.key_pts, self.video.time_base, self.out_video, 0, output)
+    }
+
+    /// Shifts `packet` by `offset` (its own time base `in_tb`) onto the clip's clock and writes it.
+    fn write(
+        &mut self,
+        mut packet: Packet,
+        offset: i64,
+        in_tb: Rational,
+        out_tb: Rational,
+        out_index: usize,
+        output: &mut Output,
+    ) -> Result<(), ffmpeg::Error> {
         packet.set_pts(packet.pts().map(|t| t - offset));
         packet.set_dts(packet.dts().map(|t| t - offset));
         if let Some(pts) = packet.pts() {

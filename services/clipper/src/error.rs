@@ -46,6 +46,11 @@ pub enum ClipError {
     /// The H.264 bitstream could not be spliced (malformed parameter sets or NAL framing).
     #[error("cannot splice the H.264 of {}: {source}", path.display())]
     Bitstream { path: PathBuf, source: crate::h264::H264Error },
+    /// The window is not recorded yet and the recording did not get there in time.
+    #[error(
+        "window ends at {until_s:.1} s but the recording reaches only {recorded_s:.1} s after waiting {waited_s:.0} s"
+    )]
+    NotRecordedYet { until_s: f64, recorded_s: f64, waited_s: f64 },
     /// libav could not be initialised.
     #[error("cannot initialise libav: {0}")]
     Init(ffmpeg::Error),

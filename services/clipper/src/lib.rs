@@ -5,6 +5,7 @@ pub mod autoclip;
 pub mod cut;
 pub mod error;
 mod ffi;
+pub mod growing;
 pub mod h264;
 mod media;
 pub mod moments;

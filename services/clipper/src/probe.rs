@@ -34,11 +34,10 @@ pub fn sidecar_path(recording: &Path) -> PathBuf {
 pub fn probe(path: &Path) -> Result<Recording, ClipError> {
     ffmpeg::init().map_err(ClipError::Init)?;
     let input = open_checked(path)?;
-    let duration = input.duration();
-    if duration <= 0 {
+    let length_ms = crate::growing::length_ms(&input, path)?;
+    if length_ms <= 0 {
         return Err(ClipError::InvalidWindow(format!("{} has no known duration", path.display())));
     }
-    let length_ms = duration / 1000; // AV_TIME_BASE is microseconds
     let from_container = input
         .metadata()
         .get("creation_time")

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cut::{cut_copy, cut_exact, Window};
+use crate::growing::{is_growing, wait_until_recorded, WaitLimits};
 use crate::probe::probe;
 use crate::rules::{to_recording_time, ClipRules, Wanted};
 use crate::thumbnail::thumbnail;
@@ -39,6 +40,9 @@ pub struct WorkerConfig {
     /// The 9:16 variant made after each clip (`DROPLINE_CLIPPER_VERTICAL`: `720`, `1080` or `off`;
     /// default 720).
     pub vertical: Option<VerticalOptions>,
+    /// Waiting for windows not yet recorded in a growing recording (`DROPLINE_CLIPPER_WAIT`,
+    /// seconds, default 90).
+    pub wait: WaitLimits,
     /// Request clips of drops' moments automatically (`DROPLINE_CLIPPER_MOMENTS`: `on`/`off`, default on).
     pub moments: bool,
 }
@@ -51,6 +55,7 @@ impl WorkerConfig {
             workers: 2,
             admin: admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9102))),
             rules: ClipRules::default(),
+            wait: WaitLimits::default(),
             vertical: Some(VerticalOptions::default()),
             moments: true,
         };
@@ -78,6 +83,14 @@ impl WorkerConfig {
                 value: v,
                 expected: "a whole number from 1 to 64".into(),
             })?;
+        }
+        if let Ok(v) = std::env::var("DROPLINE_CLIPPER_WAIT") {
+            let secs = v.trim().parse::<u64>().ok().filter(|s| *s <= 3600).ok_or(SettingsError {
+                var: "DROPLINE_CLIPPER_WAIT".into(),
+                value: v,
+                expected: "whole seconds from 0 to 3600".into(),
+            })?;
+            config.wait.max_wait = Duration::from_secs(secs);
         }
         if let Ok(v) = std::env::var("DROPLINE_CLIPPER_VERTICAL") {
             config.vertical = match v.trim() {
@@ -199,9 +212,9 @@ pub async fn run(
         let jobs: Vec<_> = batch
             .iter()
             .map(|m| {
-                let (settings, rules) = (settings.clone(), config.rules);
+                let (settings, rules, wait) = (settings.clone(), config.rules, config.wait);
                 let msg = m.clone();
-                tokio::task::spawn_blocking(move || answer(&settings, rules, &msg))
+                tokio::task::spawn_blocking(move || answer(&settings, rules, wait, &msg))
             })
             .collect();
         let mut answers = Vec::with_capacity(jobs.len());
@@ -305,14 +318,14 @@ enum Answer {
 }
 
 /// Decodes and serves one request (blocking: libav work).
-fn answer(settings: &Settings, rules: ClipRules, msg: &OwnedMessage) -> Answer {
+fn answer(settings: &Settings, rules: ClipRules, wait: WaitLimits, msg: &OwnedMessage) -> Answer {
     let request: ClipRequest = match kafka::decode(msg) {
         Ok(request) => request,
         Err(e) => return Answer::Dead(e.reason),
     };
     let started = Instant::now();
     let drop_id = request.drop_id.clone();
-    let event = match cut_request(settings, rules, &request) {
+    let event = match cut_request(settings, rules, wait, &request) {
         Ok(ready) => {
             info!(clip_id = %ready.clip_id, path = %ready.path, duration_ms = ready.duration_ms, "clip ready");
             ClipEvent { event: Some(clip_event::Event::Ready(ready)) }
@@ -355,10 +368,20 @@ fn recording_path(root: &Path, recording: &str) -> Result<PathBuf, String> {
     Ok(root.join(relative))
 }
 
-fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> Result<ClipReady, String> {
+fn cut_request(
+    settings: &Settings,
+    rules: ClipRules,
+    wait: WaitLimits,
+    request: &ClipRequest,
+) -> Result<ClipReady, String> {
     safe_name("clip_id", &request.clip_id)?;
     safe_name("drop_id", &request.drop_id)?;
     let input = recording_path(&settings.recordings, &request.recording)?;
+    let growing = is_growing(&input, wait.stall);
+    if growing {
+        // Just started: wait until there is something to read.
+        wait_until_recorded(&input, 1, wait).map_err(|e| e.to_string())?;
+    }
     let recording = probe(&input).map_err(|e| e.to_string())?;
     let wanted = match (request.start_ms, request.at_ms) {
         (Some(start_ms), _) => {
@@ -376,7 +399,20 @@ fn cut_request(settings: &Settings, rules: ClipRules, request: &ClipRequest) -> 
         }
         (None, None) => return Err("the request has neither at_ms nor start_ms".into()),
     };
-    let planned = rules.plan(wanted, recording.length_ms).map_err(|e| e.0)?;
+    // A recording still being written is not clamped at its current end: the window is planned as
+    // if it were all there, then waited for (bounded); if the recording stops first, re-planned.
+    let planned = if growing {
+        let planned = rules.plan(wanted, i64::MAX / 4).map_err(|e| e.0)?;
+        let end_ms = planned.start_ms.saturating_add(planned.duration_ms);
+        let reached = wait_until_recorded(&input, end_ms, wait).map_err(|e| e.to_string())?;
+        if reached.length_ms >= end_ms {
+            planned
+        } else {
+            rules.plan(wanted, reached.length_ms).map_err(|e| e.0)?
+        }
+    } else {
+        rules.plan(wanted, recording.length_ms).map_err(|e| e.0)?
+    };
     let dir = settings.clips.join(&request.drop_id);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let out = dir.join(format!("{}.mp4", request.clip_id));

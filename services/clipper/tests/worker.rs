@@ -76,6 +76,11 @@ async fn world(moments: bool) -> anyhow::Result<World> {
     make_recording(&recording)?;
     let started = kafka::now_ms() - 70_000;
     std::fs::write(recording.with_extension("mp4.json"), format!("{{\"started_at_ms\": {started}}}"))?;
+    // A finished recording: last written when the stream ended, not just now.
+    std::fs::File::options()
+        .write(true)
+        .open(&recording)?
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))?;
 
     kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
     let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
@@ -89,6 +94,7 @@ async fn world(moments: bool) -> anyhow::Result<World> {
         workers: 2,
         admin: "127.0.0.1:0".parse()?,
         rules: Default::default(),
+        wait: Default::default(),
         vertical: (!moments).then(dropline_clipper::VerticalOptions::default),
         moments,
     };
@@ -215,5 +221,67 @@ async fn moments_of_a_drop_become_clip_requests_and_clips() -> anyhow::Result<()
 
     token.cancel();
     tokio::time::timeout(Duration::from_secs(15), worker).await???;
+    Ok(())
+}
+
+/// A recorder writing `path` (MPEG-TS or FLV, by extension) at four times real time: 120 s of
+/// stream in about 30 s.
+fn live_recorder(path: &Path) -> anyhow::Result<std::process::Child> {
+    Ok(Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-readrate", "4", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
+        .args(["-readrate", "4", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "120"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "2", "-c:a", "aac"])
+        .arg(path)
+        .spawn()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_of_recordings_still_being_written_are_waited_for() -> anyhow::Result<()> {
+    let World { _dir, settings, clips, token, worker, .. } = world(false).await?;
+    let producer = kafka::producer(&settings, "test")?;
+    let topic = settings.topics.name(TopicKind::ClipRequests).to_owned();
+    let mut recorders = Vec::new();
+    for name in ["live.ts", "live.flv"] {
+        recorders.push(live_recorder(&settings.recordings.join(name))?);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // 5–35 s of each stream: not recorded yet when asked (about 1 s in, so ~4 s of stream).
+    for (clip_id, recording) in [("live-ts", "live.ts"), ("live-flv", "live.flv")] {
+        let request = ClipRequest {
+            clip_id: clip_id.into(),
+            drop_id: "drop-live".into(),
+            recording: recording.into(),
+            start_ms: Some(5_000),
+            duration_ms: Some(30_000),
+            exact: true,
+            ..Default::default()
+        };
+        kafka::publish(&producer, &topic, "drop-live", &request).await?;
+    }
+    let mut ready = Vec::new();
+    while ready.len() < 2 {
+        match next::<ClipEvent>(&clips).await? {
+            ClipEvent { event: Some(clip_event::Event::Ready(clip)) } if clip.vertical_path.is_empty() => {
+                // The stream is still being recorded: the clip did not wait for its end.
+                for recorder in &mut recorders {
+                    assert!(recorder.try_wait()?.is_none(), "{}: the recording already ended", clip.clip_id);
+                }
+                ready.push(clip);
+            }
+            ClipEvent { event: Some(clip_event::Event::Ready(_)) } => {} // a vertical variant
+            other => anyhow::bail!("expected clips, got {other:?}"),
+        }
+    }
+    for clip in &ready {
+        assert!(clip.start_ms.abs_diff(5_000) <= 34, "{clip:?}");
+        let length = duration_s(Path::new(&clip.path))?;
+        assert!((length - 30.0).abs() <= 0.1, "{}: {length} s", clip.clip_id);
+    }
+    for mut recorder in recorders {
+        let _ = recorder.kill();
+        let _ = recorder.wait();
+    }
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(60), worker).await???;
     Ok(())
 }

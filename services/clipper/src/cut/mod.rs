@@ -1,5 +1,6 @@
-//! The stream-copy cut: packets from the video keyframe at or before the requested start up to the
-//! requested end, copied without re-encoding into an MP4 (`+faststart`) whose timeline starts at 0.
+//! Cutting a window out of a recording into an MP4 (`+faststart`) whose timeline starts at 0: the
+//! stream-copy cut here (packets from the video keyframe at or before the requested start up to
+//! the requested end, copied without re-encoding) and the frame-accurate smart cut in `exact`.
 //!
 //! Seeking works for every input the same way: seek to a point before the start (MP4/MKV land on
 //! the keyframe thanks to their index; MPEG-TS/FLV have none and may land anywhere), then read

@@ -35,6 +35,8 @@ APT_PACKAGES=(
   clang libclang-dev pkg-config cmake g++ make
   # librdkafka 2.12's rdkafka_conf.c includes <curl/curl.h> even when built without curl.
   libcurl4-openssl-dev
+  # A real IRC server for the ingest tests (each test starts its own on a free loopback port).
+  ngircd
 )
 
 say() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }

@@ -1,0 +1,242 @@
+//! The IRC chat client (Twitch chat speaks IRC): connect, authenticate with PASS/NICK, ask for
+//! IRCv3 tags, JOIN the channels, hand every PRIVMSG on as a `ChatLine`, answer PINGs, and
+//! reconnect with backoff when the connection drops.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::irc::{line, Message};
+use crate::metrics::Metrics;
+use crate::route::ChatLine;
+
+/// Longest line accepted from the server (Twitch allows 8 KiB of tags plus 512 bytes of message).
+const MAX_LINE: usize = 16 * 1024;
+/// A server that says nothing for this long is gone (servers PING every few minutes).
+const SILENCE: Duration = Duration::from_secs(360);
+/// Reconnect delays: doubling from 1 s up to 30 s; reset after a session that lasted a minute.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Where and as whom to chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrcConfig {
+    /// `host:port` of the IRC server (`DROPLINE_INGEST_IRC`), e.g. `irc.chat.twitch.tv:6667`.
+    pub server: String,
+    /// `DROPLINE_INGEST_IRC_NICK` (Twitch: the bot account; `justinfan…` reads anonymously).
+    pub nick: String,
+    /// `DROPLINE_INGEST_IRC_PASS` (Twitch: `oauth:<token>`), sent before NICK if set.
+    pub pass: Option<String>,
+    /// Channels to join (`DROPLINE_INGEST_CHANNELS`, comma-separated, e.g. `#creator`).
+    pub channels: Vec<String>,
+    /// Network name that prefixes channel, order and buyer ids (`DROPLINE_INGEST_NETWORK`).
+    pub network: String,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection closed by the server")]
+    Closed,
+    #[error("server silent for {0:?}")]
+    Silent(Duration),
+    #[error("server error: {0}")]
+    Server(String),
+    #[error("line longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("the ingest pipeline is gone")]
+    PipelineGone,
+}
+
+/// Runs sessions until `shutdown`, reconnecting with backoff. Chat lines go to `lines`.
+pub async fn run(
+    config: IrcConfig,
+    lines: mpsc::Sender<ChatLine>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = BACKOFF_MIN;
+    while !shutdown.is_cancelled() {
+        let started = tokio::time::Instant::now();
+        let result = session(&config, &lines, &metrics, &shutdown).await;
+        metrics.irc_connected.set(0);
+        match result {
+            Ok(()) => break,
+            Err(SessionError::PipelineGone) => break,
+            Err(e) => {
+                metrics.irc_reconnects.inc();
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = BACKOFF_MIN;
+                }
+                warn!(server = %config.server, error = %e, retry_in = ?backoff, "irc session ended");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// One connection: returns `Ok` only when `shutdown` ended it.
+async fn session(
+    config: &IrcConfig,
+    lines: &mpsc::Sender<ChatLine>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(), SessionError> {
+    let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&config.server))
+        .await
+        .map_err(|_| SessionError::Silent(Duration::from_secs(10)))??;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut hello = line("CAP", &["REQ"], Some("twitch.tv/tags twitch.tv/commands"));
+    if let Some(pass) = &config.pass {
+        hello.push_str(&line("PASS", &[pass], None));
+    }
+    hello.push_str(&line("NICK", &[&config.nick], None));
+    hello.push_str(&line("USER", &[&config.nick, "0", "*"], Some(&config.nick)));
+    // Servers that negotiate capabilities hold registration until CAP END (Twitch does not care).
+    hello.push_str(&line("CAP", &["END"], None));
+    write.write_all(hello.as_bytes()).await?;
+
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        buf.clear();
+        let read = tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = write.write_all(line("QUIT", &[], Some("shutting down")).as_bytes()).await;
+                return Ok(());
+            }
+            read = tokio::time::timeout(SILENCE, read_line(&mut reader, &mut buf)) => read,
+        };
+        match read {
+            Err(_) => return Err(SessionError::Silent(SILENCE)),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(0)) => return Err(SessionError::Closed),
+            Ok(Ok(_)) => {}
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let Some(message) = Message::parse(&text) else { continue };
+        match message.command.as_str() {
+            "PING" => {
+                let token = message.params.first().map_or("", String::as_str);
+                write.write_all(line("PONG", &[], Some(token)).as_bytes()).await?;
+            }
+            // Welcome: registered, join the channels.
+            "001" => {
+                metrics.irc_connected.set(1);
+                info!(server = %config.server, nick = %config.nick, channels = ?config.channels, "irc connected");
+                for channel in &config.channels {
+                    write.write_all(line("JOIN", &[channel], None).as_bytes()).await?;
+                }
+            }
+            "PRIVMSG" => {
+                let Some(chat) = chat_line(&message, &config.network) else { continue };
+                lines.send(chat).await.map_err(|_| SessionError::PipelineGone)?;
+            }
+            // Twitch asks clients to reconnect before maintenance.
+            "RECONNECT" => return Err(SessionError::Server("server asked to reconnect".into())),
+            "ERROR" => return Err(SessionError::Server(message.params.join(" "))),
+            // Nick in use, bad password (464), banned: nothing will get better by waiting here.
+            "433" | "464" | "465" => return Err(SessionError::Server(message.params.join(" "))),
+            _ => {}
+        }
+    }
+}
+
+/// Reads one line (up to LF) into `buf` without the line end; 0 at the end of the stream.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<usize, SessionError> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(buf.len());
+        }
+        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > MAX_LINE {
+            return Err(SessionError::TooLong);
+        }
+        buf.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if done {
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            // An empty line is not the end of the stream: report at least 1.
+            return Ok(buf.len().max(1));
+        }
+    }
+}
+
+/// A PRIVMSG as a chat line: channel, text, and whatever ids the tags carry.
+fn chat_line(message: &Message, network: &str) -> Option<ChatLine> {
+    let channel = message.params.first()?.clone();
+    let text = message.params.get(1)?.clone();
+    let nick = message.nick()?.to_owned();
+    Some(ChatLine {
+        network: network.to_owned(),
+        channel,
+        message_id: message.tag("id").map(str::to_owned),
+        user_id: message.tag("user-id").map(str::to_owned),
+        display_name: message.tag("display-name").map(str::to_owned),
+        nick,
+        text,
+        sent_at_ms: message.tag("tmi-sent-ts").and_then(|t| t.parse().ok()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privmsg_becomes_a_chat_line() {
+        let m =
+            Message::parse("@id=abc;user-id=42;tmi-sent-ts=7 :ada!a@h PRIVMSG #creator :!buy tee M").unwrap();
+        let chat = chat_line(&m, "twitch").unwrap();
+        assert_eq!(chat.channel, "#creator");
+        assert_eq!(chat.text, "!buy tee M");
+        assert_eq!(
+            (chat.message_id.as_deref(), chat.user_id.as_deref(), chat.sent_at_ms),
+            (Some("abc"), Some("42"), Some(7))
+        );
+        let plain = Message::parse(":bob!b@h PRIVMSG #creator :hi").unwrap();
+        let chat = chat_line(&plain, "irc").unwrap();
+        assert_eq!((chat.nick.as_str(), chat.message_id), ("bob", None));
+        assert!(chat_line(&Message::parse("PRIVMSG #c").unwrap(), "irc").is_none());
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_bounded() {
+        let data: &[u8] = b"PING :a\r\n\r\nlast";
+        let mut reader = tokio::io::BufReader::new(data);
+        let mut buf = Vec::new();
+        assert_eq!(read_line(&mut reader, &mut buf).await.unwrap(), 7);
+        assert_eq!(buf, b"PING :a");
+        buf.clear();
+        assert_eq!(read_line(&mut reader, &mut buf).await.unwrap(), 1);
+        assert!(buf.is_empty());
+        buf.clear();
+        assert_eq!(read_line(&mut reader, &mut buf).await.unwrap(), 4);
+        buf.clear();
+        assert_eq!(read_line(&mut reader, &mut buf).await.unwrap(), 0);
+        let long = vec![b'a'; MAX_LINE + 10];
+        let mut reader = tokio::io::BufReader::new(&long[..]);
+        buf.clear();
+        assert!(matches!(read_line(&mut reader, &mut buf).await, Err(SessionError::TooLong)));
+    }
+}

@@ -1,0 +1,14 @@
+//! `dropline-ingest`: chat from the platforms into `chat-orders`. IRC (the protocol of Twitch chat)
+//! and an EventSub-style webhook; each `!buy` line on a channel where a drop is live becomes a
+//! `ChatOrder` whose id comes from the platform's message id.
+
+pub mod client;
+pub mod config;
+pub mod irc;
+pub mod metrics;
+pub mod route;
+pub mod service;
+pub mod webhook;
+
+pub use config::IngestConfig;
+pub use service::{run, IngestError};

@@ -1,0 +1,292 @@
+//! The ingest service: learns which drop is live on which channel from `drop-triggers`, then turns
+//! chat from IRC and the webhook into `ChatOrder`s on `chat-orders` (keyed by drop id).
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use dropline_core::admin::{self, Health};
+use dropline_core::kafka::{self, now_ms};
+use dropline_core::{Settings, TopicKind};
+use dropline_proto::v1::DropTrigger;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use prost::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::IngestConfig;
+use crate::metrics::Metrics;
+use crate::route::{ChatLine, LiveDrops, Routed};
+
+/// Chat lines waiting for the publisher (IRC reading pauses when it is full).
+const QUEUE: usize = 10_000;
+/// Orders handed to the producer and not yet acknowledged.
+const IN_FLIGHT: usize = 1_000;
+
+/// Could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every source shares: routing and publishing.
+#[derive(Clone)]
+pub struct Pipeline {
+    producer: FutureProducer,
+    topic: String,
+    live: Arc<RwLock<LiveDrops>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) network: String,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("topic", &self.topic).field("network", &self.network).finish()
+    }
+}
+
+impl Pipeline {
+    /// Routes `line` and, if it is an order, hands it to the producer (in call order, so orders
+    /// keep their chat order within a drop). The future resolves when the broker has it.
+    fn enqueue(&self, source: &str, line: &ChatLine) -> Result<(Routed, Option<DeliveryFuture>), KafkaError> {
+        let routed = {
+            let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+            live.route(line, now_ms(), || uuid::Uuid::new_v4().simple().to_string())
+        };
+        self.metrics.lines.with_label_values(&[source, routed.label()]).inc();
+        let Routed::Order(order) = &routed else { return Ok((routed, None)) };
+        let payload = order.encode_to_vec();
+        let mut record = FutureRecord::to(&self.topic).key(order.drop_id.as_str()).payload(&payload);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok((routed, Some(delivery))),
+                // The local queue is full: let the producer drain it, then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    self.metrics.publish_errors.inc();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Routes and publishes `line`, waiting for the broker.
+    pub async fn handle(&self, source: &str, line: ChatLine) -> Result<Routed, KafkaError> {
+        let (routed, delivery) = self.enqueue(source, &line)?;
+        if let Some(delivery) = delivery {
+            self.confirm(delivery).await?;
+        }
+        Ok(routed)
+    }
+
+    async fn confirm(&self, delivery: DeliveryFuture) -> Result<(), KafkaError> {
+        let result = match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        };
+        if result.is_err() {
+            self.metrics.publish_errors.inc();
+        }
+        result
+    }
+}
+
+/// Runs until `shutdown`: triggers first (to know the live drops), then IRC and the webhook.
+pub async fn run(
+    settings: Settings,
+    config: IngestConfig,
+    shutdown: CancellationToken,
+) -> Result<(), IngestError> {
+    let metrics = Metrics::new()?;
+    let health = Health::default();
+    let admin_router = admin::router(metrics.registry.clone(), health.clone());
+    let (admin_addr, admin_task) = admin::serve(config.admin, admin_router, shutdown.clone()).await?;
+    info!(addr = %admin_addr, "ingest admin endpoint");
+
+    let producer = kafka::producer(&settings, "dropline-ingest")?;
+    let pipeline = Pipeline {
+        producer,
+        topic: settings.topics.name(TopicKind::ChatOrders).to_owned(),
+        live: Arc::new(RwLock::new(LiveDrops::with_fallback(config.fallback_drop.clone()))),
+        metrics: metrics.clone(),
+        network: config.network.clone(),
+    };
+
+    let (caught_up_tx, mut caught_up) = watch::channel(false);
+    let triggers = tokio::spawn(follow_triggers(
+        settings.clone(),
+        pipeline.live.clone(),
+        caught_up_tx,
+        health.clone(),
+        shutdown.clone(),
+    ));
+    // Chat before the live drops are known would be "no drop": wait for the replay (bounded).
+    let _ = tokio::time::timeout(Duration::from_secs(30), caught_up.wait_for(|done| *done)).await;
+    health.set("triggers", true, "live drops known");
+
+    let mut tasks = Vec::new();
+    if let Some(secret) = config.webhook_secret.clone() {
+        let router = crate::webhook::router(secret, pipeline.clone());
+        let listener = tokio::net::TcpListener::bind(config.http).await?;
+        info!(addr = %listener.local_addr()?, "webhook listening on /ingest/chat");
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            {
+                warn!(error = %e, "webhook server failed");
+            }
+        }));
+    }
+    if let Some(irc) = config.irc.clone() {
+        let (lines_tx, lines_rx) = mpsc::channel(QUEUE);
+        tasks.push(tokio::spawn(crate::client::run(irc, lines_tx, metrics.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(publish_lines(pipeline.clone(), lines_rx)));
+    }
+
+    shutdown.cancelled().await;
+    let drained = dropline_core::shutdown::drain(settings.shutdown_grace, async {
+        for task in tasks {
+            let _ = task.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!("shutdown grace expired with chat lines unpublished");
+    }
+    triggers.abort();
+    let _ = admin_task.await;
+    info!("ingest stopped");
+    Ok(())
+}
+
+/// Publishes the lines IRC hands over, in order, with up to `IN_FLIGHT` awaiting the broker.
+/// Ends when the IRC client is gone and everything handed over is acknowledged.
+async fn publish_lines(pipeline: Pipeline, mut lines: mpsc::Receiver<ChatLine>) {
+    let mut pending = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            line = lines.recv(), if pending.len() < IN_FLIGHT => {
+                let Some(line) = line else { break };
+                match pipeline.enqueue("irc", &line) {
+                    Ok((_, Some(delivery))) => pending.push(pipeline.confirm(delivery)),
+                    Ok((_, None)) => {}
+                    Err(e) => warn!(error = %e, channel = %line.channel, "order not published"),
+                }
+            }
+            Some(result) = pending.next(), if !pending.is_empty() => {
+                if let Err(e) = result {
+                    warn!(error = %e, "order not acknowledged by the broker");
+                }
+            }
+        }
+    }
+    while let Some(result) = pending.next().await {
+        if let Err(e) = result {
+            warn!(error = %e, "order not acknowledged by the broker");
+        }
+    }
+}
+
+/// Reads `drop-triggers` from the beginning (all partitions, no consumer group membership, no
+/// commits) and keeps `live` current; flips `caught_up` once the end seen at start is reached.
+async fn follow_triggers(
+    settings: Settings,
+    live: Arc<RwLock<LiveDrops>>,
+    caught_up: watch::Sender<bool>,
+    health: Health,
+    shutdown: CancellationToken,
+) {
+    let topic = settings.topics.name(TopicKind::DropTriggers).to_owned();
+    let consumer: StreamConsumer = match kafka::consumer(&settings, "dropline-ingest", "dropline-ingest") {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            health.set("triggers", false, e.to_string());
+            return;
+        }
+    };
+    // Partitions and where they end now; retried until the broker answers.
+    let mut ends = loop {
+        match partition_ends(&consumer, &topic) {
+            Ok(ends) => break ends,
+            Err(e) => {
+                health.set("triggers", false, format!("cannot read {topic}: {e}"));
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let mut assignment = TopicPartitionList::new();
+    for (partition, _) in &ends {
+        let _ = assignment.add_partition_offset(&topic, *partition, Offset::Beginning);
+    }
+    if let Err(e) = consumer.assign(&assignment) {
+        health.set("triggers", false, e.to_string());
+        return;
+    }
+    ends.retain(|(_, end)| *end > 0);
+    if ends.is_empty() {
+        let _ = caught_up.send(true);
+    }
+    let mut stream = consumer.stream();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return,
+            message = stream.next() => message,
+        };
+        let Some(message) = message else { return };
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(error = %e, "reading drop-triggers");
+                continue;
+            }
+        };
+        match kafka::decode::<DropTrigger, _>(&message) {
+            Ok(trigger) => live.write().unwrap_or_else(PoisonError::into_inner).apply(&trigger),
+            Err(e) => warn!(error = %e, "undecodable drop trigger skipped (the matcher dead-letters it)"),
+        }
+        if !ends.is_empty() {
+            ends.retain(|(partition, end)| {
+                !(message.partition() == *partition && message.offset() + 1 >= *end)
+            });
+            if ends.is_empty() {
+                let _ = caught_up.send(true);
+            }
+        }
+    }
+}
+
+/// `(partition, high watermark)` of every partition of `topic`.
+fn partition_ends(consumer: &StreamConsumer, topic: &str) -> Result<Vec<(i32, i64)>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+    }
+    partitions
+        .into_iter()
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(_, high)| (p, high)))
+        .collect()
+}

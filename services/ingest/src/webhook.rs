@@ -1,0 +1,163 @@
+//! `POST /ingest/chat`: chat pushed by a platform, EventSub style. Every request is verified with
+//! HMAC-SHA256 over message id + timestamp + raw body (`Twitch-Eventsub-Message-Signature:
+//! sha256=<hex>`); messages older (or newer) than 10 minutes are refused as replays. A
+//! `channel.chat.message` notification becomes a chat line; the answer comes after the broker took
+//! the order, so a failure makes the platform retry (the order id deduplicates the retry).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::route::ChatLine;
+use crate::service::Pipeline;
+
+const ID: &str = "twitch-eventsub-message-id";
+const TIMESTAMP: &str = "twitch-eventsub-message-timestamp";
+const SIGNATURE: &str = "twitch-eventsub-message-signature";
+const KIND: &str = "twitch-eventsub-message-type";
+
+/// Messages whose timestamp is further than this from now are refused.
+pub const MAX_AGE: Duration = Duration::from_secs(600);
+
+#[derive(Clone)]
+struct WebhookState {
+    secret: Arc<Vec<u8>>,
+    pipeline: Pipeline,
+}
+
+/// The webhook route, verifying with `secret`.
+pub fn router(secret: Vec<u8>, pipeline: Pipeline) -> Router {
+    Router::new()
+        .route("/ingest/chat", post(receive))
+        .with_state(WebhookState { secret: Arc::new(secret), pipeline })
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, id ‖ timestamp ‖ body): what a sender puts in the
+/// signature header.
+pub fn sign(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
+    format!("sha256={}", hex::encode(mac(secret, id, timestamp, body).finalize().into_bytes()))
+}
+
+fn mac(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(id.as_bytes());
+    mac.update(timestamp.as_bytes());
+    mac.update(body);
+    mac
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Envelope {
+    subscription: Subscription,
+    #[serde(default)]
+    challenge: Option<String>,
+    #[serde(default)]
+    event: Option<ChatEvent>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Subscription {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ChatEvent {
+    broadcaster_user_login: String,
+    chatter_user_id: String,
+    chatter_user_login: String,
+    #[serde(default)]
+    chatter_user_name: Option<String>,
+    message_id: String,
+    message: ChatText,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ChatText {
+    text: String,
+}
+
+fn reject(state: &WebhookState, status: StatusCode, reason: &'static str, message: String) -> Response {
+    state.pipeline.metrics.webhook_rejected.with_label_values(&[reason]).inc();
+    (status, message).into_response()
+}
+
+async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let (Some(id), Some(timestamp), Some(signature)) = (header(ID), header(TIMESTAMP), header(SIGNATURE))
+    else {
+        let message = format!("missing header: {ID}, {TIMESTAMP} and {SIGNATURE} are required");
+        return reject(&state, StatusCode::BAD_REQUEST, "missing_header", message);
+    };
+    let Some(given) = signature.strip_prefix("sha256=").and_then(|h| hex::decode(h).ok()) else {
+        let message = format!("{SIGNATURE} must be sha256=<hex>");
+        return reject(&state, StatusCode::BAD_REQUEST, "bad_signature_format", message);
+    };
+    if mac(&state.secret, id, timestamp, &body).verify_slice(&given).is_err() {
+        return reject(&state, StatusCode::FORBIDDEN, "bad_signature", "signature does not match".into());
+    }
+    let Ok(sent) = humantime::parse_rfc3339_weak(timestamp.trim_end_matches('Z')) else {
+        let message = format!("{TIMESTAMP} is not an RFC 3339 time: {timestamp:?}");
+        return reject(&state, StatusCode::BAD_REQUEST, "bad_timestamp", message);
+    };
+    let now = std::time::SystemTime::now();
+    let skew = match now.duration_since(sent) {
+        Ok(age) => age,
+        Err(ahead) => ahead.duration(),
+    };
+    if skew > MAX_AGE {
+        let message = format!("message timestamp {timestamp} is more than 10 minutes from now (replay?)");
+        return reject(&state, StatusCode::FORBIDDEN, "stale", message);
+    }
+    let envelope: Envelope = match serde_json::from_slice(&body) {
+        Ok(envelope) => envelope,
+        Err(e) => return reject(&state, StatusCode::BAD_REQUEST, "bad_body", format!("invalid body: {e}")),
+    };
+    match header(KIND) {
+        Some("webhook_callback_verification") => {
+            let Some(challenge) = envelope.challenge else {
+                return reject(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    "verification without challenge".into(),
+                );
+            };
+            return (StatusCode::OK, [("content-type", "text/plain")], challenge).into_response();
+        }
+        Some("revocation") => return StatusCode::NO_CONTENT.into_response(),
+        _ => {}
+    }
+    if envelope.subscription.kind != "channel.chat.message" {
+        return StatusCode::NO_CONTENT.into_response(); // other subscriptions: nothing to do
+    }
+    let Some(event) = envelope.event else {
+        return reject(&state, StatusCode::BAD_REQUEST, "bad_body", "notification without event".into());
+    };
+    let sent_at_ms =
+        sent.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_millis()).ok());
+    let line = ChatLine {
+        network: state.pipeline.network.clone(),
+        channel: format!("#{}", event.broadcaster_user_login),
+        message_id: Some(event.message_id),
+        user_id: Some(event.chatter_user_id),
+        nick: event.chatter_user_login,
+        display_name: event.chatter_user_name,
+        text: event.message.text,
+        sent_at_ms,
+    };
+    match state.pipeline.handle("webhook", line).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("cannot publish the order, retry: {e}")).into_response()
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Ingest over real parts: a real IRC server (ngircd on a free loopback port) where a viewer types
+//! `!buy` lines, the real broker, and the matcher deciding the orders ingest publishes; and the
+//! signed webhook, including every way a request is refused.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_ingest::client::IrcConfig;
+use dropline_ingest::IngestConfig;
+use dropline_proto::v1::{
+    drop_trigger, CatalogItem, ChatOrder, DropTrigger, OpenDrop, ReservationOutcome, ReservationStatus,
+};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-webhook-secret-0123";
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// ngircd on a free loopback port, stopped when dropped.
+struct IrcServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for IrcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn irc_server() -> Result<IrcServer> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let conf = dir.path().join("ngircd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[Global]\nName = irc.dropline.test\nInfo = Dropline test\nListen = 127.0.0.1\nPorts = {port}\n\
+             PidFile = {pid}\nMotdPhrase = test\n[Limits]\nMaxConnectionsIP = 0\nPingTimeout = 120\n\
+             [Options]\nPAM = no\nIdent = no\nDNS = no\n",
+            pid = dir.path().join("ngircd.pid").display()
+        ),
+    )?;
+    let child = Command::new("ngircd")
+        .args(["--nodaemon", "--config"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting ngircd (Debian package ngircd; `make stack-up` installs it)")?;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(IrcServer { child, port, _dir: dir });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("ngircd did not listen on {port}")
+}
+
+/// A viewer in the chat: registers, joins, waits for ingest to join, then types.
+struct Viewer {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Viewer {
+    async fn connect(port: u16, nick: &str, channel: &str) -> Result<Self> {
+        let (read, writer) = TcpStream::connect(("127.0.0.1", port)).await?.into_split();
+        let mut viewer = Viewer { reader: BufReader::new(read), writer };
+        viewer.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n")).await?;
+        viewer.wait_for(|l| l.split(' ').nth(1) == Some("001")).await?;
+        viewer.send(&format!("JOIN {channel}\r\n")).await?;
+        Ok(viewer)
+    }
+
+    async fn send(&mut self, text: &str) -> Result<()> {
+        self.writer.write_all(text.as_bytes()).await?;
+        Ok(())
+    }
+
+    async fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout_at(deadline, self.reader.read_line(&mut line)).await;
+            let n = read.context("IRC: nothing wanted within 30 s")??;
+            ensure!(n > 0, "IRC server closed the connection");
+            if let Some(token) = line.strip_prefix("PING ") {
+                self.send(&format!("PONG {token}")).await?;
+            }
+            if wanted(line.trim_end()) {
+                return Ok(line);
+            }
+        }
+    }
+}
+
+struct World {
+    settings: Settings,
+    producer: rdkafka::producer::FutureProducer,
+}
+
+async fn world() -> Result<World> {
+    let mut settings = Settings::from_env()?;
+    settings.topics = Topics::with_prefix(&format!("test-ingest-{}.", uuid::Uuid::new_v4().simple()));
+    settings.shutdown_grace = Duration::from_secs(5);
+    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(&settings, &names, 2, 1).await?;
+    let producer = kafka::producer(&settings, "test")?;
+    Ok(World { settings, producer })
+}
+
+fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
+    let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
+    consumer.subscribe(&[settings.topics.name(kind)])?;
+    Ok(consumer)
+}
+
+async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> Result<M> {
+    let message = tokio::time::timeout(Duration::from_secs(30), consumer.stream().next())
+        .await
+        .context("nothing within 30 s")?
+        .context("stream ended")??;
+    Ok(kafka::decode(&message)?)
+}
+
+fn open_drop(drop_id: &str, channels: &[&str]) -> DropTrigger {
+    let item = |sku: &str, name: &str, size: &str| CatalogItem {
+        sku: sku.into(),
+        name: name.into(),
+        product: name.into(),
+        size: size.into(),
+        stock: 5,
+        ..Default::default()
+    };
+    DropTrigger {
+        drop_id: drop_id.into(),
+        trigger_id: format!("open-{drop_id}"),
+        sent_at_ms: kafka::now_ms(),
+        action: Some(drop_trigger::Action::Open(OpenDrop {
+            items: vec![item("HOODIE-L", "hoodie", "L"), item("TEE-M", "tee", "M")],
+            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn ingest_config(irc: Option<IrcConfig>, http: SocketAddr) -> IngestConfig {
+    IngestConfig {
+        irc,
+        http,
+        webhook_secret: Some(SECRET.as_bytes().to_vec()),
+        network: "twitch".into(),
+        fallback_drop: None,
+        admin: "127.0.0.1:0".parse().expect("addr"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {
+    let World { settings, producer } = world().await?;
+    let server = irc_server().await?;
+    let drop_id = format!("irc-{}", uuid::Uuid::new_v4().simple());
+    // The drop is live on #creator before ingest starts: ingest learns it by replaying triggers.
+    let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
+    kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["irc:#creator"])).await?;
+
+    let orders = reader(&settings, TopicKind::ChatOrders)?;
+    let outcomes = reader(&settings, TopicKind::Reservations)?;
+    let token = CancellationToken::new();
+    let matcher = dropline_matcher::config::MatcherConfig {
+        group: format!("matcher-{}", uuid::Uuid::new_v4().simple()),
+        admin: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    };
+    let matcher = tokio::spawn(dropline_matcher::service::run(settings.clone(), matcher, token.clone()));
+    let irc = IrcConfig {
+        server: format!("127.0.0.1:{}", server.port),
+        nick: "dropline".into(),
+        pass: None,
+        channels: vec!["#creator".into()],
+        network: "irc".into(),
+    };
+    let mut config = ingest_config(Some(irc), format!("127.0.0.1:{}", free_port()?).parse()?);
+    config.network = "irc".into();
+    let ingest = tokio::spawn(dropline_ingest::run(settings.clone(), config, token.clone()));
+
+    let mut viewer = Viewer::connect(server.port, "ada", "#creator").await?;
+    viewer.wait_for(|l| l.starts_with(":dropline!") && l.contains(" JOIN ")).await?;
+    viewer.send("PRIVMSG #creator :hello chat\r\nPRIVMSG #creator :!buy hoodie L\r\n").await?;
+    viewer.send("PRIVMSG #creator :!buy tee M 2\r\n").await?;
+
+    let mut got: Vec<ChatOrder> = Vec::new();
+    while got.len() < 2 {
+        got.push(next(&orders).await?);
+    }
+    for order in &got {
+        ensure!(order.drop_id == drop_id, "{order:?}");
+        ensure!(order.buyer_id == "irc:ada" && order.buyer_name == "ada", "{order:?}");
+        ensure!(order.channel == "irc:#creator" && order.order_id.starts_with("irc:"), "{order:?}");
+    }
+    ensure!(got[0].text == "!buy hoodie L" && got[1].text == "!buy tee M 2", "chat order kept: {got:?}");
+
+    let mut decided: HashMap<String, ReservationOutcome> = HashMap::new();
+    while decided.len() < 2 {
+        let outcome: ReservationOutcome = next(&outcomes).await?;
+        decided.insert(outcome.order_id.clone(), outcome);
+    }
+    for order in &got {
+        let outcome = decided.get(&order.order_id).context("no decision for an order")?;
+        ensure!(outcome.status == ReservationStatus::Reserved as i32, "{outcome:?}");
+    }
+    ensure!(decided[&got[1].order_id].quantity == 2 && decided[&got[1].order_id].sku == "TEE-M");
+
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(20), ingest).await???;
+    tokio::time::timeout(Duration::from_secs(20), matcher).await???;
+    Ok(())
+}
+
+/// A signed EventSub-style request.
+fn signed(
+    client: &reqwest::Client,
+    url: &str,
+    kind: &str,
+    timestamp: &str,
+    body: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
+    let id = uuid::Uuid::new_v4().to_string();
+    let signature = dropline_ingest::webhook::sign(secret.as_bytes(), &id, timestamp, body.as_bytes());
+    raw(client, url, kind, timestamp, body, &id, &signature)
+}
+
+fn raw(
+    client: &reqwest::Client,
+    url: &str,
+    kind: &str,
+    timestamp: &str,
+    body: &str,
+    id: &str,
+    signature: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Twitch-Eventsub-Message-Id", id)
+        .header("Twitch-Eventsub-Message-Timestamp", timestamp)
+        .header("Twitch-Eventsub-Message-Signature", signature)
+        .header("Twitch-Eventsub-Message-Type", kind)
+        .body(body.to_owned())
+}
+
+fn chat_event(broadcaster: &str, message_id: &str, text: &str) -> String {
+    serde_json::json!({
+        "subscription": {"type": "channel.chat.message", "version": "1"},
+        "event": {
+            "broadcaster_user_login": broadcaster,
+            "chatter_user_id": "4242",
+            "chatter_user_login": "bob",
+            "chatter_user_name": "Bob",
+            "message_id": message_id,
+            "message": {"text": text}
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_orders_are_verified() -> Result<()> {
+    let World { settings, producer } = world().await?;
+    let drop_id = format!("hook-{}", uuid::Uuid::new_v4().simple());
+    let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
+    kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["twitch:#maker"])).await?;
+    let orders = reader(&settings, TopicKind::ChatOrders)?;
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let token = CancellationToken::new();
+    let ingest =
+        tokio::spawn(dropline_ingest::run(settings.clone(), ingest_config(None, http), token.clone()));
+    let url = format!("http://{http}/ingest/chat");
+    let client = reqwest::Client::new();
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+
+    // Up once the listener answers.
+    let mut up = false;
+    for _ in 0..100 {
+        if client.get(format!("http://{http}/")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(up, "webhook never listened");
+
+    let body = chat_event("maker", "msg-1", "!buy hoodie L");
+    let response = signed(&client, &url, "notification", &now, &body, SECRET).send().await?;
+    ensure!(response.status() == 204, "{:?}", response.text().await?);
+    let order: ChatOrder = next(&orders).await?;
+    ensure!(order.order_id == "twitch:msg-1" && order.drop_id == drop_id, "{order:?}");
+    ensure!(order.buyer_id == "twitch:4242" && order.buyer_name == "Bob", "{order:?}");
+    ensure!(order.channel == "twitch:#maker", "{order:?}");
+
+    // Ordinary chat and other channels: accepted, nothing published (checked below).
+    for body in [chat_event("maker", "msg-2", "nice hoodie"), chat_event("elsewhere", "msg-3", "!buy tee")] {
+        let response = signed(&client, &url, "notification", &now, &body, SECRET).send().await?;
+        ensure!(response.status() == 204);
+    }
+
+    // Verification handshake echoes the challenge.
+    let challenge = r#"{"subscription":{"type":"channel.chat.message"},"challenge":"pogchamp-kappa-360"}"#;
+    let response =
+        signed(&client, &url, "webhook_callback_verification", &now, challenge, SECRET).send().await?;
+    ensure!(response.status() == 200);
+    ensure!(response.text().await? == "pogchamp-kappa-360");
+
+    // Refusals: each a 4xx whose message names the problem.
+    let stale =
+        humantime::format_rfc3339_millis(std::time::SystemTime::now() - Duration::from_secs(700)).to_string();
+    let cases = [
+        (signed(&client, &url, "notification", &now, &body, "wrong-secret-123"), 403, "signature"),
+        (signed(&client, &url, "notification", &stale, &body, SECRET), 403, "10 minutes"),
+        (client.post(&url).body(body.clone()), 400, "missing header"),
+        (raw(&client, &url, "notification", &now, &body, "id-1", "md5=abc"), 400, "sha256="),
+        (signed(&client, &url, "notification", &now, "{not json", SECRET), 400, "invalid body"),
+        (signed(&client, &url, "notification", "yesterday", &body, SECRET), 400, "RFC 3339"),
+    ];
+    for (request, status, needle) in cases {
+        let response = request.send().await?;
+        let code = response.status().as_u16();
+        let text = response.text().await?;
+        ensure!(
+            code == status && text.contains(needle),
+            "expected {status} with {needle:?}, got {code}: {text}"
+        );
+    }
+
+    // A second order from the webhook is the next message: nothing was published in between.
+    let body = chat_event("maker", "msg-4", "!buy tee M");
+    ensure!(signed(&client, &url, "notification", &now, &body, SECRET).send().await?.status() == 204);
+    let order: ChatOrder = next(&orders).await?;
+    ensure!(order.order_id == "twitch:msg-4", "something else was published first: {order:?}");
+
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(20), ingest).await???;
+    Ok(())
+}

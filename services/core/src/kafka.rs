@@ -122,6 +122,58 @@ pub async fn wait_for_broker(settings: &Settings, timeout: Duration) -> Result<(
     }
 }
 
+/// A consumer reading every partition of `topic` from its beginning, outside any consumer group
+/// (assigned, never joined, never committing): for services that rebuild their view from a topic
+/// at start. Comes with a [`CatchUp`] of where each partition ended when it was made. Blocking
+/// (metadata requests, up to 5 s each).
+pub fn replay_from_start(
+    settings: &Settings,
+    client_id: &str,
+    topic: &str,
+) -> Result<(StreamConsumer, CatchUp), KafkaError> {
+    let consumer = consumer(settings, client_id, client_id)?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+    }
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut ends = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+        assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)?;
+        if high > 0 {
+            ends.push((partition, high));
+        }
+    }
+    consumer.assign(&assignment)?;
+    Ok((consumer, CatchUp { ends }))
+}
+
+/// Tracks a replay up to the ends its partitions had when it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchUp {
+    /// `(partition, end offset)` still to reach.
+    ends: Vec<(i32, i64)>,
+}
+
+impl CatchUp {
+    /// Records that the message at `offset` of `partition` was read.
+    pub fn seen(&mut self, partition: i32, offset: i64) {
+        self.ends.retain(|(p, end)| !(*p == partition && offset + 1 >= *end));
+    }
+
+    /// Whether everything that was in the topic at the start has been read.
+    pub fn done(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 /// A message whose payload is not what its topic promises.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode {topic}[{partition}]@{offset}: {reason}")]

@@ -11,11 +11,9 @@ use dropline_proto::v1::DropTrigger;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use prost::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -212,17 +210,13 @@ async fn follow_triggers(
     shutdown: CancellationToken,
 ) {
     let topic = settings.topics.name(TopicKind::DropTriggers).to_owned();
-    let consumer: StreamConsumer = match kafka::consumer(&settings, "dropline-ingest", "dropline-ingest") {
-        Ok(consumer) => consumer,
-        Err(e) => {
-            health.set("triggers", false, e.to_string());
-            return;
-        }
-    };
-    // Partitions and where they end now; retried until the broker answers.
-    let mut ends = loop {
-        match partition_ends(&consumer, &topic) {
-            Ok(ends) => break ends,
+    // Retried until the broker answers.
+    let (consumer, mut catch_up) = loop {
+        let (s, t) = (settings.clone(), topic.clone());
+        let replay =
+            tokio::task::spawn_blocking(move || kafka::replay_from_start(&s, "dropline-ingest", &t)).await;
+        match replay.unwrap_or(Err(KafkaError::Canceled)) {
+            Ok(replay) => break replay,
             Err(e) => {
                 health.set("triggers", false, format!("cannot read {topic}: {e}"));
                 tokio::select! {
@@ -232,16 +226,7 @@ async fn follow_triggers(
             }
         }
     };
-    let mut assignment = TopicPartitionList::new();
-    for (partition, _) in &ends {
-        let _ = assignment.add_partition_offset(&topic, *partition, Offset::Beginning);
-    }
-    if let Err(e) = consumer.assign(&assignment) {
-        health.set("triggers", false, e.to_string());
-        return;
-    }
-    ends.retain(|(_, end)| *end > 0);
-    if ends.is_empty() {
+    if catch_up.done() {
         let _ = caught_up.send(true);
     }
     let mut stream = consumer.stream();
@@ -262,31 +247,11 @@ async fn follow_triggers(
             Ok(trigger) => live.write().unwrap_or_else(PoisonError::into_inner).apply(&trigger),
             Err(e) => warn!(error = %e, "undecodable drop trigger skipped (the matcher dead-letters it)"),
         }
-        if !ends.is_empty() {
-            ends.retain(|(partition, end)| {
-                !(message.partition() == *partition && message.offset() + 1 >= *end)
-            });
-            if ends.is_empty() {
+        if !catch_up.done() {
+            catch_up.seen(message.partition(), message.offset());
+            if catch_up.done() {
                 let _ = caught_up.send(true);
             }
         }
     }
-}
-
-/// `(partition, high watermark)` of every partition of `topic`.
-fn partition_ends(consumer: &StreamConsumer, topic: &str) -> Result<Vec<(i32, i64)>, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
-    }
-    partitions
-        .into_iter()
-        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(_, high)| (p, high)))
-        .collect()
 }

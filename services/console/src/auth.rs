@@ -1,0 +1,197 @@
+//! Bearer tokens with roles: `creator` (drops), `producer` (live view, markers, holds), `editor`
+//! (clips). A missing or unknown token is 401, a known token with the wrong role 403; writes are
+//! rate-limited per token.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Creator,
+    Producer,
+    Editor,
+}
+
+impl Role {
+    fn parse(text: &str) -> Option<Role> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "creator" => Some(Role::Creator),
+            "producer" => Some(Role::Producer),
+            "editor" => Some(Role::Editor),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Creator => "creator",
+            Role::Producer => "producer",
+            Role::Editor => "editor",
+        }
+    }
+}
+
+/// Known tokens and the write rate limit.
+#[derive(Clone)]
+pub struct Access {
+    tokens: Arc<HashMap<String, Role>>,
+    writes: Arc<DefaultKeyedRateLimiter<String>>,
+    per_second: u32,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("tokens", &self.tokens.len())
+            .field("per_second", &self.per_second)
+            .finish()
+    }
+}
+
+impl Access {
+    /// Tokens from `role:token` entries separated by commas or new lines (`#` starts a comment);
+    /// at most `per_second` writes per token per second (bursts of twice that).
+    pub fn parse(spec: &str, per_second: u32) -> Result<Access, String> {
+        let mut tokens = HashMap::new();
+        for entry in spec.split([',', '\n']).map(|e| e.split('#').next().unwrap_or("").trim()) {
+            if entry.is_empty() {
+                continue;
+            }
+            let (role, token) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("token entry {:?} is not role:token", mask(entry)))?;
+            let role = Role::parse(role)
+                .ok_or_else(|| format!("unknown role {role:?} (creator, producer or editor)"))?;
+            let token = token.trim();
+            if token.len() < 16 {
+                return Err(format!(
+                    "the {} token {} is shorter than 16 characters",
+                    role.name(),
+                    mask(token)
+                ));
+            }
+            tokens.insert(token.to_owned(), role);
+        }
+        if tokens.is_empty() {
+            return Err("no tokens configured".into());
+        }
+        let rate = NonZeroU32::new(per_second).ok_or("the write rate must be at least 1 per second")?;
+        let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
+        let writes = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst));
+        Ok(Access { tokens: Arc::new(tokens), writes: Arc::new(writes), per_second })
+    }
+
+    fn role(&self, token: &str) -> Option<Role> {
+        self.tokens.get(token).copied()
+    }
+}
+
+/// The first 4 characters of a secret, for error messages.
+fn mask(secret: &str) -> String {
+    format!("{}…", secret.chars().take(4).collect::<String>())
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    token: String,
+}
+
+impl Caller {
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role], what: &str) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        let allowed: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("role {} may not {what} (needs {})", self.role.name(), allowed.join(" or ")),
+        ))
+    }
+
+    /// `require`, then one write from this token's budget (429 when it is spent).
+    pub fn write(&self, access: &Access, roles: &[Role], what: &str) -> Result<(), ApiError> {
+        self.require(roles, what)?;
+        access.writes.check_key(&self.token).map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("rate limit: at most {} writes per second per token", access.per_second),
+            )
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
+        let from_header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("").trim().to_owned())
+            .map(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()).ok_or(v));
+        // Browsers cannot set headers on EventSource and <video>: those pass ?access_token=.
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(str::to_owned))
+        });
+        let token = match (from_header, from_query) {
+            (Some(Ok(token)), _) => token,
+            (Some(Err(_)), _) => return Err(unauthorized("Authorization must be `Bearer <token>`")),
+            (None, Some(token)) => token,
+            (None, None) => return Err(unauthorized("missing bearer token (Authorization: Bearer <token>)")),
+        };
+        let role = state.access.role(&token).ok_or_else(|| unauthorized("unknown token"))?;
+        Ok(Caller { role, token })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_with_roles_and_refuse_bad_entries() {
+        let access = Access::parse(
+            "creator:cccccccccccccccc1, producer:pppppppppppppppp1\neditor:eeeeeeeeeeeeeeee1 # gallery",
+            5,
+        )
+        .unwrap();
+        assert_eq!(access.role("cccccccccccccccc1"), Some(Role::Creator));
+        assert_eq!(access.role("eeeeeeeeeeeeeeee1"), Some(Role::Editor));
+        assert_eq!(access.role("nope"), None);
+        assert!(Access::parse("", 5).unwrap_err().contains("no tokens"));
+        assert!(Access::parse("admin:aaaaaaaaaaaaaaaaaa", 5).unwrap_err().contains("unknown role"));
+        assert!(Access::parse("creator:short", 5).unwrap_err().contains("shorter"));
+        assert!(Access::parse("justatoken", 5).unwrap_err().contains("role:token"));
+        assert!(Access::parse("creator:cccccccccccccccc1", 0).is_err());
+    }
+
+    #[test]
+    fn writes_are_limited_per_token() {
+        let access = Access::parse("creator:cccccccccccccccc1,creator:dddddddddddddddd1", 1).unwrap();
+        let a = Caller { role: Role::Creator, token: "cccccccccccccccc1".into() };
+        let b = Caller { role: Role::Creator, token: "dddddddddddddddd1".into() };
+        assert!(a.write(&access, &[Role::Creator], "x").is_ok());
+        assert!(a.write(&access, &[Role::Creator], "x").is_ok()); // burst of 2
+        let refused = a.write(&access, &[Role::Creator], "x").unwrap_err();
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(b.write(&access, &[Role::Creator], "x").is_ok());
+        let forbidden = b.require(&[Role::Producer], "confirm holds").unwrap_err();
+        assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+        assert!(forbidden.message.contains("needs producer"));
+    }
+}

@@ -1,0 +1,53 @@
+//! `DROPLINE_CONSOLE_*` settings of the console.
+
+use dropline_core::settings::SettingsError;
+
+use crate::auth::Access;
+
+/// How the console runs (it listens on `DROPLINE_HTTP`).
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Tokens and roles: `DROPLINE_CONSOLE_TOKENS` (`role:token,…`) or the file named by
+    /// `DROPLINE_CONSOLE_TOKENS_FILE` (one `role:token` per line); writes per token per second
+    /// `DROPLINE_CONSOLE_WRITE_RATE` (default 20).
+    pub access: Access,
+}
+
+impl ConsoleConfig {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let bad =
+            |var: &str, value: String, expected: String| SettingsError { var: var.into(), value, expected };
+        let rate = match lookup("DROPLINE_CONSOLE_WRITE_RATE") {
+            None => 20,
+            Some(v) => v.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                bad(
+                    "DROPLINE_CONSOLE_WRITE_RATE",
+                    v.clone(),
+                    "a whole number ≥ 1 (writes per second per token)".into(),
+                )
+            })?,
+        };
+        let (var, spec) = match (lookup("DROPLINE_CONSOLE_TOKENS"), lookup("DROPLINE_CONSOLE_TOKENS_FILE")) {
+            (Some(spec), _) => ("DROPLINE_CONSOLE_TOKENS", spec),
+            (None, Some(file)) => {
+                let spec = std::fs::read_to_string(file.trim()).map_err(|e| {
+                    bad("DROPLINE_CONSOLE_TOKENS_FILE", file.clone(), format!("a readable file ({e})"))
+                })?;
+                ("DROPLINE_CONSOLE_TOKENS_FILE", spec)
+            }
+            (None, None) => {
+                return Err(bad(
+                    "DROPLINE_CONSOLE_TOKENS",
+                    String::new(),
+                    "role:token entries (creator, producer, editor), or DROPLINE_CONSOLE_TOKENS_FILE".into(),
+                ))
+            }
+        };
+        let access = Access::parse(&spec, rate).map_err(|why| bad(var, "(hidden)".into(), why))?;
+        Ok(ConsoleConfig { access })
+    }
+}

@@ -1,0 +1,583 @@
+//! Drops through the API: creators define a drop with its catalog, open it, restock and close it
+//! (each a `DropTrigger` on `drop-triggers`); producers confirm or cancel holds (`HoldAction`s) and
+//! mark moments to clip (`ClipRequest`s); everyone reads a drop's state, which comes from the
+//! matcher's Redis keys (read only: the reservation script alone changes them).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use dropline_core::kafka::{self, now_ms};
+use dropline_core::TopicKind;
+use dropline_proto::v1::{
+    drop_trigger, CatalogItem, ClipReason, ClipRequest, CloseDrop, DropTrigger, HoldAction, HoldActionKind,
+    OpenDrop, Restock,
+};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, Body, MaybeBody};
+use crate::state::AppState;
+
+/// Longest ids, names and lists the API takes.
+const MAX_ID: usize = 64;
+const MAX_ITEMS: usize = 200;
+
+/// One item of a drop's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Stock-keeping unit, e.g. `HOODIE-L` (letters, digits, `.`, `_`, `-`).
+    pub sku: String,
+    /// What viewers type, e.g. `hoodie`.
+    pub name: String,
+    /// Other words for it (`hoody`, `sweatshirt`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Units for sale at the open.
+    pub stock: u32,
+    #[serde(default)]
+    pub price_cents: i64,
+    /// Product and size when the SKU is one size of a product (`hoodie`, `L`).
+    #[serde(default)]
+    pub product: String,
+    #[serde(default)]
+    pub size: String,
+}
+
+/// A new drop.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDrop {
+    /// Unique id (letters, digits, `.`, `_`, `-`).
+    pub id: String,
+    pub title: String,
+    pub items: Vec<Item>,
+    /// Units one buyer may hold or buy (0 = no limit).
+    #[serde(default)]
+    pub limit_per_buyer: u32,
+    /// Payment window of a reservation, seconds (10 s to a day; default 300).
+    #[serde(default = "default_hold")]
+    pub hold_seconds: u32,
+    #[serde(default)]
+    pub waitlist: bool,
+    /// Longest waitlist per SKU (0 = no cap).
+    #[serde(default)]
+    pub waitlist_cap: u32,
+    /// Chat channels the drop is live on, e.g. `twitch:#creator`.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// The stream recording clips are cut from (path inside the recordings directory).
+    #[serde(default)]
+    pub recording: String,
+    /// Most units in one order (0 = the matcher's default).
+    #[serde(default)]
+    pub max_quantity_per_order: u32,
+}
+
+fn default_hold() -> u32 {
+    300
+}
+
+/// Where a drop is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DropStatus {
+    Draft,
+    Open,
+    Closed,
+}
+
+/// A drop as the console keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DropRecord {
+    pub id: String,
+    pub title: String,
+    pub items: Vec<Item>,
+    pub limit_per_buyer: u32,
+    pub hold_seconds: u32,
+    pub waitlist: bool,
+    pub waitlist_cap: u32,
+    pub channels: Vec<String>,
+    pub recording: String,
+    pub max_quantity_per_order: u32,
+    pub status: DropStatus,
+    pub created_at_ms: i64,
+    pub opened_at_ms: Option<i64>,
+    pub closed_at_ms: Option<i64>,
+}
+
+/// One SKU's numbers, as the matcher keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SkuState {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+    /// Units ever put on sale (opening stock and restocks).
+    pub total: i64,
+    /// Units for sale now.
+    pub left: i64,
+    /// Units reserved and waiting for payment.
+    pub reserved: i64,
+    /// Units paid for.
+    pub confirmed: i64,
+    /// Orders waiting for a unit.
+    pub waitlisted: i64,
+    pub sold_out: bool,
+}
+
+/// A drop and its live numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DropState {
+    pub drop: DropRecord,
+    pub skus: Vec<SkuState>,
+    /// Reservations waiting for payment.
+    pub holds_pending: i64,
+    /// Orders on the waitlist.
+    pub waitlisted: i64,
+}
+
+fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field}: {id:?} must be 1–{MAX_ID} letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+impl CreateDrop {
+    fn validate(&self) -> Result<(), ApiError> {
+        let bad = |field: String, why: &str| Err(ApiError::bad_request(format!("{field}: {why}")));
+        validate_id("id", &self.id)?;
+        if self.title.trim().is_empty() || self.title.len() > 200 {
+            return bad("title".into(), "must be 1–200 characters");
+        }
+        if self.items.is_empty() || self.items.len() > MAX_ITEMS {
+            return bad("items".into(), "a drop sells 1–200 items");
+        }
+        let mut seen = HashMap::new();
+        for (i, item) in self.items.iter().enumerate() {
+            validate_id(&format!("items[{i}].sku"), &item.sku)?;
+            if let Some(first) = seen.insert(item.sku.to_ascii_uppercase(), i) {
+                return bad(format!("items[{i}].sku"), &format!("{} repeats items[{first}]", item.sku));
+            }
+            if item.name.trim().is_empty() {
+                return bad(format!("items[{i}].name"), "must not be empty");
+            }
+            if item.price_cents < 0 {
+                return bad(format!("items[{i}].price_cents"), "must not be negative");
+            }
+        }
+        if !(10..=86_400).contains(&self.hold_seconds) {
+            return bad("hold_seconds".into(), "must be 10–86400");
+        }
+        for (i, channel) in self.channels.iter().enumerate() {
+            if channel.trim().is_empty() || channel.contains(char::is_whitespace) {
+                return bad(format!("channels[{i}]"), "must be like twitch:#creator");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the console keeps drop records: one hash per deployment (per triggers topic).
+pub fn records_key(state: &AppState) -> String {
+    format!("dl:console:{}:drops", state.settings.topics.name(TopicKind::DropTriggers))
+}
+
+pub async fn load(state: &AppState, id: &str) -> Result<DropRecord, ApiError> {
+    validate_id("drop id", id)?;
+    let mut redis = state.redis.clone();
+    let raw: Option<String> = redis.hget(records_key(state), id).await?;
+    let raw = raw.ok_or_else(|| ApiError::not_found(format!("no drop {id:?}")))?;
+    serde_json::from_str(&raw).map_err(|e| ApiError::unavailable(format!("stored drop {id} unreadable: {e}")))
+}
+
+/// Replaces the record if it is still `before` (compare-and-set): `false` if it changed meanwhile.
+async fn swap(state: &AppState, before: &DropRecord, after: &DropRecord) -> Result<bool, ApiError> {
+    let script = redis::Script::new(
+        "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) \
+         return 1 else return 0 end",
+    );
+    let encode = |r: &DropRecord| serde_json::to_string(r).map_err(|e| ApiError::unavailable(e.to_string()));
+    let mut redis = state.redis.clone();
+    let swapped: i32 = script
+        .key(records_key(state))
+        .arg(&before.id)
+        .arg(encode(before)?)
+        .arg(encode(after)?)
+        .invoke_async(&mut redis)
+        .await?;
+    Ok(swapped == 1)
+}
+
+async fn publish_trigger(
+    state: &AppState,
+    drop_id: &str,
+    trigger_id: String,
+    action: drop_trigger::Action,
+) -> Result<(), ApiError> {
+    let trigger =
+        DropTrigger { drop_id: drop_id.to_owned(), sent_at_ms: now_ms(), trigger_id, action: Some(action) };
+    let topic = state.settings.topics.name(TopicKind::DropTriggers);
+    kafka::publish(&state.producer, topic, drop_id, &trigger).await?;
+    Ok(())
+}
+
+/// Create a drop (draft) with its catalog.
+#[utoipa::path(post, path = "/api/drops", tag = "drops", request_body = CreateDrop,
+    responses((status = 201, body = DropRecord), (status = 400, description = "invalid field, named in the message"),
+        (status = 409, description = "a drop with this id exists")),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(new): Body<CreateDrop>,
+) -> Result<(StatusCode, Json<DropRecord>), ApiError> {
+    caller.write(&state.access, &[Role::Creator], "create drops")?;
+    new.validate()?;
+    let record = DropRecord {
+        id: new.id,
+        title: new.title.trim().to_owned(),
+        items: new.items,
+        limit_per_buyer: new.limit_per_buyer,
+        hold_seconds: new.hold_seconds,
+        waitlist: new.waitlist,
+        waitlist_cap: new.waitlist_cap,
+        channels: new.channels.iter().map(|c| c.trim().to_lowercase()).collect(),
+        recording: new.recording,
+        max_quantity_per_order: new.max_quantity_per_order,
+        status: DropStatus::Draft,
+        created_at_ms: now_ms(),
+        opened_at_ms: None,
+        closed_at_ms: None,
+    };
+    let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let mut redis = state.redis.clone();
+    let created: bool = redis.hset_nx(records_key(&state), &record.id, json).await?;
+    if !created {
+        return Err(ApiError::conflict(format!("a drop {:?} already exists", record.id)));
+    }
+    tracing::info!(drop_id = %record.id, items = record.items.len(), "drop created");
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// All drops, newest first.
+#[utoipa::path(get, path = "/api/drops", tag = "drops", responses((status = 200, body = [DropRecord])),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<DropRecord>>, ApiError> {
+    let mut redis = state.redis.clone();
+    let all: HashMap<String, String> = redis.hgetall(records_key(&state)).await?;
+    let mut drops: Vec<DropRecord> = all.values().filter_map(|raw| serde_json::from_str(raw).ok()).collect();
+    drops.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then_with(|| a.id.cmp(&b.id)));
+    Ok(Json(drops))
+}
+
+/// The matcher's numbers for `record` (its keys share the drop's hash tag: one slot, one round trip).
+pub async fn read_state(state: &AppState, record: DropRecord) -> Result<DropState, ApiError> {
+    let keys = |name: &str| format!("dl:{{drop:{}}}:{name}", record.id);
+    let mut redis = state.redis.clone();
+    type Hash = HashMap<String, i64>;
+    let (stock, held, sold, total, waiting, holds): (Hash, Hash, Hash, Hash, Hash, i64) = redis::pipe()
+        .hgetall(keys("stock"))
+        .hgetall(keys("held"))
+        .hgetall(keys("sold"))
+        .hgetall(keys("total"))
+        .hgetall(keys("waiting"))
+        .hlen(keys("holds"))
+        .query_async(&mut redis)
+        .await?;
+    let get = |hash: &Hash, sku: &str| hash.get(sku).copied().unwrap_or(0);
+    let skus: Vec<SkuState> = record
+        .items
+        .iter()
+        .map(|item| {
+            let opened = record.status != DropStatus::Draft;
+            let left = if opened { get(&stock, &item.sku) } else { i64::from(item.stock) };
+            let total = if opened { get(&total, &item.sku) } else { i64::from(item.stock) };
+            SkuState {
+                sku: item.sku.clone(),
+                name: item.name.clone(),
+                price_cents: item.price_cents,
+                total,
+                left,
+                reserved: get(&held, &item.sku),
+                confirmed: get(&sold, &item.sku),
+                waitlisted: get(&waiting, &item.sku),
+                sold_out: opened && total > 0 && left <= 0,
+            }
+        })
+        .collect();
+    let waitlisted = skus.iter().map(|s| s.waitlisted).sum();
+    Ok(DropState { drop: record, skus, holds_pending: holds, waitlisted })
+}
+
+/// A drop with its live numbers.
+#[utoipa::path(get, path = "/api/drops/{id}", tag = "drops", params(("id" = String, Path)),
+    responses((status = 200, body = DropState), (status = 404)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DropState>, ApiError> {
+    let record = load(&state, &id).await?;
+    Ok(Json(read_state(&state, record).await?))
+}
+
+/// Open a drop: the matcher starts taking orders.
+#[utoipa::path(post, path = "/api/drops/{id}/open", tag = "drops", params(("id" = String, Path)),
+    responses((status = 202, body = DropRecord), (status = 404), (status = 409, description = "not a draft")),
+    security(("bearer" = [])))]
+pub async fn open(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DropRecord>), ApiError> {
+    caller.write(&state.access, &[Role::Creator], "open drops")?;
+    let before = load(&state, &id).await?;
+    if before.status != DropStatus::Draft {
+        return Err(ApiError::conflict(
+            format!("drop {id} is {:?}, not a draft", before.status).to_lowercase(),
+        ));
+    }
+    let mut after = before.clone();
+    after.status = DropStatus::Open;
+    after.opened_at_ms = Some(now_ms());
+    if !swap(&state, &before, &after).await? {
+        return Err(ApiError::conflict(format!("drop {id} changed meanwhile; reload and retry")));
+    }
+    let items = after
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| CatalogItem {
+            sku: item.sku.clone(),
+            name: item.name.clone(),
+            aliases: item.aliases.clone(),
+            stock: item.stock,
+            price_cents: item.price_cents,
+            product: item.product.clone(),
+            size: item.size.clone(),
+            item_number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+        })
+        .collect();
+    let open = OpenDrop {
+        items,
+        limit_per_buyer: after.limit_per_buyer,
+        hold_seconds: after.hold_seconds,
+        waitlist: after.waitlist,
+        waitlist_cap: after.waitlist_cap,
+        title: after.title.clone(),
+        channels: after.channels.clone(),
+        recording: after.recording.clone(),
+        max_quantity_per_order: after.max_quantity_per_order,
+    };
+    if let Err(e) = publish_trigger(&state, &id, format!("open-{id}"), drop_trigger::Action::Open(open)).await
+    {
+        let _ = swap(&state, &after, &before).await; // not opened after all
+        return Err(e);
+    }
+    tracing::info!(drop_id = %id, "drop opened");
+    Ok((StatusCode::ACCEPTED, Json(after)))
+}
+
+/// Why a drop is closed.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Close a drop: no more orders; waitlisted orders are told it is sold out.
+#[utoipa::path(post, path = "/api/drops/{id}/close", tag = "drops", params(("id" = String, Path)),
+    request_body(content = Option<CloseRequest>), responses((status = 202, body = DropRecord), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn close(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    MaybeBody(body): MaybeBody<CloseRequest>,
+) -> Result<(StatusCode, Json<DropRecord>), ApiError> {
+    caller.write(&state.access, &[Role::Creator], "close drops")?;
+    let before = load(&state, &id).await?;
+    if before.status != DropStatus::Open {
+        return Err(ApiError::conflict(format!("drop {id} is not open")));
+    }
+    let mut after = before.clone();
+    after.status = DropStatus::Closed;
+    after.closed_at_ms = Some(now_ms());
+    if !swap(&state, &before, &after).await? {
+        return Err(ApiError::conflict(format!("drop {id} changed meanwhile; reload and retry")));
+    }
+    let reason = body.map(|b| b.reason).unwrap_or_default();
+    if let Err(e) =
+        publish_trigger(&state, &id, format!("close-{id}"), drop_trigger::Action::Close(CloseDrop { reason }))
+            .await
+    {
+        let _ = swap(&state, &after, &before).await;
+        return Err(e);
+    }
+    tracing::info!(drop_id = %id, "drop closed");
+    Ok((StatusCode::ACCEPTED, Json(after)))
+}
+
+/// More units of one SKU.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestockRequest {
+    pub sku: String,
+    /// 1 or more.
+    pub quantity: u32,
+}
+
+/// Put more units of a SKU on sale (waitlisted orders get them first).
+#[utoipa::path(post, path = "/api/drops/{id}/restock", tag = "drops", params(("id" = String, Path)),
+    request_body = RestockRequest, responses((status = 202), (status = 400), (status = 409)),
+    security(("bearer" = [])))]
+pub async fn restock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(request): Body<RestockRequest>,
+) -> Result<StatusCode, ApiError> {
+    caller.write(&state.access, &[Role::Creator], "restock drops")?;
+    let record = load(&state, &id).await?;
+    if request.quantity == 0 {
+        return Err(ApiError::bad_request("quantity: must be at least 1"));
+    }
+    if !record.items.iter().any(|i| i.sku == request.sku) {
+        return Err(ApiError::bad_request(format!("sku: {:?} is not in drop {id}", request.sku)));
+    }
+    if record.status != DropStatus::Open {
+        return Err(ApiError::conflict(format!("drop {id} is not open")));
+    }
+    let trigger_id = format!("restock-{}", uuid::Uuid::new_v4().simple());
+    let action = drop_trigger::Action::Restock(Restock { sku: request.sku, quantity: request.quantity });
+    publish_trigger(&state, &id, trigger_id, action).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The drop a hold belongs to.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub drop_id: String,
+}
+
+async fn hold_action(
+    state: &AppState,
+    caller: &Caller,
+    order_id: &str,
+    request: HoldRequest,
+    kind: HoldActionKind,
+) -> Result<StatusCode, ApiError> {
+    caller.write(&state.access, &[Role::Producer], "confirm or cancel holds")?;
+    if order_id.is_empty() || order_id.len() > 200 || order_id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("order_id: must be 1–200 printable characters"));
+    }
+    load(state, &request.drop_id).await?;
+    let action = HoldAction {
+        order_id: order_id.to_owned(),
+        drop_id: request.drop_id.clone(),
+        action: kind as i32,
+        sent_at_ms: now_ms(),
+    };
+    let topic = state.settings.topics.name(TopicKind::HoldActions);
+    kafka::publish(&state.producer, topic, &request.drop_id, &action).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Confirm a hold (the buyer paid). The outcome (`CONFIRMED`, or why not) arrives on the live view.
+#[utoipa::path(post, path = "/api/holds/{order_id}/confirm", tag = "holds", params(("order_id" = String, Path)),
+    request_body = HoldRequest, responses((status = 202)), security(("bearer" = [])))]
+pub async fn confirm(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<String>,
+    Body(request): Body<HoldRequest>,
+) -> Result<StatusCode, ApiError> {
+    hold_action(&state, &caller, &order_id, request, HoldActionKind::Confirm).await
+}
+
+/// Cancel a hold (the unit goes back on sale, to the waitlist first).
+#[utoipa::path(post, path = "/api/holds/{order_id}/cancel", tag = "holds", params(("order_id" = String, Path)),
+    request_body = HoldRequest, responses((status = 202)), security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(order_id): Path<String>,
+    Body(request): Body<HoldRequest>,
+) -> Result<StatusCode, ApiError> {
+    hold_action(&state, &caller, &order_id, request, HoldActionKind::Cancel).await
+}
+
+/// A producer's "clip this".
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkerRequest {
+    /// The moment (Unix ms); default now.
+    #[serde(default)]
+    pub at_ms: Option<i64>,
+    #[serde(default)]
+    pub note: String,
+    /// Start the clip on the exact frame (smart cut).
+    #[serde(default)]
+    pub exact: bool,
+}
+
+/// The clip a marker asked for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MarkerAccepted {
+    pub clip_id: String,
+}
+
+/// Mark a moment: the clipper cuts a clip around it.
+#[utoipa::path(post, path = "/api/drops/{id}/markers", tag = "clips", params(("id" = String, Path)),
+    request_body = MarkerRequest, responses((status = 202, body = MarkerAccepted), (status = 409, description = "the drop has no recording")),
+    security(("bearer" = [])))]
+pub async fn marker(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    MaybeBody(body): MaybeBody<MarkerRequest>,
+) -> Result<(StatusCode, Json<MarkerAccepted>), ApiError> {
+    caller.write(&state.access, &[Role::Producer], "mark moments")?;
+    let request = body.unwrap_or_default();
+    let record = load(&state, &id).await?;
+    if record.recording.is_empty() {
+        return Err(ApiError::conflict(format!("drop {id} has no recording to clip")));
+    }
+    if request.note.len() > 500 {
+        return Err(ApiError::bad_request("note: at most 500 bytes"));
+    }
+    let now = now_ms();
+    let at_ms = request.at_ms.unwrap_or(now);
+    if !(0..=now + 60_000).contains(&at_ms) {
+        return Err(ApiError::bad_request("at_ms: must be a time in the past (Unix ms)"));
+    }
+    let clip_id = format!("marker-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let clip = ClipRequest {
+        clip_id: clip_id.clone(),
+        drop_id: id.clone(),
+        recording: record.recording,
+        at_ms: Some(at_ms),
+        start_ms: None,
+        duration_ms: None,
+        reason: ClipReason::Marker as i32,
+        note: request.note,
+        exact: request.exact,
+        requested_at_ms: now,
+    };
+    let topic = state.settings.topics.name(TopicKind::ClipRequests);
+    kafka::publish(&state.producer, topic, &id, &clip).await?;
+    Ok((StatusCode::ACCEPTED, Json(MarkerAccepted { clip_id })))
+}

@@ -1,0 +1,340 @@
+//! The live view: every `ReservationOutcome` on `reservations` (replayed from the start, so a
+//! restarted console knows past drops) folded into per-drop numbers — outcomes by status and
+//! channel, decisions per second, decision latency, sell-out times, the last outcomes — pushed to
+//! browsers over Server-Sent Events at most ten times a second, however fast outcomes arrive.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use dropline_core::kafka;
+use dropline_core::TopicKind;
+use dropline_proto::v1::{ReservationOutcome, ReservationStatus};
+use futures::{Stream, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::drops::{load, read_state, DropState};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Fastest push rate of the live view.
+const PUSH_EVERY: Duration = Duration::from_millis(100);
+/// Outcomes kept for the scrolling list.
+const RECENT: usize = 20;
+/// Window of the decisions-per-second figure.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// One outcome as the live view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct OutcomeView {
+    pub order_id: String,
+    pub buyer_id: String,
+    pub sku: String,
+    pub quantity: u32,
+    pub status: String,
+    pub reason: String,
+    pub decided_at_ms: i64,
+}
+
+/// Per-drop numbers folded from its outcomes.
+#[derive(Debug)]
+pub struct DropStats {
+    pub by_status: BTreeMap<String, u64>,
+    pub by_channel: BTreeMap<String, u64>,
+    /// SKU → units confirmed (paid) per outcome stream.
+    pub confirmed_units: BTreeMap<String, u64>,
+    /// SKU → decision time of the first outcome that left it with nothing for sale.
+    pub sold_out_at_ms: BTreeMap<String, i64>,
+    pub first_decision_ms: Option<i64>,
+    latency_ms: Histogram<u64>,
+    recent: VecDeque<OutcomeView>,
+    /// When outcomes arrived here (for the rate).
+    arrivals: VecDeque<Instant>,
+}
+
+impl DropStats {
+    fn new() -> Self {
+        DropStats {
+            by_status: BTreeMap::new(),
+            by_channel: BTreeMap::new(),
+            confirmed_units: BTreeMap::new(),
+            sold_out_at_ms: BTreeMap::new(),
+            first_decision_ms: None,
+            latency_ms: Histogram::new_with_bounds(1, 3_600_000, 2)
+                .expect("1 ms to 1 h at 2 digits is a valid histogram"),
+            recent: VecDeque::with_capacity(RECENT),
+            arrivals: VecDeque::new(),
+        }
+    }
+
+    fn add(&mut self, outcome: &ReservationOutcome, now: Instant, replayed: bool) {
+        let status = ReservationStatus::try_from(outcome.status).unwrap_or(ReservationStatus::Unspecified);
+        let name = status_name(status);
+        *self.by_status.entry(name.clone()).or_default() += 1;
+        let is_order = !matches!(
+            status,
+            ReservationStatus::Confirmed | ReservationStatus::Released | ReservationStatus::Expired
+        );
+        if is_order && !outcome.channel.is_empty() {
+            *self.by_channel.entry(outcome.channel.clone()).or_default() += 1;
+        }
+        if status == ReservationStatus::Confirmed {
+            *self.confirmed_units.entry(outcome.sku.clone()).or_default() += u64::from(outcome.quantity);
+        }
+        let leaves_none = matches!(status, ReservationStatus::Reserved | ReservationStatus::SoldOut)
+            && outcome.remaining <= 0
+            && !outcome.sku.is_empty();
+        if leaves_none {
+            self.sold_out_at_ms.entry(outcome.sku.clone()).or_insert(outcome.decided_at_ms);
+        }
+        if self.first_decision_ms.is_none_or(|first| outcome.decided_at_ms < first)
+            && outcome.decided_at_ms > 0
+        {
+            self.first_decision_ms = Some(outcome.decided_at_ms);
+        }
+        if outcome.sent_at_ms > 0 && outcome.decided_at_ms >= outcome.sent_at_ms && is_order {
+            let _ = self
+                .latency_ms
+                .record(u64::try_from(outcome.decided_at_ms - outcome.sent_at_ms).unwrap_or(0).max(1));
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(OutcomeView {
+            order_id: outcome.order_id.clone(),
+            buyer_id: outcome.buyer_id.clone(),
+            sku: outcome.sku.clone(),
+            quantity: outcome.quantity,
+            status: name,
+            reason: outcome.reason.clone(),
+            decided_at_ms: outcome.decided_at_ms,
+        });
+        if !replayed {
+            self.arrivals.push_back(now);
+        }
+        while self.arrivals.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
+            self.arrivals.pop_front();
+        }
+    }
+
+    fn rate(&self, now: Instant) -> f64 {
+        let recent = self.arrivals.iter().filter(|t| now.duration_since(**t) <= RATE_WINDOW).count();
+        recent as f64 / RATE_WINDOW.as_secs_f64()
+    }
+}
+
+/// `RESERVATION_STATUS_SOLD_OUT` → `SOLD_OUT`.
+pub fn status_name(status: ReservationStatus) -> String {
+    status.as_str_name().trim_start_matches("RESERVATION_STATUS_").to_owned()
+}
+
+/// All drops' numbers, and a version that changes with every outcome.
+#[derive(Debug)]
+pub struct Live {
+    drops: Mutex<HashMap<String, DropStats>>,
+    version: watch::Sender<u64>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live { drops: Mutex::new(HashMap::new()), version: watch::channel(0).0 }
+    }
+}
+
+impl Live {
+    pub fn add(&self, outcome: &ReservationOutcome, replayed: bool) {
+        let mut drops = self.drops.lock().unwrap_or_else(PoisonError::into_inner);
+        drops.entry(outcome.drop_id.clone()).or_insert_with(DropStats::new).add(
+            outcome,
+            Instant::now(),
+            replayed,
+        );
+        drop(drops);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Runs `f` on the drop's numbers (fresh ones if nothing was decided yet).
+    pub fn with<R>(&self, drop_id: &str, f: impl FnOnce(&DropStats) -> R) -> R {
+        let drops = self.drops.lock().unwrap_or_else(PoisonError::into_inner);
+        match drops.get(drop_id) {
+            Some(stats) => f(stats),
+            None => f(&DropStats::new()),
+        }
+    }
+}
+
+/// Folds `reservations` into `live` until `shutdown` (from the beginning, outside any group).
+pub async fn follow(state: AppState, shutdown: CancellationToken) {
+    let topic = state.settings.topics.name(TopicKind::Reservations).to_owned();
+    let (consumer, mut catch_up) = loop {
+        let (settings, t) = (state.settings.clone(), topic.clone());
+        let replay = tokio::task::spawn_blocking(move || {
+            kafka::replay_from_start(&settings, "dropline-console-live", &t)
+        });
+        match replay.await {
+            Ok(Ok(replay)) => break replay,
+            Ok(Err(e)) => state.health.set("reservations", false, format!("cannot read {topic}: {e}")),
+            Err(e) => state.health.set("reservations", false, e.to_string()),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    state.health.set("reservations", true, "following");
+    let mut stream = consumer.stream();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return,
+            message = stream.next() => message,
+        };
+        let Some(message) = message else { return };
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(error = %e, "reading reservations");
+                continue;
+            }
+        };
+        use rdkafka::Message as _;
+        let replayed = !catch_up.done();
+        catch_up.seen(message.partition(), message.offset());
+        match kafka::decode::<ReservationOutcome, _>(&message) {
+            Ok(outcome) => {
+                state.metrics.outcomes.inc();
+                state.live.add(&outcome, replayed);
+            }
+            Err(e) => warn!(error = %e, "undecodable outcome skipped"),
+        }
+    }
+}
+
+/// What the live page shows, pushed as one SSE `snapshot` event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Snapshot {
+    #[serde(flatten)]
+    pub state: DropState,
+    /// Decisions per second over the last 5 s.
+    pub rate_per_s: f64,
+    /// Chat-to-decision latency of this drop's orders, ms.
+    pub latency_p50_ms: u64,
+    pub latency_p99_ms: u64,
+    pub by_status: BTreeMap<String, u64>,
+    /// How long each sold-out SKU took to sell out from the open, ms.
+    pub sold_out_after_ms: BTreeMap<String, i64>,
+    /// Newest last.
+    pub recent: Vec<OutcomeView>,
+}
+
+pub async fn snapshot(state: &AppState, drop_id: &str) -> Result<Snapshot, ApiError> {
+    let record = load(state, drop_id).await?;
+    let opened = record.opened_at_ms;
+    let drop_state = read_state(state, record).await?;
+    let now = Instant::now();
+    Ok(state.live.with(drop_id, |stats| Snapshot {
+        state: drop_state,
+        rate_per_s: stats.rate(now),
+        latency_p50_ms: stats.latency_ms.value_at_quantile(0.5),
+        latency_p99_ms: stats.latency_ms.value_at_quantile(0.99),
+        by_status: stats.by_status.clone(),
+        sold_out_after_ms: stats
+            .sold_out_at_ms
+            .iter()
+            .map(|(sku, at)| (sku.clone(), at - opened.or(stats.first_decision_ms).unwrap_or(*at)))
+            .collect(),
+        recent: stats.recent.iter().cloned().collect(),
+    }))
+}
+
+/// The drop's live numbers as Server-Sent Events: a `snapshot` at once, then one at most every
+/// 100 ms while outcomes arrive (and a keep-alive comment otherwise).
+#[utoipa::path(get, path = "/api/drops/{id}/live", tag = "live", params(("id" = String, Path)),
+    responses((status = 200, description = "text/event-stream of `snapshot` events", body = Snapshot)),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    load(&state, &id).await?; // 404 before the stream starts
+    let changes = state.live.version.subscribe();
+    let clients = state.metrics.sse_clients.clone();
+    clients.inc();
+    struct Guard(prometheus::IntGauge);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    let guard = Guard(clients);
+    let events = futures::stream::unfold(
+        (state, id, changes, true, guard),
+        |(state, id, mut changes, first, guard)| async move {
+            if !first {
+                // Wait for a change, then at most one push per interval (Redis-side changes such as
+                // restocks show up with the next outcome or within a second).
+                let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
+                tokio::time::sleep(PUSH_EVERY).await;
+                changes.borrow_and_update();
+            }
+            let event = match snapshot(&state, &id).await {
+                Ok(snapshot) => Event::default()
+                    .event("snapshot")
+                    .json_data(&snapshot)
+                    .unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
+                Err(e) => Event::default().event("error").data(e.message),
+            };
+            Some((Ok(event), (state, id, changes, false, guard)))
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: ReservationStatus, sku: &str, remaining: i64, decided: i64) -> ReservationOutcome {
+        ReservationOutcome {
+            order_id: format!("o-{decided}"),
+            drop_id: "d".into(),
+            buyer_id: "b".into(),
+            sku: sku.into(),
+            quantity: 1,
+            status: status as i32,
+            remaining,
+            decided_at_ms: decided,
+            sent_at_ms: decided - 3,
+            channel: "twitch:#c".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outcomes_fold_into_numbers() {
+        let mut stats = DropStats::new();
+        let now = Instant::now();
+        stats.add(&outcome(ReservationStatus::Reserved, "TEE", 1, 1_000), now, false);
+        stats.add(&outcome(ReservationStatus::Reserved, "TEE", 0, 1_500), now, false);
+        stats.add(&outcome(ReservationStatus::SoldOut, "TEE", 0, 1_600), now, true);
+        stats.add(&outcome(ReservationStatus::Confirmed, "TEE", 0, 2_000), now, false);
+        assert_eq!(stats.by_status["RESERVED"], 2);
+        assert_eq!(stats.by_status["SOLD_OUT"], 1);
+        assert_eq!(stats.by_channel["twitch:#c"], 3, "hold lifecycle outcomes are not orders");
+        assert_eq!(stats.sold_out_at_ms["TEE"], 1_500);
+        assert_eq!(stats.confirmed_units["TEE"], 1);
+        assert_eq!(stats.first_decision_ms, Some(1_000));
+        assert_eq!(stats.latency_ms.value_at_quantile(0.5), 3);
+        assert!((stats.rate(now) - 3.0 / 5.0).abs() < 1e-9, "replayed outcomes do not count as now");
+        assert_eq!(stats.recent.len(), 4);
+    }
+}

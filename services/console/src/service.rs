@@ -1,0 +1,130 @@
+//! The console service: the router (API, pages, `/openapi.json`, `/metrics`, `/healthz`,
+//! `/readyz`) and `run`, which also follows `reservations` and `clips` for the live view and the
+//! gallery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use dropline_core::admin::{self, Health};
+use dropline_core::{kafka, Settings};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use utoipa::OpenApi;
+
+use crate::config::ConsoleConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::{clips, drops, live, report};
+
+/// Could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("http: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Every route of the console.
+pub fn router(state: AppState) -> Router {
+    let app = Router::new()
+        .route("/", get(|| async { Html(include_str!("../assets/live.html")) }))
+        .route("/gallery", get(|| async { Html(include_str!("../assets/gallery.html")) }))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::ApiDoc::openapi()) }))
+        .route("/readyz", get(readyz))
+        .route("/api/drops", get(drops::list).post(drops::create))
+        .route("/api/drops/{id}", get(drops::get))
+        .route("/api/drops/{id}/open", post(drops::open))
+        .route("/api/drops/{id}/close", post(drops::close))
+        .route("/api/drops/{id}/restock", post(drops::restock))
+        .route("/api/drops/{id}/markers", post(drops::marker))
+        .route("/api/drops/{id}/report", get(report::report))
+        .route("/api/drops/{id}/live", get(live::stream))
+        .route("/api/holds/{order_id}/confirm", post(drops::confirm))
+        .route("/api/holds/{order_id}/cancel", post(drops::cancel))
+        .route("/api/clips", get(clips::list))
+        .route("/api/clips/{id}", get(clips::get))
+        .route("/clips/{id}/video", get(clips::video))
+        .route("/clips/{id}/thumbnail", get(clips::thumbnail))
+        .route("/clips/{id}/vertical", get(clips::vertical))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state.clone());
+    // `/healthz` answers for the process; `/readyz` for its dependencies.
+    app.merge(admin::router(state.metrics.registry.clone(), Health::default()))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
+}
+
+/// Redis and Kafka reachable, and the live view and gallery following their topics.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut redis = state.redis.clone();
+    let redis_ok = tokio::time::timeout(Duration::from_secs(2), dropline_core::redis::ping(&mut redis))
+        .await
+        .map_err(|_| "timed out".to_owned())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let producer = state.producer.clone();
+    let kafka_ok = tokio::task::spawn_blocking(move || {
+        producer.client().fetch_metadata(None, Duration::from_secs(2)).map(drop).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let followers = state.health.is_healthy();
+    let ready = redis_ok.is_ok() && kafka_ok.is_ok() && followers;
+    let detail = |r: &Result<(), String>| r.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned());
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "redis": detail(&redis_ok),
+        "kafka": detail(&kafka_ok),
+        "followers": if followers { "ok" } else { "catching up or failing" },
+    });
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+/// Serves the console on `DROPLINE_HTTP` until `shutdown`.
+pub async fn run(
+    settings: Settings,
+    config: ConsoleConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ConsoleError> {
+    let metrics = Metrics::new()?;
+    let redis = dropline_core::redis::connect(&settings.redis).await?;
+    let producer = kafka::producer(&settings, "dropline-console")?;
+    let health = Health::default();
+    health.set("reservations", false, "starting");
+    health.set("clips", false, "starting");
+    let state = AppState {
+        settings: Arc::new(settings.clone()),
+        access: config.access,
+        redis,
+        producer,
+        live: Arc::default(),
+        clips: Arc::default(),
+        metrics,
+        health,
+    };
+    let followers = [
+        tokio::spawn(live::follow(state.clone(), shutdown.clone())),
+        tokio::spawn(clips::follow(state.clone(), shutdown.clone())),
+    ];
+    let listener = tokio::net::TcpListener::bind(settings.http).await?;
+    let addr = listener.local_addr()?;
+    info!(addr = %addr, "console listening: live view http://{addr}/ · gallery http://{addr}/gallery");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    for follower in followers {
+        follower.abort();
+    }
+    info!("console stopped");
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use dropline_core::admin::Health;
+use dropline_core::Settings;
+use rdkafka::producer::FutureProducer;
+use redis::aio::ConnectionManager;
+
+use crate::auth::Access;
+use crate::clips::ClipIndex;
+use crate::live::Live;
+use crate::metrics::Metrics;
+
+/// Shared by the handlers (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub access: Access,
+    pub redis: ConnectionManager,
+    pub producer: FutureProducer,
+    pub live: Arc<Live>,
+    pub clips: Arc<ClipIndex>,
+    pub metrics: Metrics,
+    pub health: Health,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("access", &self.access).finish_non_exhaustive()
+    }
+}

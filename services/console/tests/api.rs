@@ -1,0 +1,423 @@
+//! The console's HTTP API against the real stack (Redis, the broker, a matcher in this process):
+//! roles and every refusal, a drop from creation to report, the live event stream, markers, and
+//! clips served with range requests.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_proto::v1::{clip_event, ChatOrder, ClipEvent, ClipReady, ClipReason, ClipRequest};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const CREATOR: &str = "creator-token-0123456789";
+const PRODUCER: &str = "producer-token-0123456789";
+const EDITOR: &str = "editor-token-0123456789";
+const BURST: &str = "burst-creator-token-0123456789";
+
+struct Console {
+    base: String,
+    settings: Settings,
+    client: Client,
+    token: CancellationToken,
+    _clips: tempfile::TempDir,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+async fn console() -> Result<Console> {
+    let mut settings = Settings::from_env()?;
+    settings.topics = Topics::with_prefix(&format!("test-console-{}.", uuid::Uuid::new_v4().simple()));
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    settings.http = format!("127.0.0.1:{port}").parse()?;
+    let clips = tempfile::tempdir()?;
+    settings.clips = clips.path().to_path_buf();
+    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(&settings, &names, 2, 1).await?;
+
+    let spec = format!("creator:{CREATOR},producer:{PRODUCER},editor:{EDITOR},creator:{BURST}");
+    let config = dropline_console::ConsoleConfig::from_lookup(|name| match name {
+        "DROPLINE_CONSOLE_TOKENS" => Some(spec.clone()),
+        "DROPLINE_CONSOLE_WRITE_RATE" => Some("5".into()),
+        _ => None,
+    })?;
+    let token = CancellationToken::new();
+    tokio::spawn(dropline_console::run(settings.clone(), config, token.clone()));
+    let matcher = dropline_matcher::config::MatcherConfig {
+        group: format!("matcher-{}", uuid::Uuid::new_v4().simple()),
+        admin: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    };
+    tokio::spawn(dropline_matcher::service::run(settings.clone(), matcher, token.clone()));
+    let base = format!("http://{}", settings.http);
+    let client = Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return Ok(Console { base, settings, client, token, _clips: clips });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("console did not start")
+}
+
+impl Console {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        status: u16,
+        needle: &str,
+    ) -> Result<Value> {
+        let (got, body) = self.call(method.clone(), path, token, body).await?;
+        let message = body["error"].as_str().unwrap_or_default().to_owned();
+        ensure!(got.as_u16() == status, "{method} {path}: expected {status}, got {got}: {body}");
+        ensure!(message.contains(needle), "{method} {path}: {message:?} does not mention {needle:?}");
+        Ok(body)
+    }
+}
+
+fn drop_body(id: &str, stock: u32) -> Value {
+    json!({
+        "id": id, "title": "Fall hoodies",
+        "items": [
+            {"sku": "HOODIE-L", "name": "hoodie", "product": "hoodie", "size": "L", "stock": stock, "price_cents": 6500},
+            {"sku": "TEE-M", "name": "tee", "product": "tee", "size": "M", "stock": 10, "price_cents": 2500}
+        ],
+        "limit_per_buyer": 2, "hold_seconds": 300, "channels": ["twitch:#creator"], "recording": "stream.ts"
+    })
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_a_4xx_that_says_why() -> Result<()> {
+    let c = console().await?;
+    let id = unique("refusals");
+    c.expect(Method::GET, "/api/drops", None, None, 401, "missing bearer token").await?;
+    c.expect(Method::GET, "/api/drops", Some("not-a-known-token-at-all"), None, 401, "unknown token").await?;
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(EDITOR),
+        Some(drop_body(&id, 3)),
+        403,
+        "role editor may not create drops",
+    )
+    .await?;
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(json!({"id": id, "title": "x"})), 422, "items")
+        .await?;
+    let mut bad = drop_body(&id, 3);
+    bad["items"][1]["sku"] = json!("no spaces allowed");
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(bad), 400, "items[1].sku").await?;
+    let mut bad = drop_body(&id, 3);
+    bad["items"][0]["stock"] = json!(-1);
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(bad), 422, "items[0].stock").await?;
+    let mut bad = drop_body(&id, 3);
+    bad["hold_seconds"] = json!(1);
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(bad), 400, "hold_seconds").await?;
+    let mut bad = drop_body(&id, 3);
+    bad["surprise"] = json!(true);
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(bad), 422, "surprise").await?;
+    // Not JSON at all.
+    let response =
+        c.client.post(format!("{}/api/drops", c.base)).bearer_auth(CREATOR).body("{").send().await?;
+    ensure!(response.status() == 415, "no content type: {}", response.status());
+
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(drop_body(&id, 3)), 201, "").await?;
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(drop_body(&id, 3)), 409, "already exists")
+        .await?;
+    c.expect(Method::GET, "/api/drops/nope-never-made", Some(PRODUCER), None, 404, "no drop").await?;
+    c.expect(Method::GET, "/api/drops/bad%20id", Some(PRODUCER), None, 400, "drop id").await?;
+    c.expect(Method::POST, &format!("/api/drops/{id}/close"), Some(CREATOR), None, 409, "not open").await?;
+    c.expect(
+        Method::POST,
+        &format!("/api/drops/{id}/open"),
+        Some(PRODUCER),
+        None,
+        403,
+        "role producer may not open drops",
+    )
+    .await?;
+    let restock = json!({"sku": "SOCKS", "quantity": 1});
+    c.expect(Method::POST, &format!("/api/drops/{id}/restock"), Some(CREATOR), Some(restock), 400, "sku")
+        .await?;
+    let hold = json!({"drop_id": id});
+    c.expect(
+        Method::POST,
+        "/api/holds/o-1/confirm",
+        Some(CREATOR),
+        Some(hold.clone()),
+        403,
+        "needs producer",
+    )
+    .await?;
+    c.expect(Method::POST, "/api/holds/o-1/confirm", Some(PRODUCER), Some(json!({})), 422, "drop_id").await?;
+    c.expect(Method::GET, "/api/clips", Some("x"), None, 401, "unknown token").await?;
+    c.expect(Method::GET, "/api/clips/none", Some(EDITOR), None, 404, "no clip").await?;
+    c.expect(Method::GET, "/no/such/route", Some(EDITOR), None, 404, "no such route").await?;
+
+    // Writes are rate-limited per token (5/s, bursts of 10); other tokens are not affected.
+    let mut limited = false;
+    for n in 0..30 {
+        let (status, body) =
+            c.call(Method::POST, "/api/drops", Some(BURST), Some(drop_body(&format!("{id}-{n}"), 1))).await?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            ensure!(body["error"].as_str().is_some_and(|m| m.contains("rate limit")), "{body}");
+            limited = true;
+            break;
+        }
+    }
+    ensure!(limited, "30 quick writes were never limited");
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(drop_body(&unique("other"), 1)), 201, "")
+        .await?;
+    Ok(())
+}
+
+async fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
+    let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
+    consumer.subscribe(&[settings.topics.name(kind)])?;
+    Ok(consumer)
+}
+
+async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> Result<M> {
+    let message = tokio::time::timeout(Duration::from_secs(30), consumer.stream().next())
+        .await
+        .context("nothing within 30 s")?
+        .context("stream ended")??;
+    Ok(kafka::decode(&message)?)
+}
+
+/// Polls `GET path` until `done` holds (30 s at most).
+async fn until(c: &Console, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let (status, body) = c.call(Method::GET, path, Some(token), None).await?;
+        if status == StatusCode::OK && done(&body) {
+            return Ok(body);
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{path} never got there: {last}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_from_creation_to_report() -> Result<()> {
+    let c = console().await?;
+    let id = unique("flow");
+    let producer = kafka::producer(&c.settings, "test")?;
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(drop_body(&id, 2)), 201, "").await?;
+    let listed = c.expect(Method::GET, "/api/drops", Some(EDITOR), None, 200, "").await?;
+    ensure!(listed.as_array().is_some_and(|a| a.iter().any(|d| d["id"] == id.as_str())), "{listed}");
+    let opened =
+        c.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 202, "").await?;
+    ensure!(opened["status"] == "open", "{opened}");
+    c.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 409, "not a draft").await?;
+
+    // The live stream answers at once with a snapshot.
+    let url = format!("{}/api/drops/{id}/live?access_token={PRODUCER}", c.base);
+    let mut events = c.client.get(url).send().await?;
+    let first = tokio::time::timeout(Duration::from_secs(10), events.chunk()).await??.context("no event")?;
+    let text = String::from_utf8_lossy(&first);
+    ensure!(text.contains("event: snapshot") && text.contains("HOODIE-L"), "{text}");
+
+    // Three viewers want the two hoodies.
+    let chat = c.settings.topics.name(TopicKind::ChatOrders).to_owned();
+    for n in 0..3 {
+        let order = ChatOrder {
+            order_id: format!("{id}-o{n}"),
+            drop_id: id.clone(),
+            buyer_id: format!("twitch:{n}"),
+            channel: "twitch:#creator".into(),
+            text: "!buy hoodie L".into(),
+            sent_at_ms: kafka::now_ms(),
+            ..Default::default()
+        };
+        kafka::publish(&producer, &chat, &id, &order).await?;
+    }
+    let path = format!("/api/drops/{id}");
+    let state =
+        until(&c, &path, PRODUCER, |s| s["skus"][0]["reserved"] == 2 && s["skus"][0]["sold_out"] == true)
+            .await?;
+    ensure!(state["skus"][0]["left"] == 0 && state["holds_pending"] == 2, "{state}");
+
+    let hold = json!({"drop_id": id});
+    c.expect(
+        Method::POST,
+        &format!("/api/holds/{id}-o0/confirm"),
+        Some(PRODUCER),
+        Some(hold.clone()),
+        202,
+        "",
+    )
+    .await?;
+    c.expect(Method::POST, &format!("/api/holds/{id}-o1/cancel"), Some(PRODUCER), Some(hold), 202, "")
+        .await?;
+    until(&c, &path, PRODUCER, |s| s["skus"][0]["confirmed"] == 1 && s["skus"][0]["left"] == 1).await?;
+    c.expect(
+        Method::POST,
+        &format!("/api/drops/{id}/restock"),
+        Some(CREATOR),
+        Some(json!({"sku": "TEE-M", "quantity": 5})),
+        202,
+        "",
+    )
+    .await?;
+    until(&c, &path, PRODUCER, |s| s["skus"][1]["left"] == 15).await?;
+
+    let report =
+        until(&c, &format!("/api/drops/{id}/report"), CREATOR, |r| r["outcomes"]["CONFIRMED"] == 1).await?;
+    ensure!(report["revenue_cents"] == 6500, "{report}");
+    ensure!(report["outcomes"]["RESERVED"] == 2 && report["outcomes"]["SOLD_OUT"] == 1, "{report}");
+    ensure!(report["orders_per_channel"]["twitch:#creator"] == 3, "{report}");
+    ensure!(report["skus"][0]["sold_out_after_ms"].as_i64().is_some_and(|ms| ms >= 0), "{report}");
+
+    // A producer's marker becomes a clip request for the drop's recording.
+    let requests = reader(&c.settings, TopicKind::ClipRequests).await?;
+    let accepted = c
+        .expect(
+            Method::POST,
+            &format!("/api/drops/{id}/markers"),
+            Some(PRODUCER),
+            Some(json!({"note": "unboxing"})),
+            202,
+            "",
+        )
+        .await?;
+    let request: ClipRequest = next(&requests).await?;
+    ensure!(request.clip_id == accepted["clip_id"].as_str().unwrap_or_default(), "{request:?}");
+    ensure!(request.reason == ClipReason::Marker as i32 && request.recording == "stream.ts", "{request:?}");
+
+    let closed = c
+        .expect(
+            Method::POST,
+            &format!("/api/drops/{id}/close"),
+            Some(CREATOR),
+            Some(json!({"reason": "done"})),
+            202,
+            "",
+        )
+        .await?;
+    ensure!(closed["status"] == "closed", "{closed}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clips_are_listed_and_served_with_ranges() -> Result<()> {
+    let c = console().await?;
+    let drop_dir = c.settings.clips.join("d1");
+    std::fs::create_dir_all(&drop_dir)?;
+    let video = drop_dir.join("c1.mp4");
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&video, &bytes)?;
+    std::fs::write(drop_dir.join("c1.jpg"), b"\xff\xd8jpeg")?;
+    let outside = tempfile::NamedTempFile::new()?;
+    let producer = kafka::producer(&c.settings, "test")?;
+    let topic = c.settings.topics.name(TopicKind::Clips).to_owned();
+    for (clip_id, path, thumb) in [
+        ("c1", video.display().to_string(), drop_dir.join("c1.jpg").display().to_string()),
+        ("sneaky", outside.path().display().to_string(), String::new()),
+    ] {
+        let ready = ClipReady {
+            clip_id: clip_id.into(),
+            drop_id: "d1".into(),
+            path,
+            thumbnail_path: thumb,
+            duration_ms: 45_000,
+            size_bytes: 10_000,
+            reason: ClipReason::SoldOut as i32,
+            ..Default::default()
+        };
+        let event = ClipEvent { event: Some(clip_event::Event::Ready(ready)) };
+        kafka::publish(&producer, &topic, "d1", &event).await?;
+    }
+    let clips =
+        until(&c, "/api/clips?drop_id=d1", EDITOR, |l| l.as_array().is_some_and(|a| a.len() == 2)).await?;
+    ensure!(clips[1]["clip_id"] == "c1" && clips[1]["reason"] == "SOLD_OUT", "{clips}");
+    ensure!(clips[1]["video_url"] == "/clips/c1/video", "{clips}");
+    let none = c.expect(Method::GET, "/api/clips?drop_id=other", Some(EDITOR), None, 200, "").await?;
+    ensure!(none.as_array().is_some_and(Vec::is_empty), "{none}");
+
+    let response = c
+        .client
+        .get(format!("{}/clips/c1/video?access_token={EDITOR}", c.base))
+        .header("Range", "bytes=100-199")
+        .send()
+        .await?;
+    ensure!(response.status() == StatusCode::PARTIAL_CONTENT, "{}", response.status());
+    ensure!(response.bytes().await?.as_ref() == &bytes[100..200], "wrong range");
+    let whole = c.client.get(format!("{}/clips/c1/video", c.base)).bearer_auth(PRODUCER).send().await?;
+    ensure!(whole.status() == 200 && whole.bytes().await?.len() == 10_000);
+    c.expect(Method::GET, "/clips/c1/vertical", Some(EDITOR), None, 404, "no vertical").await?;
+    c.expect(Method::GET, "/clips/sneaky/video", Some(EDITOR), None, 404, "gone").await?;
+    c.expect(Method::GET, "/clips/c1/video", None, None, 401, "missing").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_metrics_and_probes() -> Result<()> {
+    let c = console().await?;
+    let doc: Value = c.client.get(format!("{}/openapi.json", c.base)).send().await?.json().await?;
+    for path in [
+        "/api/drops",
+        "/api/drops/{id}/open",
+        "/api/holds/{order_id}/confirm",
+        "/api/clips",
+        "/clips/{id}/video",
+    ] {
+        ensure!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+    ensure!(doc["components"]["schemas"]["CreateDrop"].is_object(), "schemas missing");
+    ensure!(c.client.get(format!("{}/healthz", c.base)).send().await?.status() == 200);
+    let mut ready = false;
+    for _ in 0..100 {
+        if c.client.get(format!("{}/readyz", c.base)).send().await?.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(ready, "never ready");
+    c.call(Method::GET, "/api/drops", Some(EDITOR), None).await?;
+    let metrics = c.client.get(format!("{}/metrics", c.base)).send().await?.text().await?;
+    ensure!(
+        metrics.contains("dropline_console_requests_total{route=\"/api/drops\",status=\"200\"}"),
+        "{metrics}"
+    );
+    let page = c.client.get(format!("{}/", c.base)).send().await?.text().await?;
+    ensure!(page.contains("EventSource"), "live page");
+    Ok(())
+}

@@ -27,6 +27,7 @@ build: stack-up
 
 test: stack-up
 	cargo test --workspace
+	deploy/local/check-metrics.sh
 
 lint:
 	cargo fmt --all --check

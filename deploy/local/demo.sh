@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: a small drop flows through the real stack. It starts the services that exist (the
-# matcher today; clipper, console and ingest join as they land), publishes a drop and a burst of
-# chat orders through the contract's topics, and shows every decision.
+# `make demo`: a small drop flows through the real stack. It starts every service (matcher,
+# clipper, ingest, console), creates and opens a drop through the console's API, sends chat
+# through ingest's signed webhook, shows every decision and clip, then leaves the console up
+# (DROPLINE_DEMO_LINGER seconds, default 600, or until Ctrl-C) so you can look at the live page.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -25,46 +26,76 @@ if [ ! -f "$recording" ]; then
   ffmpeg -v error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
     -t 70 -c:v libx264 -preset veryfast -g 60 -c:a aac -shortest "$recording"
 fi
-# The stream "started" 70 s ago: wall-clock moments of this drop fall inside it.
-echo "{\"started_at_ms\": $((now - 70000))}" >"$recording.json"
 
-say "0. Starting the matcher (admin 127.0.0.1:9101) and the clipper worker (admin 127.0.0.1:9102)"
-DROPLINE_LOG=${DROPLINE_LOG:-warn} "$bin/dropline-matcher" &
-matcher=$!
-DROPLINE_LOG=${DROPLINE_LOG:-warn} DROPLINE_ADMIN=127.0.0.1:9102 "$bin/dropline-clipper" &
-clipper=$!
-trap 'kill $matcher $clipper 2>/dev/null; wait $matcher $clipper 2>/dev/null' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && break; sleep 0.2; done
+# Tokens of this run (the console refuses calls without one).
+creator="creator-$(openssl rand -hex 12)" producer="producer-$(openssl rand -hex 12)" editor="editor-$(openssl rand -hex 12)"
+secret="demo-$(openssl rand -hex 16)"
+export DROPLINE_HTTP=${DROPLINE_HTTP:-127.0.0.1:8080} DROPLINE_INGEST_HTTP=${DROPLINE_INGEST_HTTP:-127.0.0.1:8091}
+console="http://$DROPLINE_HTTP"
 
-say "1. The creator opens drop $drop (topic drop-triggers)"
-"$bin/dropline" produce "${DROPLINE_TOPIC_PREFIX}drop-triggers" <<JSON
-{"dropId":"$drop","triggerId":"$drop-open","sentAtMs":"$now","open":{"title":"Demo hoodie drop","recording":"demo-stream.mp4","limitPerBuyer":2,"holdSeconds":60,"waitlist":true,"waitlistCap":100,"channels":["twitch:#creator"],"items":[{"sku":"HOODIE-M","name":"Logo hoodie","product":"hoodie","size":"M","aliases":["hoodie","hoody"],"stock":40,"priceCents":"5500","itemNumber":1},{"sku":"HOODIE-L","name":"Logo hoodie","product":"hoodie","size":"L","aliases":["hoodie","hoody"],"stock":60,"priceCents":"5500","itemNumber":1},{"sku":"TEE-BLACK-M","name":"Black tee","product":"tee","size":"M","aliases":["tee","shirt"],"stock":100,"priceCents":"2500","itemNumber":2}]}}
+say "0. Starting the matcher (admin :9101), the clipper worker (:9102), ingest (:9103, webhook $DROPLINE_INGEST_HTTP) and the console ($console)"
+log=${DROPLINE_LOG:-warn}
+DROPLINE_LOG=$log "$bin/dropline-matcher" &
+pids=($!)
+DROPLINE_LOG=$log DROPLINE_ADMIN=127.0.0.1:9102 "$bin/dropline-clipper" &
+pids+=($!)
+DROPLINE_LOG=$log DROPLINE_ADMIN=127.0.0.1:9103 DROPLINE_INGEST_WEBHOOK_SECRET=$secret "$bin/dropline-ingest" &
+pids+=($!)
+DROPLINE_LOG=$log DROPLINE_CONSOLE_TOKENS="creator:$creator,producer:$producer,editor:$editor" "$bin/dropline-console" &
+pids+=($!)
+trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null' EXIT
+for _ in $(seq 100); do curl -sf "$console/readyz" >/dev/null && break; sleep 0.2; done
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && (exec 3<>/dev/tcp/${DROPLINE_INGEST_HTTP/://}) 2>/dev/null && break; sleep 0.2; done
+
+# The stream "started" 40 s before the drop opens: its moments fall inside the 70 s recording.
+now=$(($(date +%s%N) / 1000000))
+echo "{\"started_at_ms\": $((now - 40000))}" >"$recording.json"
+
+say "1. The creator creates drop $drop and opens it (console API → topic drop-triggers)"
+api() { curl -sS -H "Authorization: Bearer $1" -H 'Content-Type: application/json' "${@:2}"; echo; }
+api "$creator" "$console/api/drops" -d @- <<JSON
+{"id":"$drop","title":"Demo hoodie drop","recording":"demo-stream.mp4","limit_per_buyer":2,"hold_seconds":60,"waitlist":true,"waitlist_cap":100,"channels":["twitch:#creator"],"items":[{"sku":"HOODIE-M","name":"Logo hoodie","product":"hoodie","size":"M","aliases":["hoodie","hoody"],"stock":40,"price_cents":5500},{"sku":"HOODIE-L","name":"Logo hoodie","product":"hoodie","size":"L","aliases":["hoodie","hoody"],"stock":60,"price_cents":5500},{"sku":"TEE-BLACK-M","name":"Black tee","product":"tee","size":"M","aliases":["tee","shirt"],"stock":100,"price_cents":2500}]}
 JSON
+api "$creator" -X POST "$console/api/drops/$drop/open" >/dev/null
+sleep 2 # the matcher and ingest take the open trigger
 
-say "2. Viewers type in chat (topic chat-orders)"
+say "2. Viewers type in chat; the platform pushes it to ingest's webhook (HMAC-signed) → topic chat-orders"
 lines=("!buy hoodie L" "!BUY hoody m 2" "lets gooo" "!buy 2" "!buy tee black m" "!buy hodie L" "!buy hoodie L 9")
 for i in "${!lines[@]}"; do
-  printf '{"orderId":"%s-msg-%d","dropId":"%s","buyerId":"viewer-%d","channel":"twitch:#creator","text":"%s","sentAtMs":"%d"}\n' \
-    "$drop" "$i" "$drop" "$((i % 5))" "${lines[$i]}" "$((now + i * 150))"
-done | "$bin/dropline" produce "${DROPLINE_TOPIC_PREFIX}chat-orders"
+  id="$drop-msg-$i" ts=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+  body=$(printf '{"subscription":{"type":"channel.chat.message"},"event":{"broadcaster_user_login":"creator","chatter_user_id":"%d","chatter_user_login":"viewer%d","chatter_user_name":"Viewer%d","message_id":"%s","message":{"text":"%s"}}}' \
+    "$((i % 5))" "$((i % 5))" "$((i % 5))" "$id" "${lines[$i]}")
+  sig=$(printf '%s%s%s' "$id" "$ts" "$body" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.*= //')
+  curl -sS -o /dev/null -w "  %{http_code} ${lines[$i]}\n" "http://$DROPLINE_INGEST_HTTP/ingest/chat" -H 'Content-Type: application/json' \
+    -H "Twitch-Eventsub-Message-Id: $id" -H "Twitch-Eventsub-Message-Timestamp: $ts" \
+    -H "Twitch-Eventsub-Message-Signature: sha256=$sig" -H "Twitch-Eventsub-Message-Type: notification" -d "$body"
+done
 
 say "3. What flowed, read back from the broker and decoded (dropline tail)"
 "$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}drop-triggers" --from-beginning --key "$drop" -n 1 --idle-exit 5
-"$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}chat-orders" --from-beginning --key "$drop" -n "${#lines[@]}" --idle-exit 5
+"$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}chat-orders" --from-beginning --key "$drop" -n 6 --idle-exit 5
 
 say "4. The matcher's answers (topic reservations): one per order, ordinary chat ignored"
 "$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}reservations" --from-beginning --key "$drop" -n 6 --idle-exit 10 --brief
 
-say "5. Clips: the clipper asked for one when the drop opened; an editor marks another moment (clip-requests → clips)"
-printf '{"clipId":"%s-marker","dropId":"%s","recording":"demo-stream.mp4","atMs":"%s","reason":"CLIP_REASON_MARKER","note":"the creator holds up the hoodie"}\n' \
-  "$drop" "$drop" "$((now - 30000))" | "$bin/dropline" produce "${DROPLINE_TOPIC_PREFIX}clip-requests" >/dev/null
+say "5. Clips: the clipper asked for one when the drop opened; the producer marks another moment (console → clip-requests → clips)"
+api "$producer" "$console/api/drops/$drop/markers" -d "{\"at_ms\": $((now - 30000)), \"note\": \"the creator holds up the hoodie\"}"
 "$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}clips" --from-beginning --key "$drop" -n 2 --idle-exit 30
 
-say "6. The stack"
+say "6. The drop's state and report (console API)"
+api "$producer" "$console/api/drops/$drop/report"
+
+say "7. The stack"
 deploy/local/stack.sh status
+linger=${DROPLINE_DEMO_LINGER:-600}
 cat <<TXT
 
-Clips are in $DROPLINE_CLIPS. The console (live page, gallery) and chat ingest join this demo as
-they land. Watch this run's topics yourself:
+Clips are in $DROPLINE_CLIPS. The console stays up for $linger s (Ctrl-C stops everything):
+  live view (producer):  $console/?token=$producer&drop=$drop
+  clip gallery (editor): $console/gallery?token=$editor&drop=$drop
+  API (creator token):   curl -H "Authorization: Bearer $creator" $console/api/drops
+  OpenAPI document:      $console/openapi.json
+Watch this run's topics yourself:
   DROPLINE_TOPIC_PREFIX=$DROPLINE_TOPIC_PREFIX $bin/dropline tail reservations --from-beginning --brief
 TXT
+sleep "$linger"

@@ -37,6 +37,8 @@ APT_PACKAGES=(
   libcurl4-openssl-dev
   # A real IRC server for the ingest tests (each test starts its own on a free loopback port).
   ngircd
+  # The console's browser test (headless Chromium through chromedriver) and promtool.
+  chromium chromium-driver prometheus
 )
 
 say() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }

@@ -1,9 +1,10 @@
 //! Recordings still being written (the MPEG-TS or FLV file of a stream that is live): how far a
 //! recording reaches now, whether it still grows, and waiting (bounded) until a window is recorded.
 //!
-//! A live FLV says "duration 0" in its header until the recorder finishes it, and libav's duration
-//! of a growing MPEG-TS is read from its last timestamps, so the length is measured from the end of
-//! the file: libav's estimate for MPEG-TS, the timestamp of the last complete tag for FLV.
+//! A live FLV says "duration 0" in its header until the recorder finishes it (and libav then guesses
+//! from bit rates), while libav's duration of a growing MPEG-TS is read from its last timestamps;
+//! so the length is measured from the end of the file: libav's estimate for MPEG-TS, the timestamp
+//! of the last complete tag for FLV.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -69,9 +70,11 @@ pub(crate) fn length_ms(input: &Input, path: &Path) -> Result<i64, ClipError> {
     if !is_flv {
         return Ok(from_libav);
     }
+    // libav's FLV duration is the header's (0 while live) or, without one, the file size over the
+    // header's bit rates, which leave out CRF video: minutes for a few seconds of stream. Only the
+    // last tag tells.
     let origin_ms = crate::media::origin_us(input) / 1000;
-    let last = flv_last_timestamp(path)?.map_or(0, |ts| ts - origin_ms);
-    Ok(from_libav.max(last))
+    Ok(flv_last_timestamp(path)?.map_or(from_libav, |ts| (ts - origin_ms).max(0)))
 }
 
 /// Waits until the recording at `path` reaches `until_ms` (ms from its start), it stops growing, or

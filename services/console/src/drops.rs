@@ -354,11 +354,21 @@ pub async fn open(
     if !swap(&state, &before, &after).await? {
         return Err(ApiError::conflict(format!("drop {id} changed meanwhile; reload and retry")));
     }
+    // Chat's `!buy 2` names a product by its number: sizes of one product share it, numbered in
+    // catalog order.
+    let mut products: Vec<String> = Vec::new();
+    let mut number_of = |item: &Item| {
+        let product = if item.product.is_empty() { item.name.as_str() } else { item.product.as_str() };
+        let index = products.iter().position(|p| p.eq_ignore_ascii_case(product)).unwrap_or_else(|| {
+            products.push(product.to_owned());
+            products.len() - 1
+        });
+        u32::try_from(index + 1).unwrap_or(u32::MAX)
+    };
     let items = after
         .items
         .iter()
-        .enumerate()
-        .map(|(i, item)| CatalogItem {
+        .map(|item| CatalogItem {
             sku: item.sku.clone(),
             name: item.name.clone(),
             aliases: item.aliases.clone(),
@@ -366,7 +376,7 @@ pub async fn open(
             price_cents: item.price_cents,
             product: item.product.clone(),
             size: item.size.clone(),
-            item_number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            item_number: number_of(item),
         })
         .collect();
     let open = OpenDrop {

@@ -2,125 +2,16 @@
 //! roles and every refusal, a drop from creation to report, the live event stream, markers, and
 //! clips served with range requests.
 
-use std::net::TcpListener;
+mod common;
+
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use common::*;
+use dropline_core::{kafka, TopicKind};
 use dropline_proto::v1::{clip_event, ChatOrder, ClipEvent, ClipReady, ClipReason, ClipRequest};
-use futures::StreamExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
-
-const CREATOR: &str = "creator-token-0123456789";
-const PRODUCER: &str = "producer-token-0123456789";
-const EDITOR: &str = "editor-token-0123456789";
-const BURST: &str = "burst-creator-token-0123456789";
-
-struct Console {
-    base: String,
-    settings: Settings,
-    client: Client,
-    token: CancellationToken,
-    _clips: tempfile::TempDir,
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        self.token.cancel();
-    }
-}
-
-async fn console() -> Result<Console> {
-    let mut settings = Settings::from_env()?;
-    settings.topics = Topics::with_prefix(&format!("test-console-{}.", uuid::Uuid::new_v4().simple()));
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    settings.http = format!("127.0.0.1:{port}").parse()?;
-    let clips = tempfile::tempdir()?;
-    settings.clips = clips.path().to_path_buf();
-    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
-    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-    kafka::ensure_topics(&settings, &names, 2, 1).await?;
-
-    let spec = format!("creator:{CREATOR},producer:{PRODUCER},editor:{EDITOR},creator:{BURST}");
-    let config = dropline_console::ConsoleConfig::from_lookup(|name| match name {
-        "DROPLINE_CONSOLE_TOKENS" => Some(spec.clone()),
-        "DROPLINE_CONSOLE_WRITE_RATE" => Some("5".into()),
-        _ => None,
-    })?;
-    let token = CancellationToken::new();
-    tokio::spawn(dropline_console::run(settings.clone(), config, token.clone()));
-    let matcher = dropline_matcher::config::MatcherConfig {
-        group: format!("matcher-{}", uuid::Uuid::new_v4().simple()),
-        admin: "127.0.0.1:0".parse()?,
-        ..Default::default()
-    };
-    tokio::spawn(dropline_matcher::service::run(settings.clone(), matcher, token.clone()));
-    let base = format!("http://{}", settings.http);
-    let client = Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return Ok(Console { base, settings, client, token, _clips: clips });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("console did not start")
-}
-
-impl Console {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<(StatusCode, Value)> {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-    }
-
-    async fn expect(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        status: u16,
-        needle: &str,
-    ) -> Result<Value> {
-        let (got, body) = self.call(method.clone(), path, token, body).await?;
-        let message = body["error"].as_str().unwrap_or_default().to_owned();
-        ensure!(got.as_u16() == status, "{method} {path}: expected {status}, got {got}: {body}");
-        ensure!(message.contains(needle), "{method} {path}: {message:?} does not mention {needle:?}");
-        Ok(body)
-    }
-}
-
-fn drop_body(id: &str, stock: u32) -> Value {
-    json!({
-        "id": id, "title": "Fall hoodies",
-        "items": [
-            {"sku": "HOODIE-L", "name": "hoodie", "product": "hoodie", "size": "L", "stock": stock, "price_cents": 6500},
-            {"sku": "TEE-M", "name": "tee", "product": "tee", "size": "M", "stock": 10, "price_cents": 2500}
-        ],
-        "limit_per_buyer": 2, "hold_seconds": 300, "channels": ["twitch:#creator"], "recording": "stream.ts"
-    })
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_is_a_4xx_that_says_why() -> Result<()> {
@@ -204,34 +95,6 @@ async fn every_refusal_is_a_4xx_that_says_why() -> Result<()> {
     c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(drop_body(&unique("other"), 1)), 201, "")
         .await?;
     Ok(())
-}
-
-async fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
-    let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
-    consumer.subscribe(&[settings.topics.name(kind)])?;
-    Ok(consumer)
-}
-
-async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> Result<M> {
-    let message = tokio::time::timeout(Duration::from_secs(30), consumer.stream().next())
-        .await
-        .context("nothing within 30 s")?
-        .context("stream ended")??;
-    Ok(kafka::decode(&message)?)
-}
-
-/// Polls `GET path` until `done` holds (30 s at most).
-async fn until(c: &Console, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        let (status, body) = c.call(Method::GET, path, Some(token), None).await?;
-        if status == StatusCode::OK && done(&body) {
-            return Ok(body);
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("{path} never got there: {last}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,7 +190,8 @@ impl Source {
             (start != NO_TS).then(|| start.rescale(info.time_base, TIME_BASE))
         });
         let origin_us = starts.min().unwrap_or(0);
-        let length_us = (input.duration() != NO_TS && input.duration() > 0).then(|| input.duration());
+        // Measured from the end of the file: a live FLV says "0" (or a guess) until it is finished.
+        let length_us = crate::growing::length_ms(&input, path).ok().filter(|ms| *ms > 0).map(|ms| ms * 1000);
         Ok(Source { path: path.to_path_buf(), input, video, audio, origin_us, length_us })
     }
 

@@ -1,0 +1,226 @@
+//! The live page and the gallery in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver over HTTP). A small drop runs; the test watches a stock bar fall and the sold-out
+//! badge appear, then opens the gallery; screenshots land in `target/screenshots/`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use base64::Engine as _;
+use common::*;
+use dropline_core::{kafka, TopicKind};
+use dropline_proto::v1::{clip_event, ChatOrder, ClipEvent, ClipReady, ClipReason};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// chromedriver on a free port, with one headless Chromium session; both end when dropped.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    async fn start() -> Result<Browser> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context(
+                "starting chromedriver (Debian packages chromium and chromium-driver; `make stack-up`)",
+            )?;
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut browser = Browser { driver, base, session: String::new(), http };
+        for _ in 0..100 {
+            let status = browser.http.get(format!("{}/status", browser.base)).send().await;
+            if let Ok(response) = status {
+                let body: Value = response.json().await?;
+                if body["value"]["ready"] == true {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,820", "--hide-scrollbars"]
+            }
+        }}});
+        let created = browser.command(Method::POST, "session", capabilities).await?;
+        browser.session = created["sessionId"].as_str().context("no session id")?.to_owned();
+        Ok(browser)
+    }
+
+    async fn command(&self, method: Method, path: &str, body: Value) -> Result<Value> {
+        let url = if self.session.is_empty() {
+            format!("{}/{path}", self.base)
+        } else {
+            format!("{}/session/{}/{path}", self.base, self.session)
+        };
+        let mut request = self.http.request(method, url);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let value: Value = response.json().await?;
+        ensure!(status.is_success(), "webdriver {path}: {status} {value}");
+        Ok(value["value"].clone())
+    }
+
+    async fn open(&self, url: &str) -> Result<()> {
+        self.command(Method::POST, "url", json!({ "url": url })).await.map(drop)
+    }
+
+    async fn eval(&self, script: &str) -> Result<Value> {
+        self.command(Method::POST, "execute/sync", json!({ "script": script, "args": [] })).await
+    }
+
+    /// Saves a PNG of the page to `target/screenshots/<name>.png`.
+    async fn screenshot(&self, name: &str) -> Result<PathBuf> {
+        let encoded = self.command(Method::GET, "screenshot", Value::Null).await?;
+        let png =
+            base64::engine::general_purpose::STANDARD.decode(encoded.as_str().context("no screenshot")?)?;
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"), PathBuf::from)
+            .join("screenshots");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+}
+
+/// What the page shows for one SKU: `(units left, bar width in %, sold-out badge text)`.
+const SKU_ROW: &str = r#"
+    const row = document.querySelector('[data-sku="HOODIE-L"]');
+    if (!row) return null;
+    const badge = row.querySelector('.sold-out');
+    return [Number(row.dataset.left), parseFloat(row.querySelector('.bar').style.width), badge ? badge.textContent : ''];
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_shows_stock_fall_and_the_gallery_shows_clips() -> Result<()> {
+    let c = console().await?;
+    let id = unique("browser");
+    let mut body = drop_body(&id, 4);
+    body["title"] = json!("Fall hoodies — live");
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
+    c.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 202, "").await?;
+
+    let browser = Browser::start().await?;
+    browser.open(&format!("{}/?token={PRODUCER}&drop={id}", c.base)).await?;
+    let mut seen_widths = Vec::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        let row = browser.eval(SKU_ROW).await?;
+        if row[0] == 4 && row[1].as_f64() == Some(100.0) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(ready, "the live page never showed 4 hoodies with a full bar");
+
+    // Five viewers for four hoodies, a moment apart so the bar moves in steps.
+    let producer = kafka::producer(&c.settings, "test")?;
+    let chat = c.settings.topics.name(TopicKind::ChatOrders).to_owned();
+    for n in 0..5 {
+        let order = ChatOrder {
+            order_id: format!("{id}-b{n}"),
+            drop_id: id.clone(),
+            buyer_id: format!("twitch:viewer{n}"),
+            channel: "twitch:#creator".into(),
+            text: "!buy hoodie L".into(),
+            sent_at_ms: kafka::now_ms(),
+            ..Default::default()
+        };
+        kafka::publish(&producer, &chat, &id, &order).await?;
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(width) = browser.eval(SKU_ROW).await?[1].as_f64() {
+                seen_widths.push(width);
+            }
+        }
+    }
+    let mut badge = String::new();
+    for _ in 0..100 {
+        let row = browser.eval(SKU_ROW).await?;
+        if row[0] == 0 && row[2].as_str().is_some_and(|b| b.starts_with("SOLD OUT")) {
+            badge = row[2].as_str().unwrap_or_default().to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(!badge.is_empty(), "no sold-out badge; widths seen: {seen_widths:?}");
+    ensure!(badge.contains(" in "), "the badge says how long it took: {badge}");
+    ensure!(
+        seen_widths.iter().any(|w| *w > 0.0 && *w < 100.0),
+        "the bar never stood between full and empty: {seen_widths:?}"
+    );
+    ensure!(seen_widths.windows(2).all(|w| w[1] <= w[0]), "the bar went up: {seen_widths:?}");
+    let recent: Value = browser.eval("return document.querySelectorAll('#recent li').length").await?;
+    ensure!(recent.as_u64().is_some_and(|n| n >= 5), "last outcomes: {recent}");
+    let shot = browser.screenshot("live").await?;
+    println!("live page: {}", shot.display());
+
+    // The gallery: a clip with a real thumbnail.
+    let dir = c.settings.clips.join(&id);
+    std::fs::create_dir_all(&dir)?;
+    let thumb = dir.join("opening.jpg");
+    let video = dir.join("opening.mp4");
+    for (out, extra) in [(&thumb, vec!["-frames:v", "1"]), (&video, vec!["-t", "2", "-pix_fmt", "yuv420p"])] {
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(extra)
+            .arg(out)
+            .status()?;
+        ensure!(status.success(), "ffmpeg could not make {out:?}");
+    }
+    let ready = ClipReady {
+        clip_id: format!("{id}-opening"),
+        drop_id: id.clone(),
+        path: video.display().to_string(),
+        thumbnail_path: thumb.display().to_string(),
+        duration_ms: 45_000,
+        size_bytes: std::fs::metadata(&video)?.len(),
+        reason: ClipReason::DropOpened as i32,
+        note: "the drop opens".into(),
+        ..Default::default()
+    };
+    let topic = c.settings.topics.name(TopicKind::Clips).to_owned();
+    kafka::publish(&producer, &topic, &id, &ClipEvent { event: Some(clip_event::Event::Ready(ready)) })
+        .await?;
+    until(&c, &format!("/api/clips?drop_id={id}"), EDITOR, |l| l.as_array().is_some_and(|a| !a.is_empty()))
+        .await?;
+    browser.open(&format!("{}/gallery?token={EDITOR}&drop={id}", c.base)).await?;
+    let loaded =
+        "const img = document.querySelector('.clip img'); return img ? img.complete && img.naturalWidth : 0";
+    for _ in 0..100 {
+        if browser.eval(loaded).await?.as_u64().is_some_and(|w| w == 640) {
+            let shot = browser.screenshot("gallery").await?;
+            println!("gallery: {}", shot.display());
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the gallery never showed the clip's thumbnail")
+}

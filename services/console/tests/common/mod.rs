@@ -1,0 +1,150 @@
+//! Shared by the console's tests: a console and a matcher in this process over the real broker
+//! and Redis, with their own topics, and helpers to call the API.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use dropline_core::{kafka, Settings, TopicKind, Topics};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub const CREATOR: &str = "creator-token-0123456789";
+pub const PRODUCER: &str = "producer-token-0123456789";
+pub const EDITOR: &str = "editor-token-0123456789";
+pub const BURST: &str = "burst-creator-token-0123456789";
+
+pub struct Console {
+    pub base: String,
+    pub settings: Settings,
+    pub client: Client,
+    pub token: CancellationToken,
+    pub _clips: tempfile::TempDir,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+pub async fn console() -> Result<Console> {
+    let mut settings = Settings::from_env()?;
+    settings.topics = Topics::with_prefix(&format!("test-console-{}.", uuid::Uuid::new_v4().simple()));
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    settings.http = format!("127.0.0.1:{port}").parse()?;
+    let clips = tempfile::tempdir()?;
+    settings.clips = clips.path().to_path_buf();
+    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(&settings, &names, 2, 1).await?;
+
+    let spec = format!("creator:{CREATOR},producer:{PRODUCER},editor:{EDITOR},creator:{BURST}");
+    let config = dropline_console::ConsoleConfig::from_lookup(|name| match name {
+        "DROPLINE_CONSOLE_TOKENS" => Some(spec.clone()),
+        "DROPLINE_CONSOLE_WRITE_RATE" => Some("5".into()),
+        _ => None,
+    })?;
+    let token = CancellationToken::new();
+    tokio::spawn(dropline_console::run(settings.clone(), config, token.clone()));
+    let matcher = dropline_matcher::config::MatcherConfig {
+        group: format!("matcher-{}", uuid::Uuid::new_v4().simple()),
+        admin: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    };
+    tokio::spawn(dropline_matcher::service::run(settings.clone(), matcher, token.clone()));
+    let base = format!("http://{}", settings.http);
+    let client = Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return Ok(Console { base, settings, client, token, _clips: clips });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("console did not start")
+}
+
+impl Console {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        status: u16,
+        needle: &str,
+    ) -> Result<Value> {
+        let (got, body) = self.call(method.clone(), path, token, body).await?;
+        let message = body["error"].as_str().unwrap_or_default().to_owned();
+        ensure!(got.as_u16() == status, "{method} {path}: expected {status}, got {got}: {body}");
+        ensure!(message.contains(needle), "{method} {path}: {message:?} does not mention {needle:?}");
+        Ok(body)
+    }
+}
+
+pub fn drop_body(id: &str, stock: u32) -> Value {
+    json!({
+        "id": id, "title": "Fall hoodies",
+        "items": [
+            {"sku": "HOODIE-L", "name": "hoodie", "product": "hoodie", "size": "L", "stock": stock, "price_cents": 6500},
+            {"sku": "TEE-M", "name": "tee", "product": "tee", "size": "M", "stock": 10, "price_cents": 2500}
+        ],
+        "limit_per_buyer": 2, "hold_seconds": 300, "channels": ["twitch:#creator"], "recording": "stream.ts"
+    })
+}
+
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+pub async fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
+    let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
+    consumer.subscribe(&[settings.topics.name(kind)])?;
+    Ok(consumer)
+}
+
+pub async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> Result<M> {
+    let message = tokio::time::timeout(Duration::from_secs(30), consumer.stream().next())
+        .await
+        .context("nothing within 30 s")?
+        .context("stream ended")??;
+    Ok(kafka::decode(&message)?)
+}
+
+/// Polls `GET path` until `done` holds (30 s at most).
+pub async fn until(c: &Console, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let (status, body) = c.call(Method::GET, path, Some(token), None).await?;
+        if status == StatusCode::OK && done(&body) {
+            return Ok(body);
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{path} never got there: {last}")
+}

@@ -41,8 +41,11 @@ impl Drop for IrcServer {
 }
 
 async fn irc_server() -> Result<IrcServer> {
+    irc_server_on(free_port()?).await
+}
+
+async fn irc_server_on(port: u16) -> Result<IrcServer> {
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
     let conf = dir.path().join("ngircd.conf");
     std::fs::write(
         &conf,
@@ -224,6 +227,18 @@ async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {
         ensure!(outcome.status == ReservationStatus::Reserved as i32, "{outcome:?}");
     }
     ensure!(decided[&got[1].order_id].quantity == 2 && decided[&got[1].order_id].sku == "TEE-M");
+
+    // The IRC server goes away and comes back: ingest reconnects (with backoff), joins again and
+    // keeps taking orders.
+    let port = server.port;
+    drop(viewer);
+    drop(server);
+    let _server = irc_server_on(port).await?;
+    let mut viewer = Viewer::connect(port, "bob", "#creator").await?;
+    viewer.wait_for(|l| l.starts_with(":dropline!") && l.contains(" JOIN ")).await?;
+    viewer.send("PRIVMSG #creator :!buy hoodie L\r\n").await?;
+    let order: ChatOrder = next(&orders).await?;
+    ensure!(order.buyer_id == "irc:bob" && order.drop_id == drop_id, "after the reconnect: {order:?}");
 
     token.cancel();
     tokio::time::timeout(Duration::from_secs(20), ingest).await???;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a small drop flows through the real stack. It starts every service (matcher,
 # clipper, ingest, console), creates and opens a drop through the console's API, sends chat
-# through ingest's signed webhook, shows every decision and clip, then leaves the console up
-# (DROPLINE_DEMO_LINGER seconds, default 600, or until Ctrl-C) so you can look at the live page.
+# through ingest's signed webhook, shows every decision and clip, prints the console's links and
+# exits; with DEMO_SERVE=1 everything stays up until Ctrl-C so a person can click around.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -87,10 +87,9 @@ api "$producer" "$console/api/drops/$drop/report"
 
 say "7. The stack"
 deploy/local/stack.sh status
-linger=${DROPLINE_DEMO_LINGER:-600}
 cat <<TXT
 
-Clips are in $DROPLINE_CLIPS. The console stays up for $linger s (Ctrl-C stops everything):
+Clips are in $DROPLINE_CLIPS. The console of this run:
   live view (producer):  $console/?token=$producer&drop=$drop
   clip gallery (editor): $console/gallery?token=$editor&drop=$drop
   API (creator token):   curl -H "Authorization: Bearer $creator" $console/api/drops
@@ -98,4 +97,9 @@ Clips are in $DROPLINE_CLIPS. The console stays up for $linger s (Ctrl-C stops e
 Watch this run's topics yourself:
   DROPLINE_TOPIC_PREFIX=$DROPLINE_TOPIC_PREFIX $bin/dropline tail reservations --from-beginning --brief
 TXT
-sleep "$linger"
+if [ "${DEMO_SERVE:-0}" = 1 ]; then
+  say "Serving until Ctrl-C (DEMO_SERVE=1)"
+  wait
+else
+  echo "(everything stops now; DEMO_SERVE=1 make demo keeps it up to click around)"
+fi

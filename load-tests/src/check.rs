@@ -1,0 +1,209 @@
+//! The promises checked while the load runs, from the outcomes alone: never more units out than
+//! were put on sale, one decision per order, per-buyer limits held, no negative stock. Pure.
+
+use std::collections::{HashMap, HashSet};
+
+use dropline_proto::v1::{ReservationOutcome, ReservationStatus as S};
+
+/// What the checker needs to know about the drops.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Units per SKU at the open (no restocks during load).
+    pub stock: u32,
+    /// 0 = no limit.
+    pub limit_per_buyer: u32,
+}
+
+/// Running state of the checks.
+#[derive(Debug, Default)]
+pub struct Checker {
+    rules: Option<Rules>,
+    /// (drop, sku) → units reserved or paid now.
+    out: HashMap<(String, String), i64>,
+    /// (drop, buyer) → units held, paid or waitlisted now.
+    buyer: HashMap<(String, String), i64>,
+    /// Orders with their first decision.
+    decided: HashSet<String>,
+    /// Orders waiting on a waitlist (their promotion is a second RESERVED).
+    waiting: HashSet<String>,
+    /// Orders with an active hold (to be confirmed, cancelled or expired).
+    holding: HashSet<String>,
+    /// Buyer of each reserved or waitlisted order (later outcomes of a hold may not name them).
+    buyer_of: HashMap<String, String>,
+    violations: Vec<String>,
+}
+
+/// Whether a status is an order's first decision (not a hold's later life).
+pub fn is_decision(status: S) -> bool {
+    !matches!(status, S::Confirmed | S::Released | S::Expired | S::Duplicate | S::Unspecified)
+}
+
+impl Checker {
+    pub fn new(rules: Rules) -> Self {
+        Checker { rules: Some(rules), ..Checker::default() }
+    }
+
+    /// Folds one outcome in; returns true if it was the order's first decision.
+    pub fn add(&mut self, o: &ReservationOutcome) -> bool {
+        let status = S::try_from(o.status).unwrap_or(S::Unspecified);
+        let qty = i64::from(o.quantity);
+        let sku_key = (o.drop_id.clone(), o.sku.clone());
+        let buyer = match status {
+            S::Reserved | S::Waitlisted if !o.buyer_id.is_empty() => {
+                self.buyer_of.entry(o.order_id.clone()).or_insert_with(|| o.buyer_id.clone()).clone()
+            }
+            _ => self.buyer_of.get(&o.order_id).cloned().unwrap_or_else(|| o.buyer_id.clone()),
+        };
+        let buyer_key = (o.drop_id.clone(), buyer.clone());
+        if o.remaining < 0 {
+            self.violate(format!(
+                "{}: {} left stock of {} at {}",
+                o.order_id,
+                status_str(status),
+                o.sku,
+                o.remaining
+            ));
+        }
+        let mut first = false;
+        match status {
+            S::Reserved if self.waiting.remove(&o.order_id) => {
+                // Promotion from the waitlist: units go out; the buyer's count already had them.
+                *self.out.entry(sku_key.clone()).or_default() += qty;
+                self.holding.insert(o.order_id.clone());
+            }
+            S::Reserved => {
+                first = self.first(&o.order_id);
+                *self.out.entry(sku_key.clone()).or_default() += qty;
+                *self.buyer.entry(buyer_key.clone()).or_default() += qty;
+                self.holding.insert(o.order_id.clone());
+            }
+            S::Waitlisted => {
+                first = self.first(&o.order_id);
+                *self.buyer.entry(buyer_key.clone()).or_default() += qty;
+                self.waiting.insert(o.order_id.clone());
+            }
+            S::Released | S::Expired => {
+                if self.holding.remove(&o.order_id) {
+                    *self.out.entry(sku_key.clone()).or_default() -= qty;
+                } else if !self.waiting.remove(&o.order_id) {
+                    self.violate(format!(
+                        "{}: {} without a hold or a place in line",
+                        o.order_id,
+                        status_str(status)
+                    ));
+                }
+                *self.buyer.entry(buyer_key.clone()).or_default() -= qty;
+            }
+            S::Confirmed => {
+                if !self.holding.remove(&o.order_id) {
+                    self.violate(format!("{}: CONFIRMED without an active hold", o.order_id));
+                }
+            }
+            S::Duplicate | S::Unspecified => {}
+            _ => first = self.first(&o.order_id),
+        }
+        if let Some(rules) = self.rules.clone() {
+            let out = self.out.get(&sku_key).copied().unwrap_or(0);
+            if out > i64::from(rules.stock) {
+                self.violate(format!(
+                    "oversold: {} {} has {out} units out of {}",
+                    o.drop_id, o.sku, rules.stock
+                ));
+            }
+            let held = self.buyer.get(&buyer_key).copied().unwrap_or(0);
+            if rules.limit_per_buyer > 0 && held > i64::from(rules.limit_per_buyer) {
+                self.violate(format!(
+                    "limit broken: {buyer} has {held} units of {} (limit {})",
+                    o.drop_id, rules.limit_per_buyer
+                ));
+            }
+        }
+        first
+    }
+
+    fn first(&mut self, order_id: &str) -> bool {
+        if self.decided.insert(order_id.to_owned()) {
+            true
+        } else {
+            self.violate(format!("{order_id}: decided twice"));
+            false
+        }
+    }
+
+    fn violate(&mut self, what: String) {
+        if self.violations.len() < 1000 {
+            self.violations.push(what);
+        }
+    }
+
+    /// Orders decided so far.
+    pub fn decided(&self) -> usize {
+        self.decided.len()
+    }
+
+    pub fn is_decided(&self, order_id: &str) -> bool {
+        self.decided.contains(order_id)
+    }
+
+    /// Adds a violation found elsewhere (missing answers, Redis state).
+    pub fn report(&mut self, what: String) {
+        self.violate(what);
+    }
+
+    pub fn violations(&self) -> &[String] {
+        &self.violations
+    }
+}
+
+fn status_str(status: S) -> &'static str {
+    status.as_str_name().trim_start_matches("RESERVATION_STATUS_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(id: &str, buyer: &str, status: S, qty: u32, remaining: i64) -> ReservationOutcome {
+        ReservationOutcome {
+            order_id: id.into(),
+            drop_id: "d".into(),
+            buyer_id: buyer.into(),
+            sku: "TEE".into(),
+            quantity: qty,
+            status: status as i32,
+            remaining,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_fair_drop_has_no_violations() {
+        let mut c = Checker::new(Rules { stock: 2, limit_per_buyer: 2 });
+        assert!(c.add(&o("1", "a", S::Reserved, 1, 1)));
+        assert!(c.add(&o("2", "b", S::Reserved, 1, 0)));
+        assert!(c.add(&o("3", "c", S::Waitlisted, 1, 0)));
+        assert!(!c.add(&o("2", "b", S::Duplicate, 1, 0)));
+        assert!(!c.add(&o("1", "", S::Expired, 1, 1))); // hold outcomes may not name the buyer
+        assert!(c.add(&o("5", "a", S::Reserved, 1, 0))); // a's unit came back: a may buy again
+        assert!(!c.add(&o("5", "", S::Released, 1, 1)));
+        assert!(!c.add(&o("3", "c", S::Reserved, 1, 0))); // promoted
+        assert!(!c.add(&o("3", "c", S::Confirmed, 1, 0)));
+        assert!(c.add(&o("4", "a", S::SoldOut, 1, 0)));
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        assert_eq!(c.decided(), 5);
+    }
+
+    #[test]
+    fn overselling_double_decisions_and_broken_limits_are_caught() {
+        let mut c = Checker::new(Rules { stock: 1, limit_per_buyer: 1 });
+        c.add(&o("1", "a", S::Reserved, 1, 0));
+        c.add(&o("2", "b", S::Reserved, 1, -1));
+        c.add(&o("1", "a", S::SoldOut, 1, 0));
+        c.add(&o("3", "b", S::Waitlisted, 1, 0));
+        c.add(&o("9", "z", S::Confirmed, 1, 0));
+        let all = c.violations().join("\n");
+        for needle in ["oversold", "left stock", "decided twice", "limit broken", "without an active hold"] {
+            assert!(all.contains(needle), "{needle} not in {all}");
+        }
+    }
+}

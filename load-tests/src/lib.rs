@@ -1,0 +1,7 @@
+//! `dropline-load`: open-loop load against the real stack — scenarios, the invariant checker, the
+//! run itself and its report.
+
+pub mod check;
+pub mod report;
+pub mod run;
+pub mod scenario;

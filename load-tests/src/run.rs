@@ -1,0 +1,623 @@
+//! One load run: fresh topics, a matcher started for it, drops opened, chat lines sent open-loop
+//! on the scenario's schedule, every outcome checked and timed from the moment its line was due
+//! (so a stalled system cannot hide its backlog: no coordinated omission), then the Redis state
+//! checked, and a report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_proto::v1::{
+    drop_trigger, CatalogItem, ChatOrder, DropTrigger, HoldAction, HoldActionKind, OpenDrop,
+    ReservationOutcome, ReservationStatus,
+};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use prost::Message as _;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use redis::AsyncCommands;
+use tokio::sync::mpsc;
+
+use crate::check::{is_decision, Checker, Rules};
+use crate::report::{Latency, Report, Second};
+use crate::scenario::Scenario;
+
+/// Longest wait for the last answers after the last line was sent.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Which matcher decides the orders.
+#[derive(Debug, Clone)]
+pub enum MatcherMode {
+    /// Start this binary for the run (its memory is sampled).
+    Spawn(PathBuf),
+    /// Run one inside this process (tests; no memory figure).
+    InProcess,
+    /// One is already running on the configured topics (`DROPLINE_TOPIC_PREFIX`).
+    External,
+}
+
+/// A started matcher, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Matcher(Child);
+
+impl Drop for Matcher {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The drops of the run: ids and, per drop, its SKUs with the words a viewer types.
+struct Catalog {
+    drops: Vec<String>,
+    /// (sku, product word) per SKU index.
+    skus: Vec<(String, String)>,
+}
+
+fn catalog(run: &str, scenario: &Scenario) -> Catalog {
+    let drops = (0..scenario.drops.count).map(|d| format!("{run}-d{d}")).collect();
+    let skus = (0..scenario.drops.skus).map(|k| (format!("ITEM{k}-M"), format!("item{k}"))).collect();
+    Catalog { drops, skus }
+}
+
+/// Shared counters the progress line reads.
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    orders: AtomicU64,
+    decided: AtomicU64,
+    producer_errors: AtomicU64,
+}
+
+/// What the consumer folds outcomes into.
+struct Tally {
+    checker: Checker,
+    latency_us: Histogram<u64>,
+    per_second: BTreeMap<u64, (u64, Histogram<u64>)>,
+    by_status: BTreeMap<String, u64>,
+}
+
+pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
+    let started_at_ms = kafka::now_ms();
+    let run = format!("load-{}-{started_at_ms}", scenario.name);
+    let mut settings = Settings::from_env()?;
+    if !matches!(matcher, MatcherMode::External) {
+        settings.topics = Topics::with_prefix(&format!("{run}."));
+    }
+    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await.context("the broker does not answer")?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(&settings, &names, settings.partitions, 1).await?;
+    let mut redis = dropline_core::redis::connect(&settings.redis).await.context("Redis does not answer")?;
+
+    let stop_in_process = tokio_util::sync::CancellationToken::new();
+    let _stop_guard = stop_in_process.clone().drop_guard();
+    let matcher = match matcher {
+        MatcherMode::Spawn(binary) => {
+            let admin = free_port()?;
+            let child = Command::new(&binary)
+                .env("DROPLINE_TOPIC_PREFIX", format!("{run}."))
+                .env("DROPLINE_MATCHER_GROUP", &run)
+                .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
+                .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "warn".into()))
+                .stdin(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", binary.display()))?;
+            let matcher = Matcher(child);
+            let mut up = false;
+            for _ in 0..300 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() {
+                    up = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !up {
+                bail!("the matcher did not start within 30 s");
+            }
+            Some(matcher)
+        }
+        MatcherMode::InProcess => {
+            let config = dropline_matcher::config::MatcherConfig {
+                group: run.clone(),
+                admin: "127.0.0.1:0".parse()?,
+                ..Default::default()
+            };
+            tokio::spawn(dropline_matcher::service::run(settings.clone(), config, stop_in_process.clone()));
+            None
+        }
+        MatcherMode::External => None,
+    };
+
+    // Outcomes are read from the start of the run's topic.
+    let outcomes = kafka::consumer(&settings, "dropline-load", &format!("{run}-reader"))?;
+    outcomes.subscribe(&[settings.topics.name(TopicKind::Reservations)])?;
+    let producer = kafka::producer(&settings, "dropline-load")?;
+
+    let catalog = catalog(&run, &scenario);
+    open_drops(&settings, &producer, &scenario, &catalog).await?;
+    for drop_id in &catalog.drops {
+        let key = format!("dl:{{drop:{drop_id}}}:meta");
+        let mut open = false;
+        for _ in 0..300 {
+            let state: Option<String> = redis.hget(&key, "state").await?;
+            if state.as_deref() == Some("open") {
+                open = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !open {
+            bail!("drop {drop_id} was not opened within 30 s: is a matcher running on these topics?");
+        }
+    }
+
+    let counters = Arc::new(Counters::default());
+    let tally = Arc::new(Mutex::new(Tally {
+        checker: Checker::new(Rules {
+            stock: scenario.drops.stock,
+            limit_per_buyer: scenario.drops.limit_per_buyer,
+        }),
+        latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        per_second: BTreeMap::new(),
+        by_status: BTreeMap::new(),
+    }));
+    let start = Instant::now();
+    let (deliveries_tx, deliveries_rx) = mpsc::channel::<DeliveryFuture>(100_000);
+    let confirmer = tokio::spawn(await_deliveries(deliveries_rx, counters.clone()));
+    let consumer = tokio::spawn(consume(
+        outcomes,
+        producer.clone(),
+        settings.topics.name(TopicKind::HoldActions).to_owned(),
+        scenario.clone(),
+        run.clone(),
+        start,
+        tally.clone(),
+        counters.clone(),
+        deliveries_tx.clone(),
+    ));
+
+    // Progress, and the matcher's memory, once a second.
+    let rss_max = Arc::new(Mutex::new(0.0f64));
+    let progress = {
+        let (counters, tally, rss_max) = (counters.clone(), tally.clone(), rss_max.clone());
+        let pid_rss = matcher.as_ref().map(|m| m.0.id());
+        let total = scenario.due(scenario.duration_s as f64);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let rss = pid_rss.and_then(Matcher::rss_of);
+                if let Some(rss) = rss {
+                    let mut max = rss_max.lock().unwrap_or_else(PoisonError::into_inner);
+                    *max = max.max(rss);
+                }
+                let p99 =
+                    tally.lock().unwrap_or_else(PoisonError::into_inner).latency_us.value_at_quantile(0.99);
+                eprintln!(
+                    "[load] {:>5.1} s  sent {:>8}/{total}  orders {:>8}  decided {:>8}  p99 {:>8.2} ms  matcher {}",
+                    start.elapsed().as_secs_f64(),
+                    counters.sent.load(Ordering::Relaxed),
+                    counters.orders.load(Ordering::Relaxed),
+                    counters.decided.load(Ordering::Relaxed),
+                    p99 as f64 / 1000.0,
+                    rss.map_or_else(|| "-".to_owned(), |r| format!("{r:.0} MiB")),
+                );
+            }
+        })
+    };
+
+    let sent =
+        generate(&settings, &producer, &scenario, &run, &catalog, start, &counters, &deliveries_tx).await?;
+    let send_time = start.elapsed();
+    drop(deliveries_tx);
+
+    // Drain: wait for every order's decision (bounded).
+    let drained_by = Instant::now() + DRAIN;
+    while counters.decided.load(Ordering::Relaxed) < sent.orders.len() as u64 && Instant::now() < drained_by {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let finished = start.elapsed();
+    consumer.abort();
+    progress.abort();
+    let _ = confirmer.await;
+
+    let mut tally = Arc::try_unwrap(tally).map_or_else(
+        |shared| {
+            let mut guard = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::replace(&mut *guard, Tally::empty())
+        },
+        |m| m.into_inner().unwrap_or_else(PoisonError::into_inner),
+    );
+    let missing: Vec<&String> = sent.orders.iter().filter(|id| !tally.checker.is_decided(id)).collect();
+    if !missing.is_empty() {
+        tally.checker.report(format!(
+            "{} of {} orders never answered within {DRAIN:?} (first: {})",
+            missing.len(),
+            sent.orders.len(),
+            missing[0]
+        ));
+    }
+    check_redis(&mut redis, &scenario, &catalog, &mut tally.checker).await?;
+    drop(matcher);
+
+    let decided = tally.checker.decided() as u64;
+    let hist = &tally.latency_us;
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let per_second = tally
+        .per_second
+        .iter()
+        .map(|(t, (n, h))| Second {
+            t: *t,
+            decided: *n,
+            p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        })
+        .collect();
+    let rss = *rss_max.lock().unwrap_or_else(PoisonError::into_inner);
+    Ok(Report {
+        scenario,
+        run_id: run,
+        started_at_ms,
+        send_s: send_time.as_secs_f64(),
+        total_s: finished.as_secs_f64(),
+        lines_sent: counters.sent.load(Ordering::Relaxed),
+        orders_sent: sent.orders.len() as u64,
+        duplicates_sent: sent.duplicates,
+        noise_sent: sent.noise,
+        garbage_sent: sent.garbage,
+        producer_errors: counters.producer_errors.load(Ordering::Relaxed),
+        decisions: decided,
+        decisions_per_s: decided as f64 / finished.as_secs_f64().max(1e-9),
+        latency_ms: Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: hist.max() as f64 / 1000.0,
+            mean: hist.mean() / 1000.0,
+        },
+        outcomes: tally.by_status,
+        matcher_rss_max_mib: (rss > 0.0).then_some(rss),
+        per_second,
+        violations: tally.checker.violations().to_vec(),
+    })
+}
+
+impl Tally {
+    fn empty() -> Self {
+        Tally {
+            checker: Checker::default(),
+            latency_us: Histogram::new(3).expect("3 significant digits is a valid histogram"),
+            per_second: BTreeMap::new(),
+            by_status: BTreeMap::new(),
+        }
+    }
+}
+
+impl Matcher {
+    /// Resident memory of process `pid` now, MiB (Linux `/proc`).
+    fn rss_of(pid: u32) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: f64 =
+            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+}
+
+async fn open_drops(
+    settings: &Settings,
+    producer: &FutureProducer,
+    scenario: &Scenario,
+    catalog: &Catalog,
+) -> Result<()> {
+    let topic = settings.topics.name(TopicKind::DropTriggers);
+    for drop_id in &catalog.drops {
+        let items = catalog
+            .skus
+            .iter()
+            .enumerate()
+            .map(|(k, (sku, word))| CatalogItem {
+                sku: sku.clone(),
+                name: word.clone(),
+                product: word.clone(),
+                size: "M".into(),
+                stock: scenario.drops.stock,
+                price_cents: 2_500,
+                item_number: u32::try_from(k + 1).unwrap_or(u32::MAX),
+                ..Default::default()
+            })
+            .collect();
+        let open = DropTrigger {
+            drop_id: drop_id.clone(),
+            sent_at_ms: kafka::now_ms(),
+            trigger_id: format!("open-{drop_id}"),
+            action: Some(drop_trigger::Action::Open(OpenDrop {
+                items,
+                limit_per_buyer: scenario.drops.limit_per_buyer,
+                hold_seconds: scenario.drops.hold_s,
+                waitlist: scenario.drops.waitlist,
+                waitlist_cap: scenario.drops.waitlist_cap,
+                title: format!("load {drop_id}"),
+                ..Default::default()
+            })),
+        };
+        kafka::publish(producer, topic, drop_id, &open).await?;
+    }
+    Ok(())
+}
+
+/// What the generator sent.
+struct Sent {
+    /// Ids of the orders that must each get one decision.
+    orders: Vec<String>,
+    duplicates: u64,
+    noise: u64,
+    garbage: u64,
+}
+
+const NOISE: [&str; 6] =
+    ["lets gooo", "W drop", "how much is shipping?", "first!", "love the colors", "!help"];
+
+#[allow(clippy::too_many_arguments)]
+async fn generate(
+    settings: &Settings,
+    producer: &FutureProducer,
+    scenario: &Scenario,
+    run: &str,
+    catalog: &Catalog,
+    start: Instant,
+    counters: &Counters,
+    deliveries: &mpsc::Sender<DeliveryFuture>,
+) -> Result<Sent> {
+    let topic = settings.topics.name(TopicKind::ChatOrders);
+    let mut rng = StdRng::seed_from_u64(scenario.seed);
+    let zipf = Zipf::new(u64::from(scenario.drops.skus), scenario.drops.zipf_s.max(1e-9))
+        .map_err(|e| anyhow::anyhow!("zipf: {e:?}"))?;
+    let total = scenario.due(scenario.duration_s as f64);
+    let mut sent = Sent { orders: Vec::new(), duplicates: 0, noise: 0, garbage: 0 };
+    let mut recent: Vec<ChatOrder> = Vec::new();
+    let mut n: u64 = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while n < total {
+        tick.tick().await;
+        let due = scenario.due(start.elapsed().as_secs_f64()).min(total);
+        while n < due {
+            let drop_index = rng.gen_range(0..catalog.drops.len());
+            let drop_id = &catalog.drops[drop_index];
+            let roll: f64 = rng.gen();
+            let (key, payload) = if roll < scenario.mix.garbage {
+                sent.garbage += 1;
+                let len = rng.gen_range(1..64);
+                (drop_id.clone(), (0..len).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>())
+            } else if roll < scenario.mix.garbage + scenario.mix.duplicate && !recent.is_empty() {
+                sent.duplicates += 1;
+                let again = &recent[rng.gen_range(0..recent.len())];
+                (again.drop_id.clone(), again.encode_to_vec())
+            } else {
+                let buyer = rng.gen_range(0..scenario.buyers.count);
+                let noise = roll < scenario.mix.garbage + scenario.mix.duplicate + scenario.mix.noise;
+                let text = if noise {
+                    NOISE[rng.gen_range(0..NOISE.len())].to_owned()
+                } else {
+                    let k = (zipf.sample(&mut rng) as usize).clamp(1, catalog.skus.len()) - 1;
+                    let word = &catalog.skus[k].1;
+                    match rng.gen_range(0..10) {
+                        0 => format!("!buy {} m 2", word.to_uppercase()),
+                        1 => format!("!BUY {word} M"),
+                        _ => format!("!buy {word} m"),
+                    }
+                };
+                let order = ChatOrder {
+                    order_id: format!("{run}:{n}"),
+                    drop_id: drop_id.clone(),
+                    buyer_id: format!("viewer{buyer}"),
+                    channel: "twitch:#load".into(),
+                    text,
+                    sent_at_ms: kafka::now_ms(),
+                    ..Default::default()
+                };
+                if noise {
+                    sent.noise += 1;
+                } else {
+                    sent.orders.push(order.order_id.clone());
+                    counters.orders.fetch_add(1, Ordering::Relaxed);
+                    if recent.len() < 1000 {
+                        recent.push(order.clone());
+                    } else {
+                        let slot = rng.gen_range(0..recent.len());
+                        recent[slot] = order.clone();
+                    }
+                }
+                (drop_id.clone(), order.encode_to_vec())
+            };
+            enqueue(producer, topic, &key, &payload, counters, deliveries).await;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            n += 1;
+        }
+    }
+    Ok(sent)
+}
+
+/// Hands one message to the producer (waiting while its local queue is full).
+async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    counters: &Counters,
+    deliveries: &mpsc::Sender<DeliveryFuture>,
+) {
+    let mut record = FutureRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                let _ = deliveries.send(delivery).await;
+                return;
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(_) => {
+                counters.producer_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+async fn await_deliveries(mut deliveries: mpsc::Receiver<DeliveryFuture>, counters: Arc<Counters>) {
+    let mut pending = futures::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            delivery = deliveries.recv() => match delivery {
+                Some(delivery) => pending.push(delivery),
+                None => break,
+            },
+            Some(result) = pending.next(), if !pending.is_empty() => {
+                if !matches!(result, Ok(Ok(_))) {
+                    counters.producer_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    while let Some(result) = pending.next().await {
+        if !matches!(result, Ok(Ok(_))) {
+            counters.producer_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads outcomes: checks them, times first decisions from their line's due time, and pays for
+/// (or cancels) a share of the reservations.
+#[allow(clippy::too_many_arguments)]
+async fn consume(
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    hold_topic: String,
+    scenario: Scenario,
+    run: String,
+    start: Instant,
+    tally: Arc<Mutex<Tally>>,
+    counters: Arc<Counters>,
+    deliveries: mpsc::Sender<DeliveryFuture>,
+) {
+    let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0x5eed);
+    let prefix = format!("{run}:");
+    let mut stream = consumer.stream();
+    while let Some(message) = stream.next().await {
+        let Ok(message) = message else { continue };
+        let Ok(outcome) = kafka::decode::<ReservationOutcome, _>(&message) else { continue };
+        let Some(n) = outcome.order_id.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        let now = start.elapsed();
+        let status = ReservationStatus::try_from(outcome.status).unwrap_or(ReservationStatus::Unspecified);
+        let first = {
+            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            let name = status.as_str_name().trim_start_matches("RESERVATION_STATUS_").to_owned();
+            *tally.by_status.entry(name).or_default() += 1;
+            let first = tally.checker.add(&outcome);
+            if first && is_decision(status) {
+                let due = Duration::from_secs_f64(scenario.due_at(n));
+                let latency = now.saturating_sub(due).as_micros().max(1);
+                let latency = u64::try_from(latency).unwrap_or(u64::MAX);
+                let _ = tally.latency_us.record(latency);
+                let second = tally.per_second.entry(now.as_secs()).or_insert_with(|| {
+                    (0, Histogram::new(3).expect("3 significant digits is a valid histogram"))
+                });
+                second.0 += 1;
+                let _ = second.1.record(latency);
+            }
+            first
+        };
+        if first {
+            counters.decided.fetch_add(1, Ordering::Relaxed);
+        }
+        // Payment: a share of the reservations is paid, a few cancelled, the rest expire.
+        if status == ReservationStatus::Reserved {
+            let roll: f64 = rng.gen();
+            let kind = if roll < scenario.mix.confirm {
+                Some(HoldActionKind::Confirm)
+            } else if roll < scenario.mix.confirm + (1.0 - scenario.mix.confirm) / 4.0 {
+                Some(HoldActionKind::Cancel)
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                let action = HoldAction {
+                    order_id: outcome.order_id.clone(),
+                    drop_id: outcome.drop_id.clone(),
+                    action: kind as i32,
+                    sent_at_ms: kafka::now_ms(),
+                };
+                enqueue(
+                    &producer,
+                    &hold_topic,
+                    &outcome.drop_id,
+                    &action.encode_to_vec(),
+                    &counters,
+                    &deliveries,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// The drops' keys after the run: no negative stock, and every unit accounted for
+/// (for sale + held + sold = put on sale).
+async fn check_redis(
+    redis: &mut redis::aio::ConnectionManager,
+    scenario: &Scenario,
+    catalog: &Catalog,
+    checker: &mut Checker,
+) -> Result<()> {
+    for drop_id in &catalog.drops {
+        let key = |name: &str| format!("dl:{{drop:{drop_id}}}:{name}");
+        type Hash = std::collections::HashMap<String, i64>;
+        let (stock, held, sold, total): (Hash, Hash, Hash, Hash) = redis::pipe()
+            .hgetall(key("stock"))
+            .hgetall(key("held"))
+            .hgetall(key("sold"))
+            .hgetall(key("total"))
+            .query_async(redis)
+            .await?;
+        for (sku, _) in &catalog.skus {
+            let get = |h: &Hash| h.get(sku).copied().unwrap_or(0);
+            let (s, h, d, t) = (get(&stock), get(&held), get(&sold), get(&total));
+            if s < 0 || h < 0 || d < 0 {
+                checker.report(format!(
+                    "{drop_id} {sku}: negative count in Redis (stock {s}, held {h}, sold {d})"
+                ));
+            }
+            if t != i64::from(scenario.drops.stock) || s + h + d != t {
+                checker.report(format!(
+                    "{drop_id} {sku}: {s} for sale + {h} held + {d} sold != {t} put on sale"
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -20,11 +20,12 @@ say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 export DROPLINE_RECORDINGS=${DROPLINE_RECORDINGS:-data/recordings} DROPLINE_CLIPS=${DROPLINE_CLIPS:-data/clips}
 mkdir -p "$DROPLINE_RECORDINGS" "$DROPLINE_CLIPS"
-recording="$DROPLINE_RECORDINGS/demo-stream.mp4"
+recording="$DROPLINE_RECORDINGS/demo-stream-150s.mp4"
 if [ ! -f "$recording" ]; then
-  say "0. Recording a 70 s stream to cut clips from ($recording)"
+  say "0. Recording a 150 s stream (picture and sound) to cut clips from ($recording)"
   ffmpeg -v error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
-    -t 70 -c:v libx264 -preset veryfast -g 60 -c:a aac -shortest "$recording"
+    -t 150 -c:v libx264 -preset veryfast -g 60 -c:a aac -shortest "$recording.part.mp4"
+  mv "$recording.part.mp4" "$recording"
 fi
 
 # Tokens of this run (the console refuses calls without one).
@@ -47,14 +48,14 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null' EXIT
 for _ in $(seq 100); do curl -sf "$console/readyz" >/dev/null && break; sleep 0.2; done
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && (exec 3<>/dev/tcp/${DROPLINE_INGEST_HTTP/://}) 2>/dev/null && break; sleep 0.2; done
 
-# The stream "started" 40 s before the drop opens: its moments fall inside the 70 s recording.
+# The stream "started" 30 s before the drop opens: the drop's moments fall inside the recording.
 now=$(($(date +%s%N) / 1000000))
-echo "{\"started_at_ms\": $((now - 40000))}" >"$recording.json"
+echo "{\"started_at_ms\": $((now - 30000))}" >"$recording.json"
 
 say "1. The creator creates drop $drop and opens it (console API → topic drop-triggers)"
 api() { curl -sS -H "Authorization: Bearer $1" -H 'Content-Type: application/json' "${@:2}"; echo; }
 api "$creator" "$console/api/drops" -d @- <<JSON
-{"id":"$drop","title":"Demo hoodie drop","recording":"demo-stream.mp4","limit_per_buyer":2,"hold_seconds":60,"waitlist":true,"waitlist_cap":100,"channels":["twitch:#creator"],"items":[{"sku":"HOODIE-M","name":"Logo hoodie","product":"hoodie","size":"M","aliases":["hoodie","hoody"],"stock":40,"price_cents":5500},{"sku":"HOODIE-L","name":"Logo hoodie","product":"hoodie","size":"L","aliases":["hoodie","hoody"],"stock":60,"price_cents":5500},{"sku":"TEE-BLACK-M","name":"Black tee","product":"tee","size":"M","aliases":["tee","shirt"],"stock":100,"price_cents":2500}]}
+{"id":"$drop","title":"Demo hoodie drop","recording":"demo-stream-150s.mp4","limit_per_buyer":2,"hold_seconds":60,"waitlist":true,"waitlist_cap":100,"channels":["twitch:#creator"],"items":[{"sku":"HOODIE-M","name":"Logo hoodie","product":"hoodie","size":"M","aliases":["hoodie","hoody"],"stock":80,"price_cents":5500},{"sku":"HOODIE-L","name":"Logo hoodie","product":"hoodie","size":"L","aliases":["hoodie","hoody"],"stock":120,"price_cents":5500},{"sku":"TEE-BLACK-M","name":"Black tee","product":"tee","size":"M","aliases":["tee","shirt"],"stock":150,"price_cents":2500}]}
 JSON
 api "$creator" -X POST "$console/api/drops/$drop/open" >/dev/null
 sleep 2 # the matcher and ingest take the open trigger
@@ -78,14 +79,37 @@ say "3. What flowed, read back from the broker and decoded (dropline tail)"
 say "4. The matcher's answers (topic reservations): one per order, ordinary chat ignored"
 "$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}reservations" --from-beginning --key "$drop" -n 6 --idle-exit 10 --brief
 
-say "5. Clips: the clipper asked for one when the drop opened; the producer marks another moment (console → clip-requests → clips)"
-api "$producer" "$console/api/drops/$drop/markers" -d "{\"at_ms\": $((now - 30000)), \"note\": \"the creator holds up the hoodie\"}"
-"$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}clips" --from-beginning --key "$drop" -n 2 --idle-exit 30
+say "5. A crowd: 3,000 viewers chat for a minute (60 lines/s, typos, aliases, small talk); 60 % of reservations get paid, the rest expire after the 60 s window"
+"$bin/dropline-load" crowd --drop "$drop" --lines load-tests/demo-chat.txt --viewers 3000 --seconds 60 --rate 60 --confirm 0.6 --linger 20
 
-say "6. The drop's state and report (console API)"
-api "$producer" "$console/api/drops/$drop/report"
+say "6. Clips the clipper asked for by itself (the opening, sell-outs, the rush; moments close together share one clip) and a producer's marker"
+api "$producer" "$console/api/drops/$drop/markers" -d "{\"at_ms\": $((now + 5000)), \"note\": \"the creator holds up the hoodie\"}" >/dev/null
+# Wait until the clipper has been quiet for 10 s (bounded: 2 minutes).
+last=-1 quiet=0
+for _ in $(seq 120); do
+  count=$(find "$DROPLINE_CLIPS/$drop" -name '*.mp4' ! -name '*.vertical.mp4' 2>/dev/null | wc -l)
+  if [ "$count" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0 last=$count; fi
+  [ "$quiet" -ge 10 ] && [ "$count" -gt 0 ] && break
+  sleep 1
+done
+for clip in "$DROPLINE_CLIPS/$drop"/*.mp4; do
+  [ -f "$clip" ] || continue
+  length=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$clip")
+  printf '  %-78s %5.1f s  %s\n' "$clip" "$length" "$(du -h "$clip" | cut -f1)"
+done
+api "$editor" "$console/api/clips?drop_id=$drop" | python3 -c 'import json,sys; [print("  %-45s %-11s %s" % (c["clip_id"], c["reason"], c["status"] if c["status"] == "ready" else "failed: " + c["failure"])) for c in json.load(sys.stdin)]'
 
-say "7. The stack"
+say "7. The drop's report (console API)"
+api "$producer" "$console/api/drops/$drop/report" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for s in r["skus"]:
+    after = s["sold_out_after_ms"]
+    print("  %-12s %4d on sale  %4d paid  %4d held  sold out %s" % (s["sku"], s["total"], s["confirmed"], s["reserved"], "in %.1f s" % (after / 1000) if after is not None else "no"))
+print("  outcomes:", ", ".join("%s %d" % kv for kv in r["outcomes"].items()))
+print("  revenue: %.2f" % (r["revenue_cents"] / 100))'
+
+say "8. The stack"
 deploy/local/stack.sh status
 cat <<TXT
 

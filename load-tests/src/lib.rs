@@ -2,6 +2,7 @@
 //! run itself and its report.
 
 pub mod check;
+pub mod crowd;
 pub mod report;
 pub mod run;
 pub mod scenario;

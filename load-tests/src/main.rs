@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use dropline_load::crowd;
 use dropline_load::run::{run, MatcherMode};
 use dropline_load::scenario::Scenario;
 
@@ -28,6 +29,28 @@ enum Command {
         #[arg(long)]
         external_matcher: bool,
     },
+    /// A chat crowd for one open drop (the demo's), then a summary.
+    Crowd {
+        /// The drop (open, on the configured topics).
+        #[arg(long)]
+        drop: String,
+        /// Chat templates, weight<TAB>text per line.
+        #[arg(long, value_name = "FILE")]
+        lines: PathBuf,
+        #[arg(long, default_value_t = 3000)]
+        viewers: u32,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Chat lines per second.
+        #[arg(long, default_value_t = 60.0)]
+        rate: f64,
+        /// Share of reservations paid for (the others expire).
+        #[arg(long, default_value_t = 0.6)]
+        confirm: f64,
+        /// Seconds to keep watching after the chat (holds expiring).
+        #[arg(long, default_value_t = 15)]
+        linger: u64,
+    },
 }
 
 #[tokio::main]
@@ -42,7 +65,42 @@ async fn main() -> ExitCode {
 }
 
 async fn main_inner() -> anyhow::Result<ExitCode> {
-    let Command::Run { scenario, report, external_matcher } = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Run { scenario, report, external_matcher } => load(scenario, report, external_matcher).await,
+        Command::Crowd { drop, lines, viewers, seconds, rate, confirm, linger } => {
+            anyhow::ensure!(rate > 0.0 && rate <= 10_000.0, "--rate must be 0–10000 lines/s");
+            anyhow::ensure!((0.0..=1.0).contains(&confirm), "--confirm must be a share from 0 to 1");
+            let settings = dropline_core::Settings::from_env()?;
+            let templates = crowd::load_lines(&lines)?;
+            let options = crowd::Crowd {
+                drop_id: drop,
+                viewers,
+                seconds,
+                rate,
+                confirm,
+                linger: std::time::Duration::from_secs(linger),
+                seed: 7,
+            };
+            let s = crowd::run(&settings, &options, &templates).await?;
+            println!(
+                "{} chat lines from {viewers} viewers, {} orders, {} decided, {} paid",
+                s.lines, s.orders, s.decided, s.paid
+            );
+            let sold: Vec<String> =
+                s.sold_out_after_s.iter().map(|(sku, t)| format!("{sku} in {t:.1} s")).collect();
+            println!("sold out: {}", if sold.is_empty() { "nothing".to_owned() } else { sold.join(", ") });
+            let outcomes: Vec<String> = s.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("outcomes: {}", outcomes.join(", "));
+            println!(
+                "order → outcome: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                s.p50_ms, s.p99_ms, s.max_ms
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn load(scenario: PathBuf, report: PathBuf, external_matcher: bool) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::load(&scenario)?;
     let matcher = if external_matcher {
         MatcherMode::External

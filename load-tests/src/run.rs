@@ -118,7 +118,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
                 .env("DROPLINE_TOPIC_PREFIX", format!("{run}."))
                 .env("DROPLINE_MATCHER_GROUP", &run)
                 .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
-                .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "warn".into()))
+                .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
                 .stdin(Stdio::null())
                 .spawn()
                 .with_context(|| format!("starting {}", binary.display()))?;
@@ -237,6 +237,8 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let finished = start.elapsed();
+    // Outcomes of holds expiring right now come from the sweeper: give them a moment to land.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     consumer.abort();
     progress.abort();
     let _ = confirmer.await;
@@ -257,6 +259,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
             missing[0]
         ));
     }
+    tally.checker.finish();
     check_redis(&mut redis, &scenario, &catalog, &mut tally.checker).await?;
     drop(matcher);
 

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
 
-.PHONY: help demo test lint stack-up stack-down stack-status build bench load
+.PHONY: help demo test lint stack-up stack-down stack-status build bench load bench-limits
 
 help:
 	@echo "make demo          start the stack and run a live drop on this machine"
@@ -12,6 +12,7 @@ help:
 	@echo "make stack-down    stop what stack-up started"
 	@echo "make stack-status  what runs where"
 	@echo "make bench         criterion benchmarks"
+	@echo "make bench-limits  the limits side by side (Redis, broker, matcher), a few minutes"
 	@echo "make load          the quick load scenario (release build): report in target/load/"
 
 stack-up:
@@ -44,3 +45,7 @@ load: stack-up
 	cargo build --release -p dropline-matcher -p dropline-load
 	@mkdir -p target/load
 	target/release/dropline-load run load-tests/scenarios/$${SCENARIO:-quick}.toml --report target/load/$${SCENARIO:-quick}.json
+
+bench-limits: stack-up
+	cargo build --release -p dropline-matcher -p dropline-load
+	target/release/dropline-load limits

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod crowd;
+pub mod limits;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dropline_load::crowd;
 use dropline_load::run::{run, MatcherMode};
 use dropline_load::scenario::Scenario;
+use dropline_load::{crowd, limits};
 
 #[derive(Debug, Parser)]
 #[command(name = "dropline-load", version, about = "Open-loop load against Dropline, with invariant checks")]
@@ -28,6 +28,16 @@ enum Command {
         /// Decide with a matcher already running on the configured topics instead of starting one.
         #[arg(long)]
         external_matcher: bool,
+    },
+    /// The limits side by side: redis-benchmark of the reservation function, a naive WATCH/MULTI
+    /// flash sale, the batched step, a bare broker passthrough, the matcher end to end.
+    Limits {
+        /// Seconds each Redis measure runs.
+        #[arg(long, default_value_t = 5)]
+        redis_seconds: u64,
+        /// Messages each broker measure moves.
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
     },
     /// A chat crowd for one open drop (the demo's), then a summary.
     Crowd {
@@ -67,6 +77,32 @@ async fn main() -> ExitCode {
 async fn main_inner() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Run { scenario, report, external_matcher } => load(scenario, report, external_matcher).await,
+        Command::Limits { redis_seconds, messages } => {
+            let settings = dropline_core::Settings::from_env()?;
+            dropline_core::kafka::wait_for_broker(&settings, std::time::Duration::from_secs(30)).await?;
+            let sizes = limits::Sizes { redis_for: std::time::Duration::from_secs(redis_seconds), messages };
+            let run = format!("limits-{}", dropline_core::kafka::now_ms());
+            let binary = std::env::current_exe()?.with_file_name("dropline-matcher");
+            anyhow::ensure!(binary.exists(), "{} is missing: build it too", binary.display());
+            let mut l = limits::Limits::default();
+            eprintln!("(a) redis-benchmark: FCALL dropline_apply, one order per call, 50 clients, pipelines of 16 …");
+            l.evalsha = limits::evalsha(&settings, &run, sizes).await?;
+            eprintln!("    {:.0} orders/s", l.evalsha);
+            eprintln!("(b) naive: WATCH/GET/MULTI/DECR/HSET/EXEC per order, one client …");
+            l.naive = limits::naive(&settings, &run, sizes).await?;
+            eprintln!("    {:.0} orders/s", l.naive);
+            eprintln!("(c) the batched step alone: 256 orders per dropline_apply …");
+            l.step = limits::batched_step(&settings, &run, sizes).await?;
+            eprintln!("    {:.0} orders/s", l.step);
+            eprintln!("(d) bare consume → produce passthrough over the broker, {messages} messages …");
+            l.passthrough = limits::passthrough(&settings, &run, sizes).await?;
+            eprintln!("    {:.0} messages/s", l.passthrough);
+            eprintln!("(e) the matcher end to end, a backlog of {messages} orders over 8 drops …");
+            l.matcher = limits::matcher(&settings, &run, sizes, &binary).await?;
+            eprintln!("    {:.0} orders/s", l.matcher);
+            println!("{}", l.line());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crowd { drop, lines, viewers, seconds, rate, confirm, linger } => {
             anyhow::ensure!(rate > 0.0 && rate <= 10_000.0, "--rate must be 0–10000 lines/s");
             anyhow::ensure!((0.0..=1.0).contains(&confirm), "--confirm must be a share from 0 to 1");

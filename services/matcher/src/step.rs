@@ -260,7 +260,9 @@ fn push_op(cmd: &mut redis::Cmd, op: &Op) {
     }
 }
 
-fn apply_cmd(keys: &DropKeys, now_ms: i64, ops: &[Op]) -> redis::Cmd {
+/// The `FCALL dropline_apply` command for one drop's operations (what `apply` pipelines; public so
+/// benchmarks can replay it with other tools).
+pub fn apply_cmd(keys: &DropKeys, now_ms: i64, ops: &[Op]) -> redis::Cmd {
     let mut cmd = redis::cmd("FCALL");
     cmd.arg("dropline_apply").arg(keys.all().len()).arg(keys.all()).arg(now_ms).arg(ops.len());
     for op in ops {

@@ -107,7 +107,19 @@ struct Matcher {
     shared: Shared,
     catalogs: HashMap<String, CachedDrop>,
     shutdown: CancellationToken,
+    /// Batches handed to the producer, waiting for the broker's acks before their commit.
+    committer: tokio::sync::mpsc::Sender<Handed>,
 }
+
+/// A decided batch on its way out: its outcomes' deliveries and the offsets to commit after them.
+struct Handed {
+    deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)>,
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// Batches decided but not yet acknowledged by the broker: the matcher decides the next batch
+/// while the previous ones are in flight (commits still happen in order, each after its acks).
+const IN_FLIGHT_BATCHES: usize = 8;
 
 /// Runs the matcher until `shutdown` is cancelled, then drains within the grace period.
 pub async fn run(
@@ -154,11 +166,17 @@ pub async fn run(
     let sweeper_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweep_loop(Sweeper { shared: shared.clone(), stop: sweeper_stop.clone() }));
     let grace = shared.settings.shutdown_grace;
-    let mut matcher = Matcher { shared, catalogs: HashMap::new(), shutdown: shutdown.clone() };
+    let (committer, handed) = tokio::sync::mpsc::channel(IN_FLIGHT_BATCHES);
+    let commits = tokio::spawn(commit_loop(shared.clone(), handed, shutdown.clone()));
+    let mut matcher = Matcher { shared, catalogs: HashMap::new(), shutdown: shutdown.clone(), committer };
     matcher.consume_loop().await;
 
     info!("draining");
+    // No more batches: the commit loop ends once the ones in flight are committed.
+    drop(matcher.committer);
     let drained = dropline_core::shutdown::drain(grace, async {
+        // Batches already handed out are acknowledged and committed first.
+        let _ = commits.await;
         sweeper_stop.cancel();
         let _ = sweeper.await;
         let _ = matcher.shared.producer.flush(Duration::from_secs(5));
@@ -390,11 +408,9 @@ impl Matcher {
             }
         }
 
-        if !self.await_deliveries(deliveries).await {
-            return false;
-        }
-        self.commit(&items);
-        true
+        let handed = Handed { deliveries, offsets: next_offsets(&items) };
+        // Waits only when IN_FLIGHT_BATCHES are already unacknowledged (back-pressure).
+        self.committer.send(handed).await.is_ok()
     }
 
     /// Loads catalogs of drops this batch orders from and this matcher has not cached.
@@ -606,42 +622,54 @@ impl Matcher {
     async fn hand_off(&self, topic: &str, key: &str, payload: &[u8]) -> Option<DeliveryFuture> {
         hand_off(&self.shared.producer, &self.shared.metrics, &self.shutdown, topic, key, payload).await
     }
+}
 
-    /// Waits for the broker to acknowledge every record, re-sending failed ones.
-    async fn await_deliveries(&self, deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)>) -> bool {
-        await_deliveries(
-            &self.shared.producer,
-            &self.shared.metrics,
-            &self.shared.health,
-            &self.shutdown,
-            deliveries,
-        )
-        .await
+/// Per partition, the offset after the last message of the batch.
+fn next_offsets(items: &[Item]) -> BTreeMap<(String, i32), i64> {
+    let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for item in items {
+        let entry = next.entry((item.msg.topic().to_owned(), item.msg.partition())).or_insert(0);
+        *entry = (*entry).max(item.msg.offset() + 1);
     }
+    next
+}
 
-    /// Commits, per partition, the offset after the last message of the batch.
-    fn commit(&self, items: &[Item]) {
-        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for item in items {
-            let entry = next.entry((item.msg.topic().to_owned(), item.msg.partition())).or_insert(0);
-            *entry = (*entry).max(item.msg.offset() + 1);
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
-                warn!(error = %e, "cannot build commit");
-                return;
-            }
-        }
-        // Stored offsets are what the final synchronous commit at shutdown commits.
-        if let Err(e) = self.shared.consumer.store_offsets(&tpl) {
-            warn!(error = %e, "cannot store offsets");
+/// Takes decided batches in order: waits for the broker to acknowledge each batch's outcomes,
+/// then commits its offsets. Stops at shutdown with the batches it could not confirm uncommitted
+/// (they are replayed and recognised after a restart).
+async fn commit_loop(
+    shared: Shared,
+    mut handed: tokio::sync::mpsc::Receiver<Handed>,
+    shutdown: CancellationToken,
+) {
+    while let Some(batch) = handed.recv().await {
+        if !await_deliveries(&shared.producer, &shared.metrics, &shared.health, &shutdown, batch.deliveries)
+            .await
+        {
             return;
         }
-        if let Err(e) = self.shared.consumer.commit_consumer_state(CommitMode::Async) {
-            // Not fatal: a later commit covers these offsets; a replay would be recognised.
-            warn!(error = %e, "commit failed");
+        commit(&shared, batch.offsets);
+    }
+}
+
+/// Stores and commits (asynchronously) the offsets of an acknowledged batch.
+fn commit(shared: &Shared, offsets: BTreeMap<(String, i32), i64>) {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+            warn!(error = %e, "cannot build commit");
+            return;
         }
+    }
+    // Stored offsets are what the final synchronous commit at shutdown commits.
+    if let Err(e) = shared.consumer.store_offsets(&tpl) {
+        // A partition moved to another member meanwhile: it replays, and recognises, from there.
+        warn!(error = %e, "cannot store offsets");
+        return;
+    }
+    if let Err(e) = shared.consumer.commit_consumer_state(CommitMode::Async) {
+        // Not fatal: a later commit covers these offsets; a replay would be recognised.
+        warn!(error = %e, "commit failed");
     }
 }
 

@@ -101,6 +101,10 @@ struct Shared {
     consumer: Arc<StreamConsumer>,
     redis: ConnectionManager,
     latency_us: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    /// Held from a step until its outcomes are handed to the producer, and by the sweeper from
+    /// reading the outbox until its events are handed over: outcomes leave in the order Redis
+    /// decided them (a promotion never overtakes the waitlisting it ends).
+    publish_order: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Matcher {
@@ -162,7 +166,17 @@ pub async fn run(
         hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
             .map_err(|e| MatcherError::Io(std::io::Error::other(format!("histogram: {e}"))))?,
     ));
-    let shared = Shared { settings, config, metrics, health, producer, consumer, redis, latency_us };
+    let shared = Shared {
+        settings,
+        config,
+        metrics,
+        health,
+        producer,
+        consumer,
+        redis,
+        latency_us,
+        publish_order: Arc::default(),
+    };
     let sweeper_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweep_loop(Sweeper { shared: shared.clone(), stop: sweeper_stop.clone() }));
     let grace = shared.settings.shutdown_grace;
@@ -302,6 +316,8 @@ impl Matcher {
             }
         }
 
+        let publish_order = Arc::clone(&self.shared.publish_order);
+        let _in_order = publish_order.lock().await;
         let applied = if groups.is_empty() {
             Vec::new()
         } else {
@@ -832,6 +848,8 @@ impl Sweeper {
                 continue;
             }
             let keys = DropKeys::new(&drop_id);
+            let publish_order = Arc::clone(&self.shared.publish_order);
+            let in_order = publish_order.lock().await;
             let swept = step::sweep(&mut self.shared.redis, &keys, now_ms(), 1000, 1000).await?;
             holds += swept.active_holds;
             let counts: Vec<i64> =
@@ -840,7 +858,19 @@ impl Sweeper {
             if !swept.events.is_empty() {
                 let n = swept.events.len();
                 let first = swept.events.first().map(step::OutboxEvent::raw);
-                if !self.publish_events(&drop_id, swept.events).await {
+                let Some(deliveries) = self.hand_off_events(&drop_id, swept.events).await else {
+                    return Ok(());
+                };
+                drop(in_order);
+                if !await_deliveries(
+                    &self.shared.producer,
+                    &self.shared.metrics,
+                    &self.shared.health,
+                    &self.stop,
+                    deliveries,
+                )
+                .await
+                {
                     return Ok(());
                 }
                 step::ack(&mut self.shared.redis, &keys, n, first.as_deref()).await?;
@@ -859,7 +889,13 @@ impl Sweeper {
         Ok(())
     }
 
-    async fn publish_events(&self, drop_id: &str, events: Vec<step::OutboxEvent>) -> bool {
+    /// Hands the outbox events to the producer, in order; `None` at shutdown.
+    #[allow(clippy::type_complexity)]
+    async fn hand_off_events(
+        &self,
+        drop_id: &str,
+        events: Vec<step::OutboxEvent>,
+    ) -> Option<Vec<(DeliveryFuture, String, String, Vec<u8>)>> {
         let topic = self.shared.settings.topics.name(TopicKind::Reservations);
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {
@@ -883,17 +919,10 @@ impl Sweeper {
                 .await
             {
                 Some(d) => deliveries.push((d, topic.to_owned(), drop_id.to_owned(), payload)),
-                None => return false,
+                None => return None,
             }
         }
-        await_deliveries(
-            &self.shared.producer,
-            &self.shared.metrics,
-            &self.shared.health,
-            &self.stop,
-            deliveries,
-        )
-        .await
+        Some(deliveries)
     }
 
     /// Logs exact latency percentiles (hdrhistogram) of the last period.

@@ -5,5 +5,6 @@ pub mod check;
 pub mod crowd;
 pub mod limits;
 pub mod report;
+pub mod rtt;
 pub mod run;
 pub mod scenario;

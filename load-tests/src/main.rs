@@ -39,6 +39,13 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         messages: u64,
     },
+    /// The bare broker's round trip (produce → consume, open loop) at a rate, for comparison.
+    Rtt {
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// A chat crowd for one open drop (the demo's), then a summary.
     Crowd {
         /// The drop (open, on the configured topics).
@@ -101,6 +108,18 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             l.matcher = limits::matcher(&settings, &run, sizes, &binary).await?;
             eprintln!("    {:.0} orders/s", l.matcher);
             println!("{}", l.line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rtt { rate, seconds } => {
+            anyhow::ensure!(rate > 0.0 && rate <= 100_000.0, "--rate must be 0–100000 messages/s");
+            anyhow::ensure!((1..=600).contains(&seconds), "--seconds must be 1–600");
+            let settings = dropline_core::Settings::from_env()?;
+            dropline_core::kafka::wait_for_broker(&settings, std::time::Duration::from_secs(30)).await?;
+            let r = dropline_load::rtt::run(&settings, rate, seconds).await?;
+            println!(
+                "broker round trip at {rate:.0}/s: {} messages, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                r.messages, r.p50_ms, r.p99_ms, r.max_ms
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Crowd { drop, lines, viewers, seconds, rate, confirm, linger } => {
@@ -169,6 +188,12 @@ async fn load(scenario: PathBuf, report: PathBuf, external_matcher: bool) -> any
         result.matcher_rss_max_mib.map_or_else(|| "-".to_owned(), |m| format!("{m:.0} MiB")),
         result.violations.len()
     );
+    if let Some(inside) = &result.matcher_inside_ms {
+        println!(
+            "inside the matcher (arrival → outcome handed to the producer): p50 ≤ {} ms, p99 ≤ {} ms",
+            inside.p50_le_ms, inside.p99_le_ms
+        );
+    }
     println!("report: {} · chart: {}", report.display(), svg.display());
     for violation in &result.violations {
         eprintln!("violation: {violation}");

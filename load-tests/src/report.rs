@@ -21,6 +21,15 @@ pub struct Latency {
     pub mean: f64,
 }
 
+/// The matcher's own latency histogram: p50 and p99 lie at or below these bucket bounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inside {
+    pub p50_le_ms: f64,
+    pub p99_le_ms: f64,
+    /// Messages it timed (outcomes and dead letters).
+    pub orders: u64,
+}
+
 /// One second of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Second {
@@ -52,6 +61,8 @@ pub struct Report {
     pub outcomes: BTreeMap<String, u64>,
     /// Highest resident memory of the matcher seen (sampled each second), MiB.
     pub matcher_rss_max_mib: Option<f64>,
+    /// Time inside the matcher (its own histogram), when it was started for the run.
+    pub matcher_inside_ms: Option<Inside>,
     pub per_second: Vec<Second>,
     /// Every broken promise; empty when all held.
     pub violations: Vec<String>,

@@ -111,9 +111,11 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
 
     let stop_in_process = tokio_util::sync::CancellationToken::new();
     let _stop_guard = stop_in_process.clone().drop_guard();
+    let mut matcher_admin: Option<u16> = None;
     let matcher = match matcher {
         MatcherMode::Spawn(binary) => {
             let admin = free_port()?;
+            matcher_admin = Some(admin);
             let child = Command::new(&binary)
                 .env("DROPLINE_TOPIC_PREFIX", format!("{run}."))
                 .env("DROPLINE_MATCHER_GROUP", &run)
@@ -261,6 +263,10 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
     }
     tally.checker.finish();
     check_redis(&mut redis, &scenario, &catalog, &mut tally.checker).await?;
+    let inside = match matcher_admin {
+        Some(port) => matcher_latency(port).await,
+        None => None,
+    };
     drop(matcher);
 
     let decided = tally.checker.decided() as u64;
@@ -301,6 +307,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         },
         outcomes: tally.by_status,
         matcher_rss_max_mib: (rss > 0.0).then_some(rss),
+        matcher_inside_ms: inside,
         per_second,
         violations: tally.checker.violations().to_vec(),
     })
@@ -623,4 +630,29 @@ async fn check_redis(
         }
     }
     Ok(())
+}
+
+/// The matcher's own view of how long an order spends inside it (arrival → outcome handed to the
+/// producer), from its `/metrics` histogram: the upper bounds of the buckets holding p50 and p99.
+async fn matcher_latency(port: u16) -> Option<crate::report::Inside> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("dropline_decision_latency_seconds_bucket{le=\"") else {
+            continue;
+        };
+        let (le, count) = rest.split_once("\"} ")?;
+        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+        buckets.push((le, count.trim().parse().ok()?));
+    }
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let bound = |q: f64| buckets.iter().find(|(_, n)| *n >= q * total).map(|(le, _)| le * 1000.0);
+    Some(crate::report::Inside { p50_le_ms: bound(0.5)?, p99_le_ms: bound(0.99)?, orders: total as u64 })
 }

@@ -63,7 +63,7 @@ impl Checker {
             self.violate(format!(
                 "{}: {} left stock of {} at {}",
                 o.order_id,
-                status_str(status),
+                status.label(),
                 o.sku,
                 o.remaining
             ));
@@ -93,7 +93,7 @@ impl Checker {
                     self.violate(format!(
                         "{}: {} without a hold or a place in line",
                         o.order_id,
-                        status_str(status)
+                        status.label()
                     ));
                 }
                 *self.buyer.entry(buyer_key.clone()).or_default() -= qty;
@@ -166,10 +166,6 @@ impl Checker {
     pub fn violations(&self) -> &[String] {
         &self.violations
     }
-}
-
-fn status_str(status: S) -> &'static str {
-    status.as_str_name().trim_start_matches("RESERVATION_STATUS_")
 }
 
 #[cfg(test)]

@@ -130,8 +130,7 @@ pub async fn run(settings: &Settings, crowd: &Crowd, templates: &[(u32, String)]
                     continue;
                 }
                 let status = ReservationStatus::try_from(outcome.status).unwrap_or(ReservationStatus::Unspecified);
-                let name = status.as_str_name().trim_start_matches("RESERVATION_STATUS_").to_owned();
-                *summary.outcomes.entry(name).or_default() += 1;
+                *summary.outcomes.entry(status.label().to_owned()).or_default() += 1;
                 if is_decision(status) {
                     if let Some(sent) = sent_at.remove(&outcome.order_id) {
                         summary.decided += 1;

@@ -322,14 +322,8 @@ pub async fn matcher(settings: &Settings, run: &str, sizes: Sizes, binary: &std:
     produce_orders(&settings, &drops, sizes.messages).await?;
     let reader = kafka::consumer(&settings, "dropline-limits", &format!("{run}-match-reader"))?;
     reader.subscribe(&[settings.topics.name(TopicKind::Reservations)])?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut child = Command::new(binary)
-        .env("DROPLINE_TOPIC_PREFIX", format!("{run}-match."))
-        .env("DROPLINE_MATCHER_GROUP", format!("{run}-match"))
-        .env("DROPLINE_ADMIN", format!("127.0.0.1:{port}"))
-        .env("DROPLINE_LOG", "error")
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+    let matcher =
+        crate::run::Matcher::start(binary, &format!("{run}-match."), &format!("{run}-match")).await?;
     let mut stream = reader.stream();
     let mut first: Option<Instant> = None;
     let mut seen = 0u64;
@@ -348,8 +342,7 @@ pub async fn matcher(settings: &Settings, run: &str, sizes: Sizes, binary: &std:
     }
     .await;
     let elapsed = first.map_or(Duration::from_secs(1), |f| f.elapsed());
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    drop(matcher);
     result?;
     Ok(seen as f64 / elapsed.as_secs_f64())
 }

@@ -46,20 +46,24 @@ pub enum MatcherMode {
     External,
 }
 
-/// A started matcher, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Matcher(Child);
+/// A started matcher process, stopped (SIGTERM, then SIGKILL) when dropped.
+pub(crate) struct Matcher {
+    child: Child,
+    /// Its `/metrics` and `/healthz` port on 127.0.0.1.
+    admin: u16,
+}
 
 impl Drop for Matcher {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -114,28 +118,8 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
     let mut matcher_admin: Option<u16> = None;
     let matcher = match matcher {
         MatcherMode::Spawn(binary) => {
-            let admin = free_port()?;
-            matcher_admin = Some(admin);
-            let child = Command::new(&binary)
-                .env("DROPLINE_TOPIC_PREFIX", format!("{run}."))
-                .env("DROPLINE_MATCHER_GROUP", &run)
-                .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
-                .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
-                .stdin(Stdio::null())
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
-            let matcher = Matcher(child);
-            let mut up = false;
-            for _ in 0..300 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() {
-                    up = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            if !up {
-                bail!("the matcher did not start within 30 s");
-            }
+            let matcher = Matcher::start(&binary, &format!("{run}."), &run).await?;
+            matcher_admin = Some(matcher.admin);
             Some(matcher)
         }
         MatcherMode::InProcess => {
@@ -202,7 +186,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
     let rss_max = Arc::new(Mutex::new(0.0f64));
     let progress = {
         let (counters, tally, rss_max) = (counters.clone(), tally.clone(), rss_max.clone());
-        let pid_rss = matcher.as_ref().map(|m| m.0.id());
+        let pid_rss = matcher.as_ref().map(|m| m.child.id());
         let total = scenario.due(scenario.duration_s as f64);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -245,13 +229,9 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
     progress.abort();
     let _ = confirmer.await;
 
-    let mut tally = Arc::try_unwrap(tally).map_or_else(
-        |shared| {
-            let mut guard = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            std::mem::replace(&mut *guard, Tally::empty())
-        },
-        |m| m.into_inner().unwrap_or_else(PoisonError::into_inner),
-    );
+    // The consumer and progress tasks are aborted: take what they folded.
+    let mut tally =
+        std::mem::replace(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner), Tally::empty());
     let missing: Vec<&String> = sent.orders.iter().filter(|id| !tally.checker.is_decided(id)).collect();
     if !missing.is_empty() {
         tally.checker.report(format!(
@@ -325,6 +305,28 @@ impl Tally {
 }
 
 impl Matcher {
+    /// Starts `binary` on the topics with `prefix`, in consumer group `group`, and waits (30 s at
+    /// most) until its admin endpoint answers.
+    pub(crate) async fn start(binary: &std::path::Path, prefix: &str, group: &str) -> Result<Matcher> {
+        let admin = free_port()?;
+        let child = Command::new(binary)
+            .env("DROPLINE_TOPIC_PREFIX", prefix)
+            .env("DROPLINE_MATCHER_GROUP", group)
+            .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
+            .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let matcher = Matcher { child, admin };
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() {
+                return Ok(matcher);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the matcher did not start within 30 s")
+    }
+
     /// Resident memory of process `pid` now, MiB (Linux `/proc`).
     fn rss_of(pid: u32) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -546,8 +548,7 @@ async fn consume(
         let status = ReservationStatus::try_from(outcome.status).unwrap_or(ReservationStatus::Unspecified);
         let first = {
             let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            let name = status.as_str_name().trim_start_matches("RESERVATION_STATUS_").to_owned();
-            *tally.by_status.entry(name).or_default() += 1;
+            *tally.by_status.entry(status.label().to_owned()).or_default() += 1;
             let first = tally.checker.add(&outcome);
             if first && is_decision(status) {
                 let due = Duration::from_secs_f64(scenario.due_at(n));

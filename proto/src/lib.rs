@@ -15,6 +15,20 @@ pub mod v1 {
 
 pub use prost::Message;
 
+impl v1::ReservationStatus {
+    /// `RESERVED`, `SOLD_OUT`, …: the name without its `RESERVATION_STATUS_` prefix (metric labels,
+    /// reports, the CLI).
+    pub fn label(self) -> &'static str {
+        let name = self.as_str_name();
+        name.strip_prefix("RESERVATION_STATUS_").unwrap_or(name)
+    }
+
+    /// The label of a status number; `UNKNOWN` for a number this build does not know.
+    pub fn label_of(status: i32) -> &'static str {
+        Self::try_from(status).map_or("UNKNOWN", Self::label)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::v1::*;

@@ -254,8 +254,7 @@ fn brief_outcome(payload: &[u8]) -> String {
     let Ok(o) = v1::ReservationOutcome::decode(payload) else {
         return "(not a ReservationOutcome)".to_owned();
     };
-    let status = v1::ReservationStatus::try_from(o.status)
-        .map_or("?", |s| s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("?"));
+    let status = v1::ReservationStatus::try_from(o.status).map_or("?", v1::ReservationStatus::label);
     format!(
         "{:<24} {status:<15} {:<12} x{:<2} left {:>4}  {}",
         o.order_id, o.sku, o.quantity, o.remaining, o.reason

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ffmpeg, run, Media};
+use common::{ffmpeg, num, probe_json, run, test_recording, Media};
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -28,21 +28,11 @@ fn make_media() -> Result<Media> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().to_path_buf();
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let length = LENGTH.to_string();
-    #[rustfmt::skip]
-    let encode = |gop: &str, out: &str| {
-        ffmpeg(&[
-            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-t", &length, "-c:v", "libx264", "-preset", "ultrafast", "-g", gop, "-bf", "2",
-            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", out,
-        ])
-    };
-    encode("60", &p("gop2.mp4"))?;
+    test_recording(&dir.join("gop2.mp4"), "320x180", LENGTH, 60)?;
     for ext in ["mkv", "ts", "flv"] {
         ffmpeg(&["-i", &p("gop2.mp4"), "-c", "copy", &p(&format!("gop2.{ext}"))])?;
     }
-    encode("150", &p("gop5.ts"))?;
+    test_recording(&dir.join("gop5.ts"), "320x180", LENGTH, 150)?;
     // Bad inputs.
     ffmpeg(&[
         "-f",
@@ -60,15 +50,6 @@ fn make_media() -> Result<Media> {
     let whole = std::fs::read(dir.join("gop2.mp4"))?;
     std::fs::write(dir.join("truncated.mp4"), &whole[..whole.len() / 2])?;
     Ok(Media { _dir: tmp, dir })
-}
-
-fn probe_json(path: &Path, extra: &[&str]) -> Result<Value> {
-    let out = run(Command::new("ffprobe").args(["-v", "error"]).args(extra).args(["-of", "json"]).arg(path))?;
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn num(v: &Value) -> Option<f64> {
-    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64())
 }
 
 /// Keyframe times of the source's video, seconds from the start of the recording.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ffmpeg, run, Media};
+use common::{ffmpeg, num, probe_json, run, test_recording, Media};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,33 +28,14 @@ fn make_media() -> Result<Media> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().to_path_buf();
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let encode = |length: &str, out: &str| {
-        #[rustfmt::skip]
-        let args = [
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-t", length, "-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-bf", "2",
-            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", out,
-        ];
-        ffmpeg(&args)
-    };
-    encode(&LENGTH.to_string(), &p("clip.mp4"))?;
-    encode("3", &p("short.mp4"))?;
+    test_recording(&dir.join("clip.mp4"), "640x360", LENGTH, 60)?;
+    test_recording(&dir.join("short.mp4"), "640x360", 3.0, 60)?;
     ffmpeg(&["-i", &p("clip.mp4"), "-c", "copy", &p("clip.ts")])?;
     #[rustfmt::skip]
     ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3", "-c:a", "aac",
         &p("audio.m4a")])?;
     std::fs::write(dir.join("notes.txt"), "not a video\n".repeat(100))?;
     Ok(Media { _dir: tmp, dir })
-}
-
-fn probe_json(path: &Path, extra: &[&str]) -> Result<Value> {
-    let out = run(Command::new("ffprobe").args(["-v", "error"]).args(extra).args(["-of", "json"]).arg(path))?;
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn num(v: &Value) -> Option<f64> {
-    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64())
 }
 
 fn streams(path: &Path) -> Result<Value> {

@@ -1,6 +1,8 @@
 //! Worker mode over the real broker: a `ClipRequest` yields a `ClipReady` and a playable file;
 //! a bad request yields `ClipFailed` with the reason; garbage goes to dead-letters; it keeps going.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -11,17 +13,6 @@ use dropline_proto::v1::{clip_event, ClipEvent, ClipReason, ClipRequest, DeadLet
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureRecord;
-
-fn make_recording(path: &Path) -> anyhow::Result<()> {
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-f", "lavfi"])
-        .args(["-i", "sine=frequency=440:sample_rate=48000", "-t", "70", "-c:v", "libx264", "-preset"])
-        .args(["ultrafast", "-g", "60", "-c:a", "aac", "-shortest"])
-        .arg(path)
-        .status()?;
-    anyhow::ensure!(status.success(), "ffmpeg could not make the test recording");
-    Ok(())
-}
 
 fn duration_s(path: &Path) -> anyhow::Result<f64> {
     let out = Command::new("ffprobe")
@@ -73,7 +64,7 @@ async fn world(moments: bool) -> anyhow::Result<World> {
     settings.clips = dir.path().join("clips");
     std::fs::create_dir_all(&settings.recordings)?;
     let recording = settings.recordings.join("stream.mp4");
-    make_recording(&recording)?;
+    common::test_recording(&recording, "320x180", 70.0, 60)?;
     let started = kafka::now_ms() - 70_000;
     std::fs::write(recording.with_extension("mp4.json"), format!("{{\"started_at_ms\": {started}}}"))?;
     // A finished recording: last written when the stream ended, not just now.

@@ -5,16 +5,14 @@
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dropline_core::kafka;
+use dropline_core::kafka::{self, Followed};
 use dropline_core::TopicKind;
 use dropline_proto::v1::{clip_event, ClipEvent, ClipReason};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -164,38 +162,21 @@ impl ClipIndex {
 
 /// Folds `clips` into the index until `shutdown`.
 pub async fn follow(state: AppState, shutdown: CancellationToken) {
-    let topic = state.settings.topics.name(TopicKind::Clips).to_owned();
-    let (consumer, _) = loop {
-        let (settings, t) = (state.settings.clone(), topic.clone());
-        let replay = tokio::task::spawn_blocking(move || {
-            kafka::replay_from_start(&settings, "dropline-console-clips", &t)
-        });
-        match replay.await {
-            Ok(Ok(replay)) => break replay,
-            Ok(Err(e)) => state.health.set("clips", false, format!("cannot read {topic}: {e}")),
-            Err(e) => state.health.set("clips", false, e.to_string()),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    };
-    state.health.set("clips", true, "following");
-    let mut stream = consumer.stream();
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return,
-            message = stream.next() => message,
-        };
-        let Some(message) = message else { return };
-        match message
-            .map_err(|e| e.to_string())
-            .and_then(|m| kafka::decode::<ClipEvent, _>(&m).map_err(|e| e.to_string()))
-        {
-            Ok(event) => state.clips.add(event),
-            Err(e) => warn!(error = %e, "clip event skipped"),
-        }
-    }
+    let topic = state.settings.topics.name(TopicKind::Clips);
+    kafka::follow_from_start(
+        &state.settings,
+        "dropline-console-clips",
+        topic,
+        &state.health,
+        "clips",
+        &shutdown,
+        |f| match f {
+            Followed::Message { event: Ok(event), .. } => state.clips.add(event),
+            Followed::Message { event: Err(e), .. } => warn!(error = %e, "clip event skipped"),
+            Followed::CaughtUp => {}
+        },
+    )
+    .await;
 }
 
 /// Filter of the clip list.

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use dropline_core::kafka;
+use dropline_core::kafka::{self, Followed};
 use dropline_core::TopicKind;
 use dropline_proto::v1::{ReservationOutcome, ReservationStatus};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -78,7 +78,7 @@ impl DropStats {
 
     fn add(&mut self, outcome: &ReservationOutcome, now: Instant, replayed: bool) {
         let status = ReservationStatus::try_from(outcome.status).unwrap_or(ReservationStatus::Unspecified);
-        let name = status_name(status);
+        let name = status.label().to_owned();
         *self.by_status.entry(name.clone()).or_default() += 1;
         let is_order = !matches!(
             status,
@@ -132,11 +132,6 @@ impl DropStats {
     }
 }
 
-/// `RESERVATION_STATUS_SOLD_OUT` → `SOLD_OUT`.
-pub fn status_name(status: ReservationStatus) -> String {
-    status.as_str_name().trim_start_matches("RESERVATION_STATUS_").to_owned()
-}
-
 /// All drops' numbers, and a version that changes with every outcome.
 #[derive(Debug)]
 pub struct Live {
@@ -174,48 +169,25 @@ impl Live {
 
 /// Folds `reservations` into `live` until `shutdown` (from the beginning, outside any group).
 pub async fn follow(state: AppState, shutdown: CancellationToken) {
-    let topic = state.settings.topics.name(TopicKind::Reservations).to_owned();
-    let (consumer, mut catch_up) = loop {
-        let (settings, t) = (state.settings.clone(), topic.clone());
-        let replay = tokio::task::spawn_blocking(move || {
-            kafka::replay_from_start(&settings, "dropline-console-live", &t)
-        });
-        match replay.await {
-            Ok(Ok(replay)) => break replay,
-            Ok(Err(e)) => state.health.set("reservations", false, format!("cannot read {topic}: {e}")),
-            Err(e) => state.health.set("reservations", false, e.to_string()),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    };
-    state.health.set("reservations", true, "following");
-    let mut stream = consumer.stream();
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return,
-            message = stream.next() => message,
-        };
-        let Some(message) = message else { return };
-        let message = match message {
-            Ok(message) => message,
-            Err(e) => {
-                warn!(error = %e, "reading reservations");
-                continue;
-            }
-        };
-        use rdkafka::Message as _;
-        let replayed = !catch_up.done();
-        catch_up.seen(message.partition(), message.offset());
-        match kafka::decode::<ReservationOutcome, _>(&message) {
-            Ok(outcome) => {
+    let topic = state.settings.topics.name(TopicKind::Reservations);
+    let health = &state.health;
+    kafka::follow_from_start(
+        &state.settings,
+        "dropline-console-live",
+        topic,
+        health,
+        "reservations",
+        &shutdown,
+        |f| match f {
+            Followed::Message { event: Ok(outcome), replayed } => {
                 state.metrics.outcomes.inc();
                 state.live.add(&outcome, replayed);
             }
-            Err(e) => warn!(error = %e, "undecodable outcome skipped"),
-        }
-    }
+            Followed::Message { event: Err(e), .. } => warn!(error = %e, "undecodable outcome skipped"),
+            Followed::CaughtUp => {}
+        },
+    )
+    .await;
 }
 
 /// What the live page shows, pushed as one SSE `snapshot` event.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dropline_proto::v1;
+use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -12,7 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
+use tokio_util::sync::CancellationToken;
 
+use crate::admin::Health;
 use crate::settings::Settings;
 
 /// Low-latency producer properties. Idempotence makes the broker drop duplicates of a retried
@@ -171,6 +174,73 @@ impl CatchUp {
     /// Whether everything that was in the topic at the start has been read.
     pub fn done(&self) -> bool {
         self.ends.is_empty()
+    }
+}
+
+/// What [`follow_from_start`] hands over.
+#[derive(Debug)]
+pub enum Followed<M> {
+    /// A message of the topic, decoded (or why not); `replayed` when it was already in the topic
+    /// when following started.
+    Message { event: Result<M, DecodeError>, replayed: bool },
+    /// Everything that was in the topic at the start has been read (sent once, first thing when
+    /// the topic was empty).
+    CaughtUp,
+}
+
+/// Follows `topic` from its beginning, outside any consumer group (see [`replay_from_start`]),
+/// until `shutdown`: retries each second until the broker answers, reporting `component` on
+/// `health`, then hands every message to `each`. Read errors are logged and skipped.
+pub async fn follow_from_start<M, F>(
+    settings: &Settings,
+    client_id: &str,
+    topic: &str,
+    health: &Health,
+    component: &str,
+    shutdown: &CancellationToken,
+    mut each: F,
+) where
+    M: prost::Message + Default,
+    F: FnMut(Followed<M>),
+{
+    let (consumer, mut catch_up) = loop {
+        let (s, c, t) = (settings.clone(), client_id.to_owned(), topic.to_owned());
+        let replay = tokio::task::spawn_blocking(move || replay_from_start(&s, &c, &t)).await;
+        match replay.unwrap_or(Err(KafkaError::Canceled)) {
+            Ok(replay) => break replay,
+            Err(e) => health.set(component, false, format!("cannot read {topic}: {e}")),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    health.set(component, true, format!("following {topic}"));
+    if catch_up.done() {
+        each(Followed::CaughtUp);
+    }
+    let mut stream = consumer.stream();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return,
+            message = stream.next() => message,
+        };
+        let message = match message {
+            None => return,
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                tracing::warn!(topic, error = %e, "read error");
+                continue;
+            }
+        };
+        let replayed = !catch_up.done();
+        each(Followed::Message { event: decode(&message), replayed });
+        if replayed {
+            catch_up.seen(message.partition(), message.offset());
+            if catch_up.done() {
+                each(Followed::CaughtUp);
+            }
+        }
     }
 }
 

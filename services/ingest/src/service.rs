@@ -5,14 +5,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use dropline_core::admin::{self, Health};
-use dropline_core::kafka::{self, now_ms};
+use dropline_core::kafka::{self, now_ms, Followed};
 use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1::DropTrigger;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use prost::Message as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -209,49 +208,25 @@ async fn follow_triggers(
     health: Health,
     shutdown: CancellationToken,
 ) {
-    let topic = settings.topics.name(TopicKind::DropTriggers).to_owned();
-    // Retried until the broker answers.
-    let (consumer, mut catch_up) = loop {
-        let (s, t) = (settings.clone(), topic.clone());
-        let replay =
-            tokio::task::spawn_blocking(move || kafka::replay_from_start(&s, "dropline-ingest", &t)).await;
-        match replay.unwrap_or(Err(KafkaError::Canceled)) {
-            Ok(replay) => break replay,
-            Err(e) => {
-                health.set("triggers", false, format!("cannot read {topic}: {e}"));
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
+    let topic = settings.topics.name(TopicKind::DropTriggers);
+    kafka::follow_from_start(
+        &settings,
+        "dropline-ingest",
+        topic,
+        &health,
+        "triggers",
+        &shutdown,
+        |f| match f {
+            Followed::Message { event: Ok(trigger), .. } => {
+                live.write().unwrap_or_else(PoisonError::into_inner).apply(&trigger);
             }
-        }
-    };
-    if catch_up.done() {
-        let _ = caught_up.send(true);
-    }
-    let mut stream = consumer.stream();
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => return,
-            message = stream.next() => message,
-        };
-        let Some(message) = message else { return };
-        let message = match message {
-            Ok(message) => message,
-            Err(e) => {
-                warn!(error = %e, "reading drop-triggers");
-                continue;
+            Followed::Message::<DropTrigger> { event: Err(e), .. } => {
+                warn!(error = %e, "undecodable drop trigger skipped (the matcher dead-letters it)");
             }
-        };
-        match kafka::decode::<DropTrigger, _>(&message) {
-            Ok(trigger) => live.write().unwrap_or_else(PoisonError::into_inner).apply(&trigger),
-            Err(e) => warn!(error = %e, "undecodable drop trigger skipped (the matcher dead-letters it)"),
-        }
-        if !catch_up.done() {
-            catch_up.seen(message.partition(), message.offset());
-            if catch_up.done() {
+            Followed::CaughtUp => {
                 let _ = caught_up.send(true);
             }
-        }
-    }
+        },
+    )
+    .await;
 }

@@ -622,9 +622,7 @@ impl Matcher {
     }
 
     fn count(&self, status: i32) {
-        let name = ReservationStatus::try_from(status)
-            .map_or("UNKNOWN", |s| s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("UNKNOWN"));
-        self.shared.metrics.orders.with_label_values(&[name]).inc();
+        self.shared.metrics.orders.with_label_values(&[status_label(status)]).inc();
     }
 
     fn record_latency(&self, elapsed: Duration) {
@@ -691,8 +689,7 @@ fn commit(shared: &Shared, offsets: BTreeMap<(String, i32), i64>) {
 
 /// `RESERVED`, `SOLD_OUT`, ...: the status label of `dropline_orders_total`.
 fn status_label(status: i32) -> &'static str {
-    ReservationStatus::try_from(status)
-        .map_or("UNKNOWN", |s| s.as_str_name().strip_prefix("RESERVATION_STATUS_").unwrap_or("UNKNOWN"))
+    ReservationStatus::label_of(status)
 }
 
 fn hold_work(action: HoldAction, source: Source) -> Work {

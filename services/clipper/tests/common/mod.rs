@@ -2,10 +2,11 @@
 //! ffmpeg/ffprobe CLIs.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{ensure, Context, Result};
+use serde_json::Value;
 
 /// Recordings generated once per test file, in a temporary directory.
 pub struct Media {
@@ -29,4 +30,29 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
 /// The ffmpeg CLI, quiet, overwriting.
 pub fn ffmpeg(args: &[&str]) -> Result<()> {
     run(Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args)).map(|_| ())
+}
+
+/// `seconds` of a moving test picture (`testsrc2` at `size`, 30 fps, H.264 with a `gop`-frame GOP
+/// and B-frames) with a 440 Hz tone (AAC), written to `out` by the ffmpeg CLI.
+pub fn test_recording(out: &Path, size: &str, seconds: f64, gop: u32) -> Result<()> {
+    let out = out.to_string_lossy();
+    #[rustfmt::skip]
+    let args = [
+        "-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30"),
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", &seconds.to_string(), "-c:v", "libx264", "-preset", "ultrafast", "-g", &gop.to_string(),
+        "-bf", "2", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", &out,
+    ];
+    ffmpeg(&args)
+}
+
+/// `ffprobe -of json` of `path` with `extra` arguments.
+pub fn probe_json(path: &Path, extra: &[&str]) -> Result<Value> {
+    let out = run(Command::new("ffprobe").args(["-v", "error"]).args(extra).args(["-of", "json"]).arg(path))?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// A number ffprobe printed (as a string or a number).
+pub fn num(v: &Value) -> Option<f64> {
+    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64())
 }

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
 
-.PHONY: help demo test lint stack-up stack-down stack-status build bench load bench-limits
+.PHONY: help demo test lint stack-up stack-down stack-status build bench load bench-limits faults deploy-check
 
 help:
 	@echo "make demo          start the stack and run a live drop on this machine"
@@ -14,6 +14,8 @@ help:
 	@echo "make bench         criterion benchmarks"
 	@echo "make bench-limits  the limits side by side (Redis, broker, matcher), a few minutes"
 	@echo "make load          the quick load scenario (release build): report in target/load/"
+	@echo "make faults        the fault suite: kill/restart matcher, Redis, broker under load (~3 min)"
+	@echo "make deploy-check  validate deploy/ (YAML, promtool rules and tests, dashboard/alerts/k8s vs the code)"
 
 stack-up:
 	@$(STACK) up
@@ -30,6 +32,7 @@ build: stack-up
 test: stack-up
 	cargo test --workspace
 	deploy/local/check-metrics.sh
+	deploy/check.sh
 
 lint:
 	cargo fmt --all --check
@@ -49,3 +52,11 @@ load: stack-up
 bench-limits: stack-up
 	cargo build --release -p dropline-matcher -p dropline-load
 	target/release/dropline-load limits
+
+faults: stack-up
+	cargo build --release -p dropline-matcher -p dropline-load
+	target/release/dropline-load faults --scenario load-tests/scenarios/faults.toml
+
+# No Docker or cluster needed: YAML, promtool, and deploy/ checked against the code.
+deploy-check:
+	deploy/check.sh

@@ -3,11 +3,16 @@
 //! the way), one decision per order, and at the end, with every outcome in, no SKU with more units
 //! out than were put on sale and no buyer over the limit. (Outcomes of expiring holds come from
 //! the sweeper, a second publisher, so a later reservation of the returned unit can arrive first;
-//! running sums are only meaningful once everything has arrived.) Pure.
+//! running sums are only meaningful once everything has arrived.) An outcome delivered again,
+//! byte for byte (a matcher restarted before committing republishes what it had decided), is a
+//! redelivery, not a second decision. Pure.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use dropline_proto::v1::{ReservationOutcome, ReservationStatus as S};
+use prost::Message as _;
 
 /// What the checker needs to know about the drops.
 #[derive(Debug, Clone)]
@@ -32,9 +37,27 @@ pub struct Checker {
     waiting: HashSet<String>,
     /// Orders with an active hold (to be confirmed, cancelled or expired).
     holding: HashSet<String>,
+    /// Orders whose hold or place in line ended by expiry or release.
+    ended: HashSet<String>,
     /// Buyer of each reserved or waitlisted order (later outcomes of a hold may not name them).
     buyer_of: HashMap<String, String>,
+    /// Fingerprints of every outcome seen (redeliveries repeat one exactly).
+    seen: HashSet<u64>,
+    /// Statuses each order got, in arrival order (named in violations).
+    history: HashMap<String, Vec<S>>,
+    redelivered: u64,
     violations: Vec<String>,
+}
+
+/// What one outcome was to the checker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// The order's first decision.
+    First,
+    /// A later outcome of the order (its hold's life, a duplicate's answer).
+    Later,
+    /// The same outcome again, byte for byte: nothing new.
+    Redelivered,
 }
 
 /// Whether a status is an order's first decision (not a hold's later life).
@@ -47,9 +70,16 @@ impl Checker {
         Checker { rules: Some(rules), ..Checker::default() }
     }
 
-    /// Folds one outcome in; returns true if it was the order's first decision.
-    pub fn add(&mut self, o: &ReservationOutcome) -> bool {
+    /// Folds one outcome in.
+    pub fn add(&mut self, o: &ReservationOutcome) -> Fold {
+        let mut hasher = DefaultHasher::new();
+        o.encode_to_vec().hash(&mut hasher);
+        if !self.seen.insert(hasher.finish()) {
+            self.redelivered += 1;
+            return Fold::Redelivered;
+        }
         let status = S::try_from(o.status).unwrap_or(S::Unspecified);
+        self.history.entry(o.order_id.clone()).or_default().push(status);
         let qty = i64::from(o.quantity);
         let sku_key = (o.drop_id.clone(), o.sku.clone());
         let buyer = match status {
@@ -86,36 +116,58 @@ impl Checker {
                 *self.buyer.entry(buyer_key.clone()).or_default() += qty;
                 self.waiting.insert(o.order_id.clone());
             }
+            // The answer to a payment or cancel that came after the hold had already ended (the
+            // matcher was down meanwhile): it repeats that the hold is over, nothing moves.
+            S::Released | S::Expired
+                if self.ended.contains(&o.order_id)
+                    && !self.holding.contains(&o.order_id)
+                    && !self.waiting.contains(&o.order_id) => {}
             S::Released | S::Expired => {
+                self.ended.insert(o.order_id.clone());
                 if self.holding.remove(&o.order_id) {
                     *self.out.entry(sku_key.clone()).or_default() -= qty;
                 } else if !self.waiting.remove(&o.order_id) {
                     self.violate(format!(
-                        "{}: {} without a hold or a place in line",
+                        "{}: {} without a hold or a place in line ({})",
                         o.order_id,
-                        status.label()
+                        status.label(),
+                        self.story(&o.order_id)
                     ));
                 }
                 *self.buyer.entry(buyer_key.clone()).or_default() -= qty;
             }
             S::Confirmed => {
                 if !self.holding.remove(&o.order_id) {
-                    self.violate(format!("{}: CONFIRMED without an active hold", o.order_id));
+                    self.violate(format!(
+                        "{}: CONFIRMED without an active hold ({})",
+                        o.order_id,
+                        self.story(&o.order_id)
+                    ));
                 }
             }
             S::Duplicate | S::Unspecified => {}
             _ => first = self.first(&o.order_id),
         }
-        first
+        if first {
+            Fold::First
+        } else {
+            Fold::Later
+        }
     }
 
     fn first(&mut self, order_id: &str) -> bool {
         if self.decided.insert(order_id.to_owned()) {
             true
         } else {
-            self.violate(format!("{order_id}: decided twice"));
+            self.violate(format!("{order_id}: decided twice ({})", self.story(order_id)));
             false
         }
+    }
+
+    /// The statuses an order got so far, e.g. `RESERVED → CONFIRMED`.
+    fn story(&self, order_id: &str) -> String {
+        let statuses = self.history.get(order_id).map(Vec::as_slice).unwrap_or_default();
+        statuses.iter().map(|s| s.label()).collect::<Vec<_>>().join(" → ")
     }
 
     fn violate(&mut self, what: String) {
@@ -147,6 +199,16 @@ impl Checker {
         for what in found {
             self.violate(what);
         }
+    }
+
+    /// Outcomes that arrived more than once (identical).
+    pub fn redelivered(&self) -> u64 {
+        self.redelivered
+    }
+
+    /// Holds neither paid, cancelled nor expired yet.
+    pub fn open_holds(&self) -> usize {
+        self.holding.len()
     }
 
     /// Orders decided so far.
@@ -191,19 +253,27 @@ mod tests {
         // A returned unit reserved again before the expiry that returned it arrives: fine.
         c.add(&o("0", "x", S::Reserved, 1, 1));
         c.add(&o("0", "x", S::Expired, 1, 2));
-        assert!(c.add(&o("1", "a", S::Reserved, 1, 1)));
-        assert!(c.add(&o("2", "b", S::Reserved, 1, 0)));
-        assert!(c.add(&o("3", "c", S::Waitlisted, 1, 0)));
-        assert!(!c.add(&o("2", "b", S::Duplicate, 1, 0)));
-        assert!(!c.add(&o("1", "", S::Expired, 1, 1))); // hold outcomes may not name the buyer
-        assert!(c.add(&o("5", "a", S::Reserved, 1, 0))); // a's unit came back: a may buy again
-        assert!(!c.add(&o("5", "", S::Released, 1, 1)));
-        assert!(!c.add(&o("3", "c", S::Reserved, 1, 0))); // promoted
-        assert!(!c.add(&o("3", "c", S::Confirmed, 1, 0)));
-        assert!(c.add(&o("4", "a", S::SoldOut, 1, 0)));
+        assert_eq!(c.add(&o("1", "a", S::Reserved, 1, 1)), Fold::First);
+        assert_eq!(c.add(&o("2", "b", S::Reserved, 1, 0)), Fold::First);
+        assert_eq!(c.add(&o("3", "c", S::Waitlisted, 1, 0)), Fold::First);
+        assert_eq!(c.add(&o("2", "b", S::Duplicate, 1, 0)), Fold::Later);
+        // A matcher restarted before its commit publishes the same decision again.
+        assert_eq!(c.add(&o("2", "b", S::Reserved, 1, 0)), Fold::Redelivered);
+        assert_eq!(c.add(&o("1", "", S::Expired, 1, 1)), Fold::Later); // may not name the buyer
+        assert_eq!(c.add(&o("5", "a", S::Reserved, 1, 0)), Fold::First); // a's unit came back
+        assert_eq!(c.add(&o("5", "", S::Released, 1, 1)), Fold::Later);
+        assert_eq!(c.add(&o("3", "c", S::Reserved, 1, 0)), Fold::Later); // promoted
+        assert_eq!(c.open_holds(), 2);
+        assert_eq!(c.add(&o("3", "c", S::Confirmed, 1, 0)), Fold::Later);
+        assert_eq!(c.add(&o("4", "a", S::SoldOut, 1, 0)), Fold::First);
+        assert_eq!(c.add(&o("2", "", S::Expired, 1, 1)), Fold::Later);
+        assert_eq!(c.open_holds(), 0);
+        // A payment that arrived after the hold expired is answered EXPIRED again: no violation.
+        assert_eq!(c.add(&o("2", "", S::Expired, 1, 2)), Fold::Later);
         c.finish();
         assert!(c.violations().is_empty(), "{:?}", c.violations());
         assert_eq!(c.decided(), 6);
+        assert_eq!(c.redelivered(), 1);
     }
 
     #[test]
@@ -211,7 +281,7 @@ mod tests {
         let mut c = Checker::new(Rules { stock: 1, limit_per_buyer: 1 });
         c.add(&o("1", "a", S::Reserved, 1, 0));
         c.add(&o("2", "b", S::Reserved, 1, -1));
-        c.add(&o("1", "a", S::SoldOut, 1, 0));
+        c.add(&o("1", "a", S::SoldOut, 1, 0)); // a different answer is no redelivery
         c.add(&o("3", "b", S::Waitlisted, 1, 0));
         c.add(&o("9", "z", S::Confirmed, 1, 0));
         c.finish();

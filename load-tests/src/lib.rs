@@ -3,7 +3,9 @@
 
 pub mod check;
 pub mod crowd;
+pub mod faults;
 pub mod limits;
+pub mod process;
 pub mod report;
 pub mod rtt;
 pub mod run;

@@ -322,8 +322,7 @@ pub async fn matcher(settings: &Settings, run: &str, sizes: Sizes, binary: &std:
     produce_orders(&settings, &drops, sizes.messages).await?;
     let reader = kafka::consumer(&settings, "dropline-limits", &format!("{run}-match-reader"))?;
     reader.subscribe(&[settings.topics.name(TopicKind::Reservations)])?;
-    let matcher =
-        crate::run::Matcher::start(binary, &format!("{run}-match."), &format!("{run}-match")).await?;
+    let matcher = crate::run::Matcher::start(binary, &settings, &format!("{run}-match")).await?;
     let mut stream = reader.stream();
     let mut first: Option<Instant> = None;
     let mut seen = 0u64;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dropline_load::run::{run, MatcherMode};
 use dropline_load::scenario::Scenario;
-use dropline_load::{crowd, limits};
+use dropline_load::{crowd, faults, limits};
 
 #[derive(Debug, Parser)]
 #[command(name = "dropline-load", version, about = "Open-loop load against Dropline, with invariant checks")]
@@ -45,6 +45,20 @@ enum Command {
         rate: f64,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// The fault suite: a drop under load while a matcher is killed, matchers rebalance, Redis and
+    /// the broker restart (its own Redis and broker on free loopback ports); prints a table and
+    /// exits non-zero on any broken promise.
+    Faults {
+        /// The load each fault happens under.
+        #[arg(long, default_value = "load-tests/scenarios/faults.toml")]
+        scenario: PathBuf,
+        /// Only these faults (kill-matcher, rebalance, restart-redis, restart-broker).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Seconds into the load when each fault strikes.
+        #[arg(long, default_value_t = 6.0)]
+        at: f64,
     },
     /// A chat crowd for one open drop (the demo's), then a summary.
     Crowd {
@@ -122,6 +136,39 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Faults { scenario, only, at } => {
+            let scenario = Scenario::load(&scenario)?;
+            anyhow::ensure!(
+                at > 0.0 && at < scenario.duration_s as f64,
+                "--at must fall inside the load ({} s)",
+                scenario.duration_s
+            );
+            let faults = if only.is_empty() {
+                faults::Fault::ALL.to_vec()
+            } else {
+                only.iter().map(|name| faults::Fault::parse(name)).collect::<anyhow::Result<_>>()?
+            };
+            let matcher = std::env::current_exe()?.with_file_name("dropline-matcher");
+            anyhow::ensure!(matcher.exists(), "{} is missing: build it too", matcher.display());
+            let state = tempfile::tempdir()?;
+            let options = faults::Options {
+                matcher,
+                tansu: faults::find_tansu()?,
+                scenario,
+                fault_at_s: at,
+                faults,
+                state: state.path().to_owned(),
+            };
+            let rows = faults::run(&options).await?;
+            print!("{}", faults::table(&rows));
+            let broken: usize = rows.iter().map(|r| r.violations.len()).sum();
+            for row in &rows {
+                for violation in &row.violations {
+                    eprintln!("violation ({}): {violation}", row.fault.name());
+                }
+            }
+            Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Crowd { drop, lines, viewers, seconds, rate, confirm, linger } => {
             anyhow::ensure!(rate > 0.0 && rate <= 10_000.0, "--rate must be 0–10000 lines/s");
             anyhow::ensure!((0.0..=1.0).contains(&confirm), "--confirm must be a share from 0 to 1");
@@ -188,6 +235,13 @@ async fn load(scenario: PathBuf, report: PathBuf, external_matcher: bool) -> any
         result.matcher_rss_max_mib.map_or_else(|| "-".to_owned(), |m| format!("{m:.0} MiB")),
         result.violations.len()
     );
+    if let Some(cpu) = result.matcher_cpu_s.filter(|c| *c > 0.0) {
+        println!(
+            "matcher CPU: {cpu:.1} s for {} decisions ({:.0} decisions per CPU-second)",
+            result.decisions,
+            result.decisions as f64 / cpu
+        );
+    }
     if let Some(inside) = &result.matcher_inside_ms {
         println!(
             "inside the matcher (arrival → outcome handed to the producer): p50 ≤ {} ms, p99 ≤ {} ms",

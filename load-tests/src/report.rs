@@ -59,11 +59,18 @@ pub struct Report {
     pub latency_ms: Latency,
     /// Outcomes by status (decisions and the holds' later life).
     pub outcomes: BTreeMap<String, u64>,
+    /// Outcomes delivered more than once, identical (a restarted matcher republishing).
+    pub redelivered: u64,
     /// Highest resident memory of the matcher seen (sampled each second), MiB.
     pub matcher_rss_max_mib: Option<f64>,
+    /// CPU time the matcher used during the load (user + system), seconds, when started for the run.
+    pub matcher_cpu_s: Option<f64>,
     /// Time inside the matcher (its own histogram), when it was started for the run.
     pub matcher_inside_ms: Option<Inside>,
     pub per_second: Vec<Second>,
+    /// (due, latency) of every first decision, seconds (the fault suite's recovery times).
+    #[serde(skip)]
+    pub waits: Vec<(f64, f64)>,
     /// Every broken promise; empty when all held.
     pub violations: Vec<String>,
 }

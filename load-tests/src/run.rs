@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,7 +28,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
-use crate::check::{is_decision, Checker, Rules};
+use crate::check::{is_decision, Checker, Fold, Rules};
+use crate::process::Process;
 use crate::report::{Latency, Report, Second};
 use crate::scenario::Scenario;
 
@@ -48,26 +49,12 @@ pub enum MatcherMode {
 
 /// A started matcher process, stopped (SIGTERM, then SIGKILL) when dropped.
 pub(crate) struct Matcher {
-    child: Child,
+    pub process: Process,
     /// Its `/metrics` and `/healthz` port on 127.0.0.1.
-    admin: u16,
+    pub admin: u16,
 }
 
-impl Drop for Matcher {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -99,6 +86,8 @@ struct Tally {
     latency_us: Histogram<u64>,
     per_second: BTreeMap<u64, (u64, Histogram<u64>)>,
     by_status: BTreeMap<String, u64>,
+    /// (due, latency) of every first decision, seconds.
+    waits: Vec<(f64, f64)>,
 }
 
 pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
@@ -108,20 +97,12 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
     if !matches!(matcher, MatcherMode::External) {
         settings.topics = Topics::with_prefix(&format!("{run}."));
     }
-    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await.context("the broker does not answer")?;
-    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-    kafka::ensure_topics(&settings, &names, settings.partitions, 1).await?;
-    let mut redis = dropline_core::redis::connect(&settings.redis).await.context("Redis does not answer")?;
+    prepare(&settings).await?;
 
     let stop_in_process = tokio_util::sync::CancellationToken::new();
     let _stop_guard = stop_in_process.clone().drop_guard();
-    let mut matcher_admin: Option<u16> = None;
     let matcher = match matcher {
-        MatcherMode::Spawn(binary) => {
-            let matcher = Matcher::start(&binary, &format!("{run}."), &run).await?;
-            matcher_admin = Some(matcher.admin);
-            Some(matcher)
-        }
+        MatcherMode::Spawn(binary) => Some(Matcher::start(&binary, &settings, &run).await?),
         MatcherMode::InProcess => {
             let config = dropline_matcher::config::MatcherConfig {
                 group: run.clone(),
@@ -133,14 +114,68 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         }
         MatcherMode::External => None,
     };
+    let watch =
+        Watch { admin: matcher.as_ref().map(|m| m.admin), pid: matcher.as_ref().map(|m| m.process.id()) };
+    let (report, ()) =
+        drive(&settings, scenario, &run, started_at_ms, watch, false, |_probe| async { Ok(()) }).await?;
+    Ok(report)
+}
 
+/// Waits for the broker and creates the run's topics.
+pub(crate) async fn prepare(settings: &Settings) -> Result<()> {
+    kafka::wait_for_broker(settings, Duration::from_secs(30)).await.context("the broker does not answer")?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(settings, &names, settings.partitions, 1).await?;
+    Ok(())
+}
+
+/// The matcher a run watches: its admin port (inside latency) and process (memory).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Watch {
+    pub admin: Option<u16>,
+    pub pid: Option<u32>,
+}
+
+/// What a task running beside the load can see: the run's clock and how many orders are in flight.
+#[derive(Clone)]
+pub(crate) struct Probe {
+    pub start: Instant,
+    counters: Arc<Counters>,
+}
+
+impl Probe {
+    /// Orders sent and not yet decided.
+    pub fn in_flight(&self) -> u64 {
+        let orders = self.counters.orders.load(Ordering::Relaxed);
+        orders.saturating_sub(self.counters.decided.load(Ordering::Relaxed))
+    }
+}
+
+/// One run on `settings`' topics, with matchers already started for them: opens the drops, sends
+/// the scenario's lines while `beside` runs (a fault, for the fault suite), waits for every
+/// decision, then (with `settle_holds`) for every hold to be paid, cancelled or expired, checks
+/// the promises and Redis, and reports.
+pub(crate) async fn drive<F, Fut, T>(
+    settings: &Settings,
+    scenario: Scenario,
+    run: &str,
+    started_at_ms: i64,
+    watch: Watch,
+    settle_holds: bool,
+    beside: F,
+) -> Result<(Report, T)>
+where
+    F: FnOnce(Probe) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut redis = dropline_core::redis::connect(&settings.redis).await.context("Redis does not answer")?;
     // Outcomes are read from the start of the run's topic.
-    let outcomes = kafka::consumer(&settings, "dropline-load", &format!("{run}-reader"))?;
+    let outcomes = kafka::consumer(settings, "dropline-load", &format!("{run}-reader"))?;
     outcomes.subscribe(&[settings.topics.name(TopicKind::Reservations)])?;
-    let producer = kafka::producer(&settings, "dropline-load")?;
+    let producer = kafka::producer(settings, "dropline-load")?;
 
-    let catalog = catalog(&run, &scenario);
-    open_drops(&settings, &producer, &scenario, &catalog).await?;
+    let catalog = catalog(run, &scenario);
+    open_drops(settings, &producer, &scenario, &catalog).await?;
     for drop_id in &catalog.drops {
         let key = format!("dl:{{drop:{drop_id}}}:meta");
         let mut open = false;
@@ -157,6 +192,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         }
     }
 
+    let cpu_before = watch.pid.and_then(Matcher::cpu_of);
     let counters = Arc::new(Counters::default());
     let tally = Arc::new(Mutex::new(Tally {
         checker: Checker::new(Rules {
@@ -166,6 +202,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
         per_second: BTreeMap::new(),
         by_status: BTreeMap::new(),
+        waits: Vec::new(),
     }));
     let start = Instant::now();
     let (deliveries_tx, deliveries_rx) = mpsc::channel::<DeliveryFuture>(100_000);
@@ -175,7 +212,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         producer.clone(),
         settings.topics.name(TopicKind::HoldActions).to_owned(),
         scenario.clone(),
-        run.clone(),
+        run.to_owned(),
         start,
         tally.clone(),
         counters.clone(),
@@ -186,13 +223,12 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
     let rss_max = Arc::new(Mutex::new(0.0f64));
     let progress = {
         let (counters, tally, rss_max) = (counters.clone(), tally.clone(), rss_max.clone());
-        let pid_rss = matcher.as_ref().map(|m| m.child.id());
         let total = scenario.due(scenario.duration_s as f64);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let rss = pid_rss.and_then(Matcher::rss_of);
+                let rss = watch.pid.and_then(Matcher::rss_of);
                 if let Some(rss) = rss {
                     let mut max = rss_max.lock().unwrap_or_else(PoisonError::into_inner);
                     *max = max.max(rss);
@@ -212,8 +248,12 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         })
     };
 
-    let sent =
-        generate(&settings, &producer, &scenario, &run, &catalog, start, &counters, &deliveries_tx).await?;
+    let probe = Probe { start, counters: counters.clone() };
+    let (sent, beside) = tokio::join!(
+        generate(settings, &producer, &scenario, run, &catalog, start, &counters, &deliveries_tx),
+        beside(probe)
+    );
+    let (sent, beside) = (sent?, beside?);
     let send_time = start.elapsed();
     drop(deliveries_tx);
 
@@ -223,6 +263,15 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let finished = start.elapsed();
+    if settle_holds {
+        // Every hold ends: paid, cancelled, or expired by the sweeper (its stock back on sale).
+        let settled_by = Instant::now() + Duration::from_secs(u64::from(scenario.drops.hold_s) + 15);
+        while tally.lock().unwrap_or_else(PoisonError::into_inner).checker.open_holds() > 0
+            && Instant::now() < settled_by
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // Outcomes of holds expiring right now come from the sweeper: give them a moment to land.
     tokio::time::sleep(Duration::from_secs(1)).await;
     consumer.abort();
@@ -241,13 +290,19 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
             missing[0]
         ));
     }
+    if settle_holds && tally.checker.open_holds() > 0 {
+        tally.checker.report(format!(
+            "{} holds neither paid, cancelled nor expired {} s after the load",
+            tally.checker.open_holds(),
+            u64::from(scenario.drops.hold_s) + 15
+        ));
+    }
     tally.checker.finish();
-    check_redis(&mut redis, &scenario, &catalog, &mut tally.checker).await?;
-    let inside = match matcher_admin {
+    check_redis(&mut redis, &scenario, &catalog, settle_holds, &mut tally.checker).await?;
+    let inside = match watch.admin {
         Some(port) => matcher_latency(port).await,
         None => None,
     };
-    drop(matcher);
 
     let decided = tally.checker.decided() as u64;
     let hist = &tally.latency_us;
@@ -263,9 +318,10 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
         })
         .collect();
     let rss = *rss_max.lock().unwrap_or_else(PoisonError::into_inner);
-    Ok(Report {
+    let cpu = watch.pid.and_then(Matcher::cpu_of).map(|used| used - cpu_before.unwrap_or(0.0));
+    let report = Report {
         scenario,
-        run_id: run,
+        run_id: run.to_owned(),
         started_at_ms,
         send_s: send_time.as_secs_f64(),
         total_s: finished.as_secs_f64(),
@@ -286,11 +342,15 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
             mean: hist.mean() / 1000.0,
         },
         outcomes: tally.by_status,
+        redelivered: tally.checker.redelivered(),
         matcher_rss_max_mib: (rss > 0.0).then_some(rss),
+        matcher_cpu_s: cpu,
         matcher_inside_ms: inside,
         per_second,
+        waits: tally.waits,
         violations: tally.checker.violations().to_vec(),
-    })
+    };
+    Ok((report, beside))
 }
 
 impl Tally {
@@ -300,24 +360,30 @@ impl Tally {
             latency_us: Histogram::new(3).expect("3 significant digits is a valid histogram"),
             per_second: BTreeMap::new(),
             by_status: BTreeMap::new(),
+            waits: Vec::new(),
         }
     }
 }
 
 impl Matcher {
-    /// Starts `binary` on the topics with `prefix`, in consumer group `group`, and waits (30 s at
-    /// most) until its admin endpoint answers.
-    pub(crate) async fn start(binary: &std::path::Path, prefix: &str, group: &str) -> Result<Matcher> {
+    /// Starts `binary` on `settings`' broker, Redis and topics, in consumer group `group`, and
+    /// waits (30 s at most) until its admin endpoint answers.
+    pub(crate) async fn start(binary: &std::path::Path, settings: &Settings, group: &str) -> Result<Matcher> {
         let admin = free_port()?;
-        let child = Command::new(binary)
-            .env("DROPLINE_TOPIC_PREFIX", prefix)
+        let mut command = Command::new(binary);
+        for (kind, name) in settings.topics.all() {
+            command.env(kind.env_var(), name);
+        }
+        let child = command
+            .env("DROPLINE_KAFKA", &settings.kafka)
+            .env("DROPLINE_REDIS", &settings.redis)
             .env("DROPLINE_MATCHER_GROUP", group)
             .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
             .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let matcher = Matcher { child, admin };
+        let matcher = Matcher { process: Process::new(child), admin };
         for _ in 0..300 {
             if tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() {
                 return Ok(matcher);
@@ -325,6 +391,15 @@ impl Matcher {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!("the matcher did not start within 30 s")
+    }
+
+    /// CPU time (user + system) process `pid` has used so far, seconds (Linux `/proc`).
+    fn cpu_of(pid: u32) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
     }
 
     /// Resident memory of process `pid` now, MiB (Linux `/proc`).
@@ -546,25 +621,31 @@ async fn consume(
         };
         let now = start.elapsed();
         let status = ReservationStatus::try_from(outcome.status).unwrap_or(ReservationStatus::Unspecified);
-        let first = {
+        let fold = {
             let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
             *tally.by_status.entry(status.label().to_owned()).or_default() += 1;
-            let first = tally.checker.add(&outcome);
-            if first && is_decision(status) {
+            let fold = tally.checker.add(&outcome);
+            if fold == Fold::First && is_decision(status) {
                 let due = Duration::from_secs_f64(scenario.due_at(n));
                 let latency = now.saturating_sub(due).as_micros().max(1);
                 let latency = u64::try_from(latency).unwrap_or(u64::MAX);
                 let _ = tally.latency_us.record(latency);
+                tally.waits.push((due.as_secs_f64(), latency as f64 / 1e6));
                 let second = tally.per_second.entry(now.as_secs()).or_insert_with(|| {
                     (0, Histogram::new(3).expect("3 significant digits is a valid histogram"))
                 });
                 second.0 += 1;
                 let _ = second.1.record(latency);
             }
-            first
+            fold
         };
-        if first {
-            counters.decided.fetch_add(1, Ordering::Relaxed);
+        match fold {
+            Fold::First => {
+                counters.decided.fetch_add(1, Ordering::Relaxed);
+            }
+            // Paid for (or cancelled) the first time it arrived.
+            Fold::Redelivered => continue,
+            Fold::Later => {}
         }
         // Payment: a share of the reservations is paid, a few cancelled, the rest expire.
         if status == ReservationStatus::Reserved {
@@ -597,24 +678,33 @@ async fn consume(
     }
 }
 
-/// The drops' keys after the run: no negative stock, and every unit accounted for
-/// (for sale + held + sold = put on sale).
+/// The drops' keys after the run: no negative stock, every unit accounted for (for sale + held +
+/// sold = put on sale) and, once holds have settled, none held.
 async fn check_redis(
     redis: &mut redis::aio::ConnectionManager,
     scenario: &Scenario,
     catalog: &Catalog,
+    settled: bool,
     checker: &mut Checker,
 ) -> Result<()> {
+    type Hash = std::collections::HashMap<String, i64>;
     for drop_id in &catalog.drops {
         let key = |name: &str| format!("dl:{{drop:{drop_id}}}:{name}");
-        type Hash = std::collections::HashMap<String, i64>;
-        let (stock, held, sold, total): (Hash, Hash, Hash, Hash) = redis::pipe()
-            .hgetall(key("stock"))
-            .hgetall(key("held"))
-            .hgetall(key("sold"))
-            .hgetall(key("total"))
-            .query_async(redis)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.hgetall(key("stock")).hgetall(key("held")).hgetall(key("sold")).hgetall(key("total"));
+        // Redis may have just been restarted (the fault suite): the connection comes back.
+        let mut attempt = 0;
+        let (stock, held, sold, total): (Hash, Hash, Hash, Hash) = loop {
+            match pipe.query_async(redis).await {
+                Ok(hashes) => break hashes,
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    eprintln!("[load] reading the final state: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         for (sku, _) in &catalog.skus {
             let get = |h: &Hash| h.get(sku).copied().unwrap_or(0);
             let (s, h, d, t) = (get(&stock), get(&held), get(&sold), get(&total));
@@ -627,6 +717,9 @@ async fn check_redis(
                 checker.report(format!(
                     "{drop_id} {sku}: {s} for sale + {h} held + {d} sold != {t} put on sale"
                 ));
+            }
+            if settled && h != 0 {
+                checker.report(format!("{drop_id} {sku}: {h} units still held after every hold ended"));
             }
         }
     }

@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn shipped_scenarios_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-        for name in ["quick.toml", "ramp.toml", "smoke.toml", "steady5k.toml"] {
+        for name in ["quick.toml", "ramp.toml", "smoke.toml", "steady5k.toml", "faults.toml"] {
             let s = Scenario::load(&dir.join(name)).unwrap();
             assert!(s.duration_s > 0, "{name}");
         }

@@ -21,6 +21,14 @@ pub struct MatcherConfig {
     pub max_quantity: u32,
     /// `/metrics` and `/healthz` (`DROPLINE_ADMIN`, default `127.0.0.1:9101`).
     pub admin: SocketAddr,
+    /// Replicas that must hold a decision before it is published (`DROPLINE_MATCHER_WAIT_REPLICAS`,
+    /// default 0: none). With 1 or more, a Redis primary failover cannot lose a decision buyers
+    /// were already told about: the matcher issues `WAIT` after each step and publishes nothing
+    /// until enough replicas acknowledged it.
+    pub wait_replicas: u32,
+    /// How long one `WAIT` may block (`DROPLINE_MATCHER_WAIT_TIMEOUT`, default `50ms`); it is
+    /// repeated, with the outcomes held back, until the replicas catch up.
+    pub wait_timeout: Duration,
 }
 
 impl Default for MatcherConfig {
@@ -32,6 +40,8 @@ impl Default for MatcherConfig {
             default_hold: Duration::from_secs(300),
             max_quantity: 10,
             admin: SocketAddr::from(([127, 0, 0, 1], 9101)),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(50),
         }
     }
 }
@@ -83,6 +93,14 @@ impl MatcherConfig {
                 invalid("DROPLINE_MATCHER_MAX_QUANTITY", &v, "a whole number from 1 to 1000")
             })?;
         }
+        if let Some(v) = get("DROPLINE_MATCHER_WAIT_REPLICAS") {
+            c.wait_replicas = v.parse().ok().filter(|n| *n <= 16).ok_or_else(|| {
+                invalid("DROPLINE_MATCHER_WAIT_REPLICAS", &v, "a whole number from 0 to 16")
+            })?;
+        }
+        if let Some(v) = get("DROPLINE_MATCHER_WAIT_TIMEOUT") {
+            c.wait_timeout = duration("DROPLINE_MATCHER_WAIT_TIMEOUT", &v)?;
+        }
         Ok(c)
     }
 }
@@ -101,6 +119,8 @@ mod tests {
             "DROPLINE_MATCHER_SWEEP" => Some("250ms".into()),
             "DROPLINE_MATCHER_DEFAULT_HOLD" => Some("90s".into()),
             "DROPLINE_MATCHER_MAX_QUANTITY" => Some("3".into()),
+            "DROPLINE_MATCHER_WAIT_REPLICAS" => Some("1".into()),
+            "DROPLINE_MATCHER_WAIT_TIMEOUT" => Some("20ms".into()),
             _ => None,
         })
         .expect("valid");
@@ -110,6 +130,7 @@ mod tests {
         assert_eq!(c.default_hold, Duration::from_secs(90));
         assert_eq!(c.max_quantity, 3);
         assert_eq!(c.admin.port(), 9999);
+        assert_eq!((c.wait_replicas, c.wait_timeout), (1, Duration::from_millis(20)));
     }
 
     #[test]
@@ -120,6 +141,8 @@ mod tests {
             ("DROPLINE_MATCHER_SWEEP", "0s"),
             ("DROPLINE_MATCHER_DEFAULT_HOLD", "soon"),
             ("DROPLINE_MATCHER_MAX_QUANTITY", "5000"),
+            ("DROPLINE_MATCHER_WAIT_REPLICAS", "-1"),
+            ("DROPLINE_MATCHER_WAIT_TIMEOUT", "never"),
         ] {
             let err = MatcherConfig::from_lookup(None, |v| (v == var).then(|| value.to_owned()))
                 .expect_err("refused");

@@ -514,18 +514,34 @@ local function apply(keys, args)
   return { st.version, out }
 end
 
--- FCALL dropline_sweep 15 <keys> now max_expire max_outbox
+-- FCALL dropline_sweep 15 <keys> now max_expire max_outbox [n [stream settled] * n]
 -- Expires due holds (returning their stock and promoting waitlisted orders), then returns
 -- { state, active holds, outbox entries (oldest first, up to max_outbox) }. Entries stay in the
 -- outbox until dropline_ack removes them, so an outcome is published at least once.
+-- With settled offsets per source stream (outcomes published and acknowledged up to there), a
+-- due hold whose decision came from a later offset of such a stream is left for a later sweep:
+-- its RESERVED is not out yet (a replay after a crash, a re-send after a broker failure), and its
+-- EXPIRED must not overtake it.
 local function sweep(keys, args)
   cache, expiry_key, expiry_changes = nil, nil, nil -- straight to Redis (never a failed call's leftovers)
   local K = keyset(keys)
   local now, max_expire, max_outbox = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])
+  local settled = {}
+  for i = 1, (tonumber(args[4]) or 0) do
+    settled[args[3 + 2 * i]] = tonumber(args[4 + 2 * i])
+  end
   local st = load_state(K)
   local due = redis.call('ZRANGEBYSCORE', K.expiry, '-inf', now, 'LIMIT', 0, max_expire)
   for _, id in ipairs(due) do
-    local sku, qty, buyer, remaining = release_hold(K, id)
+    local published = true
+    local d = hget(K.decisions, id)
+    if d then
+      local f = split(d)
+      local limit = settled[f[7]]
+      if limit and tonumber(f[8]) and tonumber(f[8]) > limit then published = false end
+    end
+    local sku, qty, buyer, remaining
+    if published then sku, qty, buyer, remaining = release_hold(K, id) end
     if sku then
       hset(K.decisions, 'h' .. SEP .. id,
         join(EXPIRED, 'sweep', -1, 'payment window ended', sku, qty, remaining, now))

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub redis_errors: IntCounter,
     /// `dropline_publish_errors_total`: failed produce attempts (retried).
     pub publish_errors: IntCounter,
+    /// `dropline_replica_waits_total`: `WAIT`s that returned before enough replicas acknowledged
+    /// (outcomes held back; only with `DROPLINE_MATCHER_WAIT_REPLICAS`).
+    pub replica_waits: IntCounter,
 }
 
 impl Metrics {
@@ -64,6 +67,10 @@ impl Metrics {
         let redis_errors = IntCounter::new("dropline_redis_errors_total", "Failed Redis calls (retried).")?;
         let publish_errors =
             IntCounter::new("dropline_publish_errors_total", "Failed produce attempts (retried).")?;
+        let replica_waits = IntCounter::new(
+            "dropline_replica_waits_total",
+            "WAITs that timed out before enough Redis replicas held the decisions (outcomes held back).",
+        )?;
         registry.register(Box::new(orders.clone()))?;
         registry.register(Box::new(ignored.clone()))?;
         registry.register(Box::new(decision_latency.clone()))?;
@@ -74,6 +81,7 @@ impl Metrics {
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(redis_errors.clone()))?;
         registry.register(Box::new(publish_errors.clone()))?;
+        registry.register(Box::new(replica_waits.clone()))?;
         Ok(Self {
             registry,
             orders,
@@ -86,6 +94,7 @@ impl Metrics {
             dead_letters,
             redis_errors,
             publish_errors,
+            replica_waits,
         })
     }
 }

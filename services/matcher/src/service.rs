@@ -105,6 +105,9 @@ struct Shared {
     /// reading the outbox until its events are handed over: outcomes leave in the order Redis
     /// decided them (a promotion never overtakes the waitlisting it ends).
     publish_order: Arc<tokio::sync::Mutex<()>>,
+    /// Per source stream (`o3`: topic letter + partition), the highest offset whose outcomes this
+    /// matcher has published and seen acknowledged.
+    acked: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 struct Matcher {
@@ -176,9 +179,14 @@ pub async fn run(
         redis,
         latency_us,
         publish_order: Arc::default(),
+        acked: Arc::default(),
     };
     let sweeper_stop = CancellationToken::new();
-    let sweeper = tokio::spawn(sweep_loop(Sweeper { shared: shared.clone(), stop: sweeper_stop.clone() }));
+    let sweeper = tokio::spawn(sweep_loop(Sweeper {
+        shared: shared.clone(),
+        stop: sweeper_stop.clone(),
+        committed: HashMap::new(),
+    }));
     let grace = shared.settings.shutdown_grace;
     let (committer, handed) = tokio::sync::mpsc::channel(IN_FLIGHT_BATCHES);
     let commits = tokio::spawn(commit_loop(shared.clone(), handed, shutdown.clone()));
@@ -209,6 +217,41 @@ pub async fn run(
     let _ = admin_task.await;
     info!("matcher stopped");
     Ok(())
+}
+
+impl Shared {
+    /// With `wait_replicas` set, returns once that many replicas acknowledged every write made on
+    /// this connection so far (`WAIT`), so a decision is never published before it would survive
+    /// a failover to a replica. Keeps waiting (outcomes held back, health degraded) while replicas
+    /// lag or are missing. `Ok(false)` at shutdown; an error means the connection broke and the
+    /// caller repeats its step (a replay where Redis kept it, a fresh decision where it did not:
+    /// nothing was published yet either way).
+    async fn await_replicas(&self, stop: &CancellationToken) -> Result<bool, redis::RedisError> {
+        let wanted = i64::from(self.config.wait_replicas);
+        if wanted == 0 {
+            return Ok(true);
+        }
+        let timeout_ms = u64::try_from(self.config.wait_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut redis = self.redis.clone();
+        loop {
+            let acked: i64 = redis::cmd("WAIT").arg(wanted).arg(timeout_ms).query_async(&mut redis).await?;
+            if acked >= wanted {
+                return Ok(true);
+            }
+            self.metrics.replica_waits.inc();
+            if self.metrics.replica_waits.get() % 100 == 1 {
+                warn!(acked, wanted, "redis replicas behind; outcomes held back");
+            }
+            self.health.set(
+                "redis",
+                false,
+                format!("{acked} of {wanted} replicas acknowledged; outcomes held back"),
+            );
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
+        }
+    }
 }
 
 async fn connect_redis(
@@ -325,8 +368,15 @@ impl Matcher {
                 groups.iter().map(|(_, k, ops, _)| (k, ops.as_slice())).collect();
             let mut backoff = Backoff::new();
             loop {
-                match step::apply(&mut self.shared.redis, now_ms(), &calls).await {
+                let applied = match step::apply(&mut self.shared.redis, now_ms(), &calls).await {
                     Ok(applied) => {
+                        self.shared.await_replicas(&self.shutdown).await.map(|held| (applied, held))
+                    }
+                    Err(e) => Err(e),
+                };
+                match applied {
+                    Ok((_, false)) => return false,
+                    Ok((applied, true)) => {
                         self.shared.health.set("redis", true, "ok");
                         break applied;
                     }
@@ -638,6 +688,17 @@ impl Matcher {
     }
 }
 
+/// The step's source stream of a consumed partition (`o3`), as `step::Source` names it.
+fn stream_of(settings: &Settings, topic: &str, partition: i32) -> Option<String> {
+    let letter = match settings.topics.kind_of(topic)? {
+        TopicKind::ChatOrders => 'o',
+        TopicKind::DropTriggers => 't',
+        TopicKind::HoldActions => 'h',
+        _ => return None,
+    };
+    Some(step::Source::new(letter, partition, 0).stream)
+}
+
 /// Per partition, the offset after the last message of the batch.
 fn next_offsets(items: &[Item]) -> BTreeMap<(String, i32), i64> {
     let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
@@ -661,6 +722,15 @@ async fn commit_loop(
             .await
         {
             return;
+        }
+        {
+            let mut acked = shared.acked.lock().unwrap_or_else(PoisonError::into_inner);
+            for ((topic, partition), next) in &batch.offsets {
+                if let Some(stream) = stream_of(&shared.settings, topic, *partition) {
+                    let at = acked.entry(stream).or_insert(-1);
+                    *at = (*at).max(next - 1);
+                }
+            }
         }
         commit(&shared, batch.offsets);
     }
@@ -790,6 +860,9 @@ async fn await_deliveries(
 struct Sweeper {
     shared: Shared,
     stop: CancellationToken,
+    /// Per source stream this matcher is assigned, the group's committed offset (the next to
+    /// read) when the assignment was first seen: what earlier owners published for sure.
+    committed: HashMap<String, i64>,
 }
 
 async fn sweep_loop(mut s: Sweeper) {
@@ -829,9 +902,69 @@ impl Sweeper {
             .unwrap_or_default()
     }
 
+    /// Refreshes `committed` when the assignment changed (a blocking broker call, off the runtime).
+    /// False while the committed offsets of the assignment are unknown: no sweeping meanwhile.
+    async fn note_assignment(&mut self) -> bool {
+        let consumer = Arc::clone(&self.shared.consumer);
+        let Ok(assignment) = consumer.assignment() else { return false };
+        let streams: HashSet<String> = assignment
+            .elements()
+            .iter()
+            .filter_map(|e| stream_of(&self.shared.settings, e.topic(), e.partition()))
+            .collect();
+        if streams.len() == self.committed.len() && streams.iter().all(|s| self.committed.contains_key(s)) {
+            return true;
+        }
+        let settings = self.shared.settings.clone();
+        let fetched = tokio::task::spawn_blocking(move || {
+            consumer.committed_offsets(assignment, Duration::from_secs(5)).map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| {
+                        let next = match e.offset() {
+                            Offset::Offset(at) => at,
+                            _ => 0,
+                        };
+                        Some((stream_of(&settings, e.topic(), e.partition())?, next))
+                    })
+                    .collect::<HashMap<String, i64>>()
+            })
+        })
+        .await;
+        match fetched {
+            Ok(Ok(committed)) if committed.len() == streams.len() => {
+                info!(streams = committed.len(), "sweeper: assignment changed");
+                self.committed = committed;
+                true
+            }
+            Ok(Ok(_)) => false,
+            Ok(Err(e)) => {
+                warn!(error = %e, "sweeper: committed offsets unavailable; retrying");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "sweeper: committed offsets task failed");
+                false
+            }
+        }
+    }
+
+    /// Per stream of this matcher's assignment, the highest offset whose outcomes are out for
+    /// sure: committed by an earlier owner, or published and acknowledged by this matcher.
+    fn settled(&self) -> Vec<(String, i64)> {
+        let acked = self.shared.acked.lock().unwrap_or_else(PoisonError::into_inner);
+        self.committed
+            .iter()
+            .map(|(stream, next)| (stream.clone(), (next - 1).max(acked.get(stream).copied().unwrap_or(-1))))
+            .collect()
+    }
+
     async fn sweep_owned(&mut self) -> Result<(), redis::RedisError> {
         let owned = self.owned_partitions();
         if owned.is_empty() {
+            return Ok(());
+        }
+        if !self.note_assignment().await {
             return Ok(());
         }
         let drops: HashMap<String, i32> = redis::cmd("HGETALL")
@@ -847,12 +980,18 @@ impl Sweeper {
             let keys = DropKeys::new(&drop_id);
             let publish_order = Arc::clone(&self.shared.publish_order);
             let in_order = publish_order.lock().await;
-            let swept = step::sweep(&mut self.shared.redis, &keys, now_ms(), 1000, 1000).await?;
+            // A hold whose reservation is not out yet (replayed after a crash, re-sent after a
+            // broker failure) does not expire yet: its EXPIRED must not overtake it.
+            let settled = self.settled();
+            let swept = step::sweep(&mut self.shared.redis, &keys, now_ms(), 1000, 1000, &settled).await?;
             holds += swept.active_holds;
             let counts: Vec<i64> =
                 redis::cmd("HVALS").arg(keys.waiting()).query_async(&mut self.shared.redis).await?;
             waiting += counts.iter().sum::<i64>();
             if !swept.events.is_empty() {
+                if !self.shared.await_replicas(&self.stop).await? {
+                    return Ok(());
+                }
                 let n = swept.events.len();
                 let first = swept.events.first().map(step::OutboxEvent::raw);
                 let Some(deliveries) = self.hand_off_events(&drop_id, swept.events).await else {

@@ -339,22 +339,32 @@ pub async fn apply<C: ConnectionLike>(
 
 /// Expires the drop's due holds (at most `max_expire`) and returns up to `max_outbox` outcomes
 /// waiting to be published.
+///
+/// `settled`: per source stream (`o3`), the highest offset whose outcome is published and
+/// acknowledged; a due hold decided at a later offset of one of these streams is not expired yet
+/// (its reservation is not out). Streams not named are not held back.
 pub async fn sweep<C: ConnectionLike>(
     conn: &mut C,
     keys: &DropKeys,
     now_ms: i64,
     max_expire: usize,
     max_outbox: usize,
+    settled: &[(String, i64)],
 ) -> Result<Swept, RedisError> {
     let (raw,): ((String, i64, Vec<String>),) = with_library(conn, || {
         let mut pipe = redis::pipe();
-        pipe.cmd("FCALL")
+        let call = pipe
+            .cmd("FCALL")
             .arg("dropline_sweep")
             .arg(keys.all().len())
             .arg(keys.all())
             .arg(now_ms)
             .arg(max_expire)
-            .arg(max_outbox);
+            .arg(max_outbox)
+            .arg(settled.len());
+        for (stream, offset) in settled {
+            call.arg(stream).arg(offset);
+        }
         pipe
     })
     .await?;

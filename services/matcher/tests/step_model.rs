@@ -586,7 +586,7 @@ impl Case {
             .map(|(id, h)| (h.expires_at_ms, id.to_owned()))
             .collect();
         due.sort();
-        let got = step::sweep(&mut self.conn, &self.keys, now, max_expire, max_outbox)
+        let got = step::sweep(&mut self.conn, &self.keys, now, max_expire, max_outbox, &[])
             .await
             .map_err(|e| fail(format!("sweep: {e}")))?;
         let want = self.model.sweep(now, max_expire, max_outbox);
@@ -939,5 +939,57 @@ fn order_ids_do_not_collide_with_hold_and_trigger_records() {
         let want = model.apply(T0, &ops);
         delete_drop(&mut conn, &keys).await;
         assert_eq!(got[0], want);
+    });
+}
+
+/// The sweeper passes, per source stream, the offset up to which outcomes are published: a due
+/// hold decided later than that (its RESERVED not out yet: replayed after a crash, re-sent after a
+/// broker failure) is not expired until it is, so the EXPIRED never overtakes the reservation.
+#[test]
+fn a_hold_expires_only_once_its_reservation_is_published() {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = connect().await;
+        let keys = DropKeys::new(&unique_drop());
+        let ops = vec![
+            Op::Open {
+                source: Source::new('t', 0, 1),
+                trigger_id: "open-1".into(),
+                stock: vec![(sku("CAP"), 5)],
+                limit_per_buyer: 0,
+                hold_ms: 1000,
+                waitlist: false,
+                waitlist_cap: 0,
+                catalog: Vec::new(),
+            },
+            Op::Order {
+                source: Source::new('o', 2, 40),
+                order_id: "a".into(),
+                buyer: buyer("b"),
+                item: Some((sku("CAP"), qty(1))),
+                verdict: None,
+            },
+        ];
+        step::apply(&mut conn, T0, &[(&keys, ops.as_slice())]).await.expect("apply");
+        let later = T0 + 5_000;
+        // Published only up to offset 39 of o2: the hold stays.
+        let swept =
+            step::sweep(&mut conn, &keys, later, 100, 100, &[("o2".into(), 39)]).await.expect("sweep");
+        assert_eq!((swept.active_holds, swept.events.len()), (1, 0));
+        // Other streams' progress does not matter.
+        let swept =
+            step::sweep(&mut conn, &keys, later, 100, 100, &[("o1".into(), 10)]).await.expect("sweep");
+        assert_eq!(swept.active_holds, 0, "a stream not named holds nothing back");
+        assert_eq!(swept.events.len(), 1);
+        delete_drop(&mut conn, &keys).await;
+
+        // The same again, released once offset 40 is published.
+        let keys = DropKeys::new(&unique_drop());
+        step::apply(&mut conn, T0, &[(&keys, ops.as_slice())]).await.expect("apply");
+        let swept =
+            step::sweep(&mut conn, &keys, later, 100, 100, &[("o2".into(), 40)]).await.expect("sweep");
+        assert_eq!(swept.active_holds, 0);
+        assert_eq!(swept.events[0].status, dropline_proto::v1::ReservationStatus::Expired as i32);
+        delete_drop(&mut conn, &keys).await;
     });
 }

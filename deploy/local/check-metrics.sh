@@ -8,10 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 say() { printf '\033[1m[metrics]\033[0m %s\n' "$*" >&2; }
 command -v promtool >/dev/null || { say "promtool missing: run make stack-up"; exit 1; }
 cargo build -q --workspace --bins
+bin=${CARGO_TARGET_DIR:-target}/debug
 
 export DROPLINE_TOPIC_PREFIX="check-metrics-$(date +%s%N)."
 export DROPLINE_LOG=warn
-target/debug/dropline create-topics >/dev/null
+"$bin"/dropline create-topics >/dev/null
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -46,12 +47,12 @@ check() {
 }
 
 p=$(free_port); check matcher "http://127.0.0.1:$p/metrics" \
-  env DROPLINE_ADMIN="127.0.0.1:$p" DROPLINE_MATCHER_GROUP="check-$p" target/debug/dropline-matcher
+  env DROPLINE_ADMIN="127.0.0.1:$p" DROPLINE_MATCHER_GROUP="check-$p" "$bin"/dropline-matcher
 p=$(free_port); check clipper "http://127.0.0.1:$p/metrics" \
   env DROPLINE_ADMIN="127.0.0.1:$p" DROPLINE_CLIPPER_GROUP="check-$p" DROPLINE_CLIPS="$work/clips" \
-  DROPLINE_RECORDINGS="$work" target/debug/dropline-clipper
+  DROPLINE_RECORDINGS="$work" "$bin"/dropline-clipper
 p=$(free_port); check ingest "http://127.0.0.1:$p/metrics" \
-  env DROPLINE_ADMIN="127.0.0.1:$p" DROPLINE_INGEST_HTTP="127.0.0.1:$(free_port)" target/debug/dropline-ingest
+  env DROPLINE_ADMIN="127.0.0.1:$p" DROPLINE_INGEST_HTTP="127.0.0.1:$(free_port)" "$bin"/dropline-ingest
 p=$(free_port); check console "http://127.0.0.1:$p/metrics" \
-  env DROPLINE_HTTP="127.0.0.1:$p" DROPLINE_CONSOLE_TOKENS="editor:check-metrics-token-0123" target/debug/dropline-console
+  env DROPLINE_HTTP="127.0.0.1:$p" DROPLINE_CONSOLE_TOKENS="editor:check-metrics-token-0123" "$bin"/dropline-console
 say "every service's /metrics passes promtool"

@@ -81,7 +81,7 @@ fn order_op(stream: char, n: u64) -> Result<Op> {
     })
 }
 
-async fn clean(conn: &mut redis::aio::ConnectionManager, keys: &DropKeys) {
+async fn clean(conn: &mut dropline_core::redis::Conn, keys: &DropKeys) {
     let _: Result<i64, _> = redis::cmd("DEL").arg(keys.all().as_slice()).query_async(conn).await;
 }
 

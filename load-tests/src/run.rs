@@ -681,7 +681,7 @@ async fn consume(
 /// The drops' keys after the run: no negative stock, every unit accounted for (for sale + held +
 /// sold = put on sale) and, once holds have settled, none held.
 async fn check_redis(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &mut dropline_core::redis::Conn,
     scenario: &Scenario,
     catalog: &Catalog,
     settled: bool,

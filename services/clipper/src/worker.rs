@@ -193,7 +193,10 @@ pub async fn run(
             m = consumer.recv() => m.map(|m| m.detach()),
         };
         let first = match first {
-            Ok(m) => m,
+            Ok(m) => {
+                health.set("kafka", true, "ok");
+                m
+            }
             Err(e) => {
                 health.set("kafka", false, e.to_string());
                 warn!(error = %e, "consume error");
@@ -254,10 +257,29 @@ pub async fn run(
                     )
                 }
             };
-            if let Err(e) = publish_raw(&producer, &topic, &key, &payload).await {
-                health.set("kafka", false, e.to_string());
-                warn!(error = %e, "cannot publish; the request will be redone after a restart");
-                ok = false;
+            // Retried until the broker takes it: a later batch's commit would otherwise skip
+            // this request. Only shutdown stops the retries (the batch is then not committed and
+            // is redone after a restart).
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match publish_raw(&producer, &topic, &key, &payload).await {
+                    Ok(()) => {
+                        health.set("kafka", true, "ok");
+                        break;
+                    }
+                    Err(e) => {
+                        health.set("kafka", false, e.to_string());
+                        warn!(error = %e, "cannot publish; retrying");
+                        tokio::select! {
+                            () = shutdown.cancelled() => { ok = false; break; }
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            if !ok {
+                break;
             }
         }
         // The 9:16 variant takes seconds (a re-encode): it is made in the background, one at a

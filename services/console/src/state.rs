@@ -5,7 +5,6 @@ use std::sync::Arc;
 use dropline_core::admin::Health;
 use dropline_core::Settings;
 use rdkafka::producer::FutureProducer;
-use redis::aio::ConnectionManager;
 
 use crate::auth::Access;
 use crate::clips::ClipIndex;
@@ -17,7 +16,7 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub access: Access,
-    pub redis: ConnectionManager,
+    pub redis: dropline_core::redis::Conn,
     pub producer: FutureProducer,
     pub live: Arc<Live>,
     pub clips: Arc<ClipIndex>,

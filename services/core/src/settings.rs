@@ -195,9 +195,23 @@ fn parse_pairs(var: &str, v: &str) -> Result<Vec<(String, String)>, SettingsErro
 }
 
 fn parse_redis_url(var: &str, v: &str) -> Result<String, SettingsError> {
+    if let Some(nodes) = crate::redis::cluster_nodes(v) {
+        if nodes.is_empty() {
+            return Err(invalid(
+                var,
+                v,
+                "redis-cluster:// followed by host:port seed nodes, comma-separated",
+            ));
+        }
+        for node in &nodes {
+            redis::Client::open(node.as_str())
+                .map_err(|e| invalid(var, v, &format!("valid seed nodes ({node}: {e})")))?;
+        }
+        return Ok(v.to_owned());
+    }
     let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| v.starts_with(s));
     if !scheme_ok {
-        return Err(invalid(var, v, "a redis:// (or rediss://, unix://) URL"));
+        return Err(invalid(var, v, "a redis:// (or rediss://, unix://, redis-cluster://) URL"));
     }
     redis::Client::open(v).map_err(|e| invalid(var, v, &format!("a valid Redis URL ({e})")))?;
     Ok(v.to_owned())

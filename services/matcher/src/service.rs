@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use dropline_core::admin::{self, Health};
 use dropline_core::kafka::{self, now_ms};
+use dropline_core::redis::Conn;
 use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1::{
     self, drop_trigger, ChatOrder, DropTrigger, HoldAction, HoldActionKind, OpenDrop, ReservationOutcome,
@@ -21,7 +22,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -99,7 +99,7 @@ struct Shared {
     health: Health,
     producer: FutureProducer,
     consumer: Arc<StreamConsumer>,
-    redis: ConnectionManager,
+    redis: Conn,
     latency_us: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     /// Held from a step until its outcomes are handed to the producer, and by the sweeper from
     /// reading the outbox until its events are handed over: outcomes leave in the order Redis
@@ -259,7 +259,7 @@ async fn connect_redis(
     health: &Health,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> Option<ConnectionManager> {
+) -> Option<Conn> {
     let mut backoff = Backoff::new();
     loop {
         match dropline_core::redis::connect(&settings.redis).await {
@@ -368,7 +368,7 @@ impl Matcher {
                 groups.iter().map(|(_, k, ops, _)| (k, ops.as_slice())).collect();
             let mut backoff = Backoff::new();
             loop {
-                let applied = match step::apply(&mut self.shared.redis, now_ms(), &calls).await {
+                let applied = match apply_batch(&self.shared.redis, now_ms(), &calls).await {
                     Ok(applied) => {
                         self.shared.await_replicas(&self.shutdown).await.map(|held| (applied, held))
                     }
@@ -496,11 +496,7 @@ impl Matcher {
             return;
         }
         let missing: Vec<String> = missing.into_iter().collect();
-        let mut pipe = redis::pipe();
-        for drop_id in &missing {
-            pipe.cmd("HMGET").arg(DropKeys::new(drop_id).meta()).arg("version").arg("catalog");
-        }
-        let rows: Vec<(Option<i64>, Option<Vec<u8>>)> = match pipe.query_async(&mut self.shared.redis).await {
+        let rows: Vec<(Option<i64>, Option<Vec<u8>>)> = match read_metas(&self.shared.redis, &missing).await {
             Ok(rows) => rows,
             Err(e) => {
                 // Orders parsed without a catalog are answered by the step from the drop's state.
@@ -686,6 +682,56 @@ impl Matcher {
     async fn hand_off(&self, topic: &str, key: &str, payload: &[u8]) -> Option<DeliveryFuture> {
         hand_off(&self.shared.producer, &self.shared.metrics, &self.shutdown, topic, key, payload).await
     }
+}
+
+/// Applies a batch's step calls: one pipeline on a single Redis; on a Redis Cluster, one pipeline
+/// per drop (a pipeline must stay in one slot), all in flight at once.
+async fn apply_batch(
+    redis: &Conn,
+    now: i64,
+    calls: &[(&DropKeys, &[Op])],
+) -> Result<Vec<step::Applied>, redis::RedisError> {
+    if !redis.is_cluster() || calls.len() < 2 {
+        return step::apply(&mut redis.clone(), now, calls).await;
+    }
+    futures::future::try_join_all(calls.iter().map(|call| {
+        let mut conn = redis.clone();
+        async move {
+            let mut applied = step::apply(&mut conn, now, std::slice::from_ref(call)).await?;
+            applied.pop().ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "no result for a drop's step",
+                ))
+            })
+        }
+    }))
+    .await
+}
+
+/// `version` and `catalog` of each drop's meta: one pipeline, or one request per drop on a cluster.
+async fn read_metas(
+    redis: &Conn,
+    drops: &[String],
+) -> Result<Vec<(Option<i64>, Option<Vec<u8>>)>, redis::RedisError> {
+    let meta = |drop_id: &str| {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(DropKeys::new(drop_id).meta()).arg("version").arg("catalog");
+        cmd
+    };
+    if redis.is_cluster() {
+        return futures::future::try_join_all(drops.iter().map(|drop_id| {
+            let mut conn = redis.clone();
+            let cmd = meta(drop_id);
+            async move { cmd.query_async(&mut conn).await }
+        }))
+        .await;
+    }
+    let mut pipe = redis::pipe();
+    for drop_id in drops {
+        pipe.add_command(meta(drop_id));
+    }
+    pipe.query_async(&mut redis.clone()).await
 }
 
 /// The step's source stream of a consumed partition (`o3`), as `step::Source` names it.
@@ -1082,14 +1128,24 @@ impl Sweeper {
         let lag = self.shared.metrics.consumer_lag.clone();
         tokio::task::spawn_blocking(move || {
             let Ok(position) = consumer.position() else { return };
+            let mut now = Vec::new();
             for element in position.elements() {
                 let Offset::Offset(at) = element.offset() else { continue };
                 if let Ok((_, high)) =
                     consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(1))
                 {
-                    lag.with_label_values(&[element.topic(), &element.partition().to_string()])
-                        .set((high - at).max(0));
+                    now.push((
+                        element.topic().to_owned(),
+                        element.partition().to_string(),
+                        (high - at).max(0),
+                    ));
                 }
+            }
+            // Only the partitions assigned now: one that moved to another matcher after a
+            // rebalance must not keep reporting its last lag from here.
+            lag.reset();
+            for (topic, partition, value) in now {
+                lag.with_label_values(&[&topic, &partition]).set(value);
             }
         });
     }

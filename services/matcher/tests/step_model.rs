@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use dropline_core::redis::Conn;
 use dropline_matcher::chat::{BuyerId, Quantity, Sku};
 use dropline_matcher::model::{self, KeyContents, Model, KEY_NAMES};
 use dropline_matcher::step::{self, DropKeys, Op, OpResult, Source};
@@ -30,7 +31,6 @@ use dropline_proto::v1::ReservationStatus;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use redis::aio::ConnectionManager;
 
 const T0: i64 = 1_800_000_000_000;
 /// The drop opens with the first two or three; `ZZZ` is never in the catalog.
@@ -45,7 +45,7 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
 
-async fn connect() -> ConnectionManager {
+async fn connect() -> Conn {
     let url = dropline_core::Settings::from_env().expect("settings").redis;
     let mut conn =
         dropline_core::redis::connect(&url).await.unwrap_or_else(|e| panic!("Redis at {url}: {e}"));
@@ -62,7 +62,7 @@ fn fail(what: impl std::fmt::Display) -> TestCaseError {
 }
 
 /// Reads the fifteen keys of a drop the way `Model::contents` renders them.
-async fn read_contents(conn: &mut ConnectionManager, keys: &DropKeys) -> Result<Vec<KeyContents>, String> {
+async fn read_contents(conn: &mut Conn, keys: &DropKeys) -> Result<Vec<KeyContents>, String> {
     let mut pipe = redis::pipe();
     for (key, name) in keys.all().iter().zip(KEY_NAMES) {
         match name {
@@ -95,7 +95,7 @@ async fn read_contents(conn: &mut ConnectionManager, keys: &DropKeys) -> Result<
     Ok(out)
 }
 
-async fn delete_drop(conn: &mut ConnectionManager, keys: &DropKeys) {
+async fn delete_drop(conn: &mut Conn, keys: &DropKeys) {
     let _: Result<i64, _> = redis::cmd("DEL").arg(keys.all().as_slice()).query_async(conn).await;
 }
 
@@ -282,7 +282,7 @@ struct Sent {
 }
 
 struct Case {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: DropKeys,
     drop_id: String,
     model: Model,
@@ -310,7 +310,7 @@ struct Case {
 }
 
 impl Case {
-    fn new(conn: ConnectionManager, batch_sizes: Vec<usize>) -> Self {
+    fn new(conn: Conn, batch_sizes: Vec<usize>) -> Self {
         let drop_id = unique_drop();
         Self {
             conn,
@@ -715,7 +715,7 @@ impl Case {
     }
 }
 
-async fn run_case(conn: ConnectionManager, scenario: Scenario) -> Result<(), TestCaseError> {
+async fn run_case(conn: Conn, scenario: Scenario) -> Result<(), TestCaseError> {
     let mut case = Case::new(conn, scenario.batch_sizes);
     let result = async {
         for cmd in scenario.open_first.into_iter().chain(scenario.cmds) {

@@ -1,0 +1,153 @@
+//! The matcher on a real Redis Cluster (three primaries started by the test on free loopback
+//! ports): the library reaches every primary, drops land on different primaries (one hash tag per
+//! drop), a batch spanning several drops is decided, and every drop keeps its stock exact.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{catalog, collect, status, unique, World};
+use dropline_core::TopicKind;
+use dropline_proto::v1::{OpenDrop, ReservationStatus};
+
+/// The test's redis-server processes, killed when it ends.
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Three cluster-enabled primaries, joined into one cluster by `redis-cli --cluster create`.
+async fn cluster(dir: &std::path::Path) -> anyhow::Result<(Servers, Vec<u16>)> {
+    let ports = vec![free_port()?, free_port()?, free_port()?];
+    let mut servers = Servers(Vec::new());
+    for port in &ports {
+        servers.0.push(
+            Command::new("redis-server")
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{port}.conf")])
+                .current_dir(dir)
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+    }
+    for port in &ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let mut up = false;
+        for _ in 0..100 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                    up = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::ensure!(up, "redis-server on {port} did not start");
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(created.success(), "redis-cli --cluster create failed");
+    for port in &ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut ok = false;
+        for _ in 0..200 {
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await?;
+            if info.contains("cluster_state:ok") {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::ensure!(ok, "the cluster did not become ok on {port}");
+    }
+    Ok((servers, ports))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matcher_decides_drops_spread_over_a_redis_cluster() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_servers, ports) = cluster(dir.path()).await?;
+    let mut world = World::new("cluster", 2).await?;
+    world.settings.redis = format!(
+        "redis-cluster://{}",
+        ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    );
+    let (stop, matcher) = world.spawn_matcher(&unique("group"));
+    let reader = world.reader(TopicKind::Reservations)?;
+
+    // Enough drops that their slots fall on more than one primary.
+    let drops: Vec<String> = (0..6).map(|_| unique("drop")).collect();
+    for drop_id in &drops {
+        world
+            .open_and_wait(
+                drop_id,
+                OpenDrop { items: catalog(2, 2, 2), hold_seconds: 60, ..Default::default() },
+            )
+            .await?;
+    }
+    let mut owners = HashSet::new();
+    for port in &ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        for drop_id in &drops {
+            let key = format!("dl:{{drop:{drop_id}}}:stock");
+            let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query_async(&mut conn).await?;
+            let here: i64 =
+                redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(&mut conn).await?;
+            if here > 0 {
+                owners.insert(*port);
+            }
+        }
+        // The function library is on every primary.
+        let libs: redis::Value = redis::cmd("FUNCTION").arg("LIST").query_async(&mut conn).await?;
+        anyhow::ensure!(format!("{libs:?}").contains("dropline"), "no library on {port}");
+    }
+    assert!(owners.len() >= 2, "all six drops landed on one primary: {owners:?}");
+
+    // Three buyers per drop for two hoodies in L, sent together so batches span drops.
+    for drop_id in &drops {
+        for b in 0..3 {
+            world.order(drop_id, &format!("{drop_id}-o{b}"), &format!("buyer{b}"), "!buy hoodie L").await?;
+        }
+    }
+    let outcomes = collect(&reader, Duration::from_secs(60), |seen| seen.len() >= drops.len() * 3).await?;
+    for drop_id in &drops {
+        let mine: Vec<_> = outcomes.iter().filter(|o| &o.drop_id == drop_id).collect();
+        let reserved = mine.iter().filter(|o| status(o) == ReservationStatus::Reserved).count();
+        let sold_out = mine.iter().filter(|o| status(o) == ReservationStatus::SoldOut).count();
+        assert_eq!((reserved, sold_out), (2, 1), "{drop_id}: {mine:#?}");
+        assert!(mine.iter().all(|o| o.remaining >= 0));
+    }
+
+    stop.cancel();
+    matcher.await?;
+    Ok(())
+}

@@ -14,7 +14,7 @@ help:
 	@echo "make bench         criterion benchmarks"
 	@echo "make bench-limits  the limits side by side (Redis, broker, matcher), a few minutes"
 	@echo "make load          the quick load scenario (release build): report in target/load/"
-	@echo "make faults        the fault suite: kill/restart matcher, Redis, broker under load (~3 min)"
+	@echo "make faults        the fault suite: kill/restart matcher, Redis, broker under load, plain and split drops (~5 min)"
 	@echo "make deploy-check  validate deploy/ (YAML, promtool rules and tests, dashboard/alerts/k8s vs the code)"
 
 stack-up:
@@ -56,6 +56,7 @@ bench-limits: stack-up
 faults: stack-up
 	cargo build --release -p dropline-matcher -p dropline-load
 	target/release/dropline-load faults --scenario load-tests/scenarios/faults.toml
+	target/release/dropline-load faults --scenario load-tests/scenarios/faults-split.toml
 
 # No Docker or cluster needed: YAML, promtool, and deploy/ checked against the code.
 deploy-check:

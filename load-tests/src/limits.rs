@@ -200,6 +200,34 @@ pub async fn batched_step(settings: &Settings, run: &str, sizes: Sizes) -> Resul
     Ok(rate)
 }
 
+/// One drop's batched step with its stock split over `shards` shards, each shard driven by its own
+/// loop of `dropline_apply` calls (256 orders each) for `seconds`: orders/s over all shards. On a
+/// Redis Cluster the shards' slots spread over the primaries (`load-tests/split-cluster.sh`).
+pub async fn split_step(settings: &Settings, run: &str, shards: u32, seconds: u64) -> Result<f64> {
+    let conn = dropline_core::redis::connect(&settings.redis).await?;
+    step::load(&mut conn.clone()).await?;
+    let drop_id = format!("{run}-split{shards}");
+    let ids = dropline_core::shards::key_ids(&drop_id, shards);
+    let started = Instant::now();
+    let loops = ids.iter().map(|id| {
+        let mut conn = conn.clone();
+        let keys = DropKeys::new(id);
+        async move {
+            step::apply(&mut conn, 0, &[(&keys, &[open_op("open")?])]).await?;
+            let mut n = 0u64;
+            while started.elapsed() < Duration::from_secs(seconds) {
+                let ops: Vec<Op> = (n..n + 256).map(|i| order_op('o', i + 1)).collect::<Result<_>>()?;
+                step::apply(&mut conn, 1, &[(&keys, ops.as_slice())]).await?;
+                n += 256;
+            }
+            clean(&mut conn, &keys).await;
+            anyhow::Ok(n)
+        }
+    });
+    let counts = futures::future::try_join_all(loops).await?;
+    Ok(counts.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64())
+}
+
 fn world(settings: &Settings, name: &str) -> Settings {
     let mut settings = settings.clone();
     settings.topics = Topics::with_prefix(&format!("{name}."));

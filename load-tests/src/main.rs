@@ -39,6 +39,14 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         messages: u64,
     },
+    /// One drop's batched step split over shards, on the Redis of `DROPLINE_REDIS` (a Redis
+    /// Cluster spreads the shards over its primaries): orders/s for each shard count.
+    SplitStep {
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        shards: Vec<u32>,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// The bare broker's round trip (produce → consume, open loop) at a rate, for comparison.
     Rtt {
         #[arg(long, default_value_t = 1000.0)]
@@ -122,6 +130,20 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             l.matcher = limits::matcher(&settings, &run, sizes, &binary).await?;
             eprintln!("    {:.0} orders/s", l.matcher);
             println!("{}", l.line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SplitStep { shards, seconds } => {
+            anyhow::ensure!((1..=120).contains(&seconds), "--seconds must be 1–120");
+            anyhow::ensure!(shards.iter().all(|s| (1..=64).contains(s)), "--shards must be 1–64 each");
+            let settings = dropline_core::Settings::from_env()?;
+            let run = format!("split-{}", dropline_core::kafka::now_ms());
+            let mut line = String::from("split:");
+            for s in shards {
+                let rate = limits::split_step(&settings, &run, s, seconds).await?;
+                eprintln!("    {s} shard(s): {rate:.0} orders/s");
+                line.push_str(&format!(" shards={s} {rate:.0}/s"));
+            }
+            println!("{line}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Rtt { rate, seconds } => {

@@ -444,6 +444,7 @@ async fn open_drops(
                 hold_seconds: scenario.drops.hold_s,
                 waitlist: scenario.drops.waitlist,
                 waitlist_cap: scenario.drops.waitlist_cap,
+                shards: scenario.drops.shards,
                 title: format!("load {drop_id}"),
                 ..Default::default()
             })),
@@ -679,7 +680,8 @@ async fn consume(
 }
 
 /// The drops' keys after the run: no negative stock, every unit accounted for (for sale + held +
-/// sold = put on sale) and, once holds have settled, none held.
+/// sold = put on sale, over a split drop's shards and the units in transit between them) and,
+/// once holds have settled, none held.
 async fn check_redis(
     redis: &mut dropline_core::redis::Conn,
     scenario: &Scenario,
@@ -689,37 +691,76 @@ async fn check_redis(
 ) -> Result<()> {
     type Hash = std::collections::HashMap<String, i64>;
     for drop_id in &catalog.drops {
-        let key = |name: &str| format!("dl:{{drop:{drop_id}}}:{name}");
-        let mut pipe = redis::pipe();
-        pipe.hgetall(key("stock")).hgetall(key("held")).hgetall(key("sold")).hgetall(key("total"));
-        // Redis may have just been restarted (the fault suite): the connection comes back.
-        let mut attempt = 0;
-        let (stock, held, sold, total): (Hash, Hash, Hash, Hash) = loop {
-            match pipe.query_async(redis).await {
-                Ok(hashes) => break hashes,
-                Err(e) if attempt < 20 => {
-                    attempt += 1;
-                    eprintln!("[load] reading the final state: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut sums: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
+        for id in dropline_core::shards::key_ids(drop_id, scenario.drops.shards) {
+            let key = |name: &str| format!("dl:{{drop:{id}}}:{name}");
+            let mut pipe = redis::pipe();
+            pipe.hgetall(key("stock")).hgetall(key("held")).hgetall(key("sold")).hgetall(key("total"));
+            pipe.cmd("HGETALL").arg(key("meta"));
+            // Redis may have just been restarted (the fault suite): the connection comes back.
+            let mut attempt = 0;
+            #[allow(clippy::type_complexity)]
+            let (stock, held, sold, total, meta): (
+                Hash,
+                Hash,
+                Hash,
+                Hash,
+                Vec<(Vec<u8>, Vec<u8>)>,
+            ) = loop {
+                match pipe.query_async(redis).await {
+                    Ok(hashes) => break hashes,
+                    Err(e) if attempt < 20 => {
+                        attempt += 1;
+                        eprintln!("[load] reading the final state: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
+            };
+            // Units leaving this shard in a transfer not yet settled (journal: to SEP sku SEP units).
+            // (taken from this shard, not yet given to the recipient: journal `to SEP sku SEP units`).
+            let mut in_transit: Hash = Hash::new();
+            for (field, value) in &meta {
+                let Some(transfer) = field.strip_prefix(b"xfer\x1f") else { continue };
+                let value = String::from_utf8_lossy(value);
+                let fields: Vec<&str> = value.split('\u{1f}').collect();
+                let [to, sku, units] = fields.as_slice() else { continue };
+                let mut marker = b"x\x1f".to_vec();
+                marker.extend_from_slice(transfer);
+                let given: bool = redis::cmd("HEXISTS")
+                    .arg(format!("dl:{{drop:{to}}}:decisions"))
+                    .arg(marker)
+                    .query_async(redis)
+                    .await?;
+                if !given {
+                    *in_transit.entry((*sku).to_owned()).or_default() += units.parse::<i64>().unwrap_or(0);
+                }
             }
-        };
-        for (sku, _) in &catalog.skus {
-            let get = |h: &Hash| h.get(sku).copied().unwrap_or(0);
-            let (s, h, d, t) = (get(&stock), get(&held), get(&sold), get(&total));
-            if s < 0 || h < 0 || d < 0 {
+            for (sku, _) in &catalog.skus {
+                let get = |h: &Hash| h.get(sku).copied().unwrap_or(0);
+                let (s, h, d, t) = (get(&stock), get(&held), get(&sold), get(&total));
+                if s < 0 || h < 0 || d < 0 {
+                    checker.report(format!(
+                        "{id} {sku}: negative count in Redis (stock {s}, held {h}, sold {d})"
+                    ));
+                }
+                if s + h + d != t {
+                    checker
+                        .report(format!("{id} {sku}: {s} for sale + {h} held + {d} sold != {t} put on sale"));
+                }
+                if settled && h != 0 {
+                    checker.report(format!("{id} {sku}: {h} units still held after every hold ended"));
+                }
+                let sum = sums.entry(sku.as_str()).or_default();
+                *sum = (sum.0 + s, sum.1 + h, sum.2 + d, sum.3 + t + get(&in_transit));
+            }
+        }
+        for (sku, (_, _, _, t)) in sums {
+            if t != i64::from(scenario.drops.stock) {
                 checker.report(format!(
-                    "{drop_id} {sku}: negative count in Redis (stock {s}, held {h}, sold {d})"
+                    "{drop_id} {sku}: {t} units in Redis (and in transit), {} put on sale",
+                    scenario.drops.stock
                 ));
-            }
-            if t != i64::from(scenario.drops.stock) || s + h + d != t {
-                checker.report(format!(
-                    "{drop_id} {sku}: {s} for sale + {h} held + {d} sold != {t} put on sale"
-                ));
-            }
-            if settled && h != 0 {
-                checker.report(format!("{drop_id} {sku}: {h} units still held after every hold ended"));
             }
         }
     }

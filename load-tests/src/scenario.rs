@@ -63,6 +63,9 @@ pub struct Drops {
     pub waitlist: bool,
     #[serde(default)]
     pub waitlist_cap: u32,
+    /// Split each drop's stock over this many shards (0 or 1: not split).
+    #[serde(default)]
+    pub shards: u32,
 }
 
 fn default_zipf() -> f64 {
@@ -128,6 +131,9 @@ impl Scenario {
         }
         if !(0.0..=10.0).contains(&self.drops.zipf_s) {
             return bad("drops.zipf_s", "must be 0–10");
+        }
+        if self.drops.shards > 64 {
+            return bad("drops.shards", "must be 0–64");
         }
         if !(1..=86_400).contains(&self.drops.hold_s) {
             return bad("drops.hold_s", "must be 1–86400 seconds");
@@ -202,6 +208,7 @@ mod tests {
                 hold_s: 60,
                 waitlist: false,
                 waitlist_cap: 0,
+                shards: 0,
             },
             buyers: Buyers { count: 10 },
             mix: Mix::default(),
@@ -211,7 +218,9 @@ mod tests {
     #[test]
     fn shipped_scenarios_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-        for name in ["quick.toml", "ramp.toml", "smoke.toml", "steady5k.toml", "faults.toml"] {
+        for name in
+            ["quick.toml", "ramp.toml", "smoke.toml", "steady5k.toml", "faults.toml", "faults-split.toml"]
+        {
             let s = Scenario::load(&dir.join(name)).unwrap();
             assert!(s.duration_s > 0, "{name}");
         }

@@ -36,5 +36,16 @@ async fn every_promise_holds_through_each_fault() -> anyhow::Result<()> {
     }
     let killed = &rows[0];
     assert!(killed.in_flight > 0 || killed.redelivered > 0, "the kill struck an idle matcher: {killed:?}");
+
+    // A split drop (stock over 3 shards, units moving between them) through a kill -9.
+    let mut split =
+        Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/faults-split.toml"))?;
+    split.duration_s = 12;
+    split.arrival = Arrival::Open { rate: 250.0 };
+    let options = faults::Options { scenario: split, faults: vec![Fault::KillMatcher], ..options };
+    let rows = faults::run(&options).await?;
+    eprintln!("{}", faults::table(&rows));
+    assert!(rows[0].violations.is_empty(), "split drop: {:#?}", rows[0].violations);
+    assert_eq!(rows[0].decisions, rows[0].orders, "split drop: every order decided");
     Ok(())
 }

@@ -76,6 +76,10 @@ pub struct CreateDrop {
     /// Most units in one order (0 = the matcher's default).
     #[serde(default)]
     pub max_quantity_per_order: u32,
+    /// Split a very hot drop's stock over this many shards (Redis Cluster slots), 2–64; 0 or 1:
+    /// one shard.
+    #[serde(default)]
+    pub shards: u32,
 }
 
 fn default_hold() -> u32 {
@@ -104,6 +108,9 @@ pub struct DropRecord {
     pub channels: Vec<String>,
     pub recording: String,
     pub max_quantity_per_order: u32,
+    /// Shards of a split drop (0 or 1: not split).
+    #[serde(default)]
+    pub shards: u32,
     pub status: DropStatus,
     pub created_at_ms: i64,
     pub opened_at_ms: Option<i64>,
@@ -175,6 +182,9 @@ impl CreateDrop {
             if item.price_cents < 0 {
                 return bad(format!("items[{i}].price_cents"), "must not be negative");
             }
+        }
+        if self.shards > 64 {
+            return bad("shards".into(), "must be 0–64");
         }
         if !(10..=86_400).contains(&self.hold_seconds) {
             return bad("hold_seconds".into(), "must be 10–86400");
@@ -255,6 +265,7 @@ pub async fn create(
         channels: new.channels.iter().map(|c| c.trim().to_lowercase()).collect(),
         recording: new.recording,
         max_quantity_per_order: new.max_quantity_per_order,
+        shards: new.shards,
         status: DropStatus::Draft,
         created_at_ms: now_ms(),
         opened_at_ms: None,
@@ -281,20 +292,34 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json
     Ok(Json(drops))
 }
 
-/// The matcher's numbers for `record` (its keys share the drop's hash tag: one slot, one round trip).
+/// The matcher's numbers for `record`: one round trip per drop (its keys share the drop's hash
+/// tag: one slot); a split drop's numbers are the sums over its shards.
 pub async fn read_state(state: &AppState, record: DropRecord) -> Result<DropState, ApiError> {
-    let keys = |name: &str| format!("dl:{{drop:{}}}:{name}", record.id);
-    let mut redis = state.redis.clone();
     type Hash = HashMap<String, i64>;
-    let (stock, held, sold, total, waiting, holds): (Hash, Hash, Hash, Hash, Hash, i64) = redis::pipe()
-        .hgetall(keys("stock"))
-        .hgetall(keys("held"))
-        .hgetall(keys("sold"))
-        .hgetall(keys("total"))
-        .hgetall(keys("waiting"))
-        .hlen(keys("holds"))
-        .query_async(&mut redis)
-        .await?;
+    let ids = dropline_core::shards::key_ids(&record.id, record.shards);
+    let (mut stock, mut held, mut sold, mut total, mut waiting, mut holds) =
+        (Hash::new(), Hash::new(), Hash::new(), Hash::new(), Hash::new(), 0);
+    for id in &ids {
+        let keys = |name: &str| format!("dl:{{drop:{id}}}:{name}");
+        let mut redis = state.redis.clone();
+        let (s, h, d, t, w, n): (Hash, Hash, Hash, Hash, Hash, i64) = redis::pipe()
+            .hgetall(keys("stock"))
+            .hgetall(keys("held"))
+            .hgetall(keys("sold"))
+            .hgetall(keys("total"))
+            .hgetall(keys("waiting"))
+            .hlen(keys("holds"))
+            .query_async(&mut redis)
+            .await?;
+        for (sum, part) in
+            [(&mut stock, s), (&mut held, h), (&mut sold, d), (&mut total, t), (&mut waiting, w)]
+        {
+            for (sku, units) in part {
+                *sum.entry(sku).or_default() += units;
+            }
+        }
+        holds += n;
+    }
     let get = |hash: &Hash, sku: &str| hash.get(sku).copied().unwrap_or(0);
     let skus: Vec<SkuState> = record
         .items
@@ -389,6 +414,7 @@ pub async fn open(
         channels: after.channels.clone(),
         recording: after.recording.clone(),
         max_quantity_per_order: after.max_quantity_per_order,
+        shards: after.shards,
     };
     if let Err(e) = publish_trigger(&state, &id, format!("open-{id}"), drop_trigger::Action::Open(open)).await
     {

@@ -1,10 +1,11 @@
 //! Plumbing every Dropline service shares — settings, telemetry, metrics and health, graceful
-//! shutdown, Kafka and Redis connections — and no business rules.
+//! shutdown, Kafka and Redis connections, the naming of a split drop's shards — and no business rules.
 
 pub mod admin;
 pub mod kafka;
 pub mod redis;
 pub mod settings;
+pub mod shards;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

@@ -563,7 +563,50 @@ local function ack(keys, args)
   return redis.call('LLEN', K.outbox)
 end
 
+-- A split drop's shards trade stock (the rebalancing step). A transfer leaves the donor first
+-- (dropline_take: stock and total go down, the transfer is journalled in the donor's meta), arrives
+-- in the recipient once (dropline_give: idempotent by transfer id; waitlisted orders there are
+-- promoted), then is forgotten (dropline_settle). Units in transit are in no shard's stock, so a
+-- crash between the steps can delay units, never sell them twice; the journal lets the next
+-- rebalance finish the transfer.
+
+-- FCALL dropline_take 15 <donor keys> id sku units recipient -> units taken (0 if none)
+local function take(keys, args)
+  cache, expiry_key, expiry_changes = nil, nil, nil
+  local K = keyset(keys)
+  local id, sku, want, recipient = args[1], args[2], tonumber(args[3]), args[4]
+  local have = tonumber(redis.call('HGET', K.stock, sku)) or 0
+  local units = math.min(have, want)
+  if units <= 0 then return 0 end
+  redis.call('HINCRBY', K.stock, sku, -units)
+  redis.call('HINCRBY', K.total, sku, -units)
+  redis.call('HSET', K.meta, 'xfer' .. SEP .. id, join(recipient, sku, units))
+  return units
+end
+
+-- FCALL dropline_give 15 <recipient keys> id sku units now -> 1 when given now, 0 when given before
+local function give(keys, args)
+  cache, expiry_key, expiry_changes = nil, nil, nil
+  local K = keyset(keys)
+  local id, sku, units, now = args[1], args[2], tonumber(args[3]), tonumber(args[4])
+  if redis.call('HSETNX', K.decisions, 'x' .. SEP .. id, units) == 0 then return 0 end
+  redis.call('HINCRBY', K.stock, sku, units)
+  redis.call('HINCRBY', K.total, sku, units)
+  local st = load_state(K)
+  promote(K, st, now, sku)
+  return 1
+end
+
+-- FCALL dropline_settle 15 <donor keys> id -> 1 when the journal entry was removed
+local function settle(keys, args)
+  local K = keyset(keys)
+  return redis.call('HDEL', K.meta, 'xfer' .. SEP .. args[1])
+end
+
 redis.register_function('dropline_apply', apply)
+redis.register_function('dropline_take', take)
+redis.register_function('dropline_give', give)
+redis.register_function('dropline_settle', settle)
 redis.register_function('dropline_sweep', sweep)
 redis.register_function('dropline_ack', ack)
 redis.register_function { function_name = 'dropline_version', callback = function() return '1' end, flags = { 'no-writes' } }

@@ -7,4 +7,5 @@ pub mod config;
 pub mod metrics;
 pub mod model;
 pub mod service;
+pub mod split;
 pub mod step;

@@ -28,6 +28,7 @@ use tracing::{debug, error, info, warn};
 use crate::chat::{self, BuyerId, CatalogIndex, ChatLine, Quantity, Sku};
 use crate::config::MatcherConfig;
 use crate::metrics::Metrics;
+use crate::split;
 use crate::step::{self, DropKeys, Op, OpResult, Source};
 
 /// Registry of drops to sweep, one per triggers topic (deployments sharing a Redis stay apart):
@@ -61,6 +62,8 @@ struct CachedDrop {
     version: i64,
     index: Option<Arc<CatalogIndex>>,
     max_quantity: u32,
+    /// Shards of a split drop (1: not split).
+    shards: u32,
 }
 
 /// What one consumed message turned into.
@@ -72,8 +75,10 @@ enum Work {
     Ignore,
     /// Not decodable or not valid: goes to dead-letters with the reason.
     Dead(String),
-    /// An operation for the step, with what the outcome needs that the step does not return.
-    Step { drop_id: String, op: Op, reply: Reply },
+    /// Operations for the step — one, or one per shard of a split drop (`calls`: the drop whose
+    /// keys it runs on, and the operation) — with what the outcome needs that the step does not
+    /// return. `drop_id` is the drop the outcome names.
+    Step { drop_id: String, calls: Vec<(String, Op)>, reply: Reply },
 }
 
 #[derive(Debug)]
@@ -186,6 +191,7 @@ pub async fn run(
         shared: shared.clone(),
         stop: sweeper_stop.clone(),
         committed: HashMap::new(),
+        transfers: 0,
     }));
     let grace = shared.settings.shutdown_grace;
     let (committer, handed) = tokio::sync::mpsc::channel(IN_FLIGHT_BATCHES);
@@ -336,13 +342,15 @@ impl Matcher {
             items.push(Item { msg, received, work });
         }
 
-        // Group step operations by drop, in consumption order.
-        let mut groups: Vec<(String, DropKeys, Vec<Op>, Vec<usize>)> = Vec::new();
+        // Group step operations by drop (by shard for a split drop), in consumption order.
+        #[allow(clippy::type_complexity)]
+        let mut groups: Vec<(String, DropKeys, Vec<Op>, Vec<(usize, usize)>)> = Vec::new();
         let mut group_of: HashMap<String, usize> = HashMap::new();
-        for (i, item) in items.iter_mut().enumerate() {
-            if let Work::Step { drop_id, op, .. } = &mut item.work {
-                let g = *group_of.entry(drop_id.clone()).or_insert_with(|| {
-                    groups.push((drop_id.clone(), DropKeys::new(drop_id), Vec::new(), Vec::new()));
+        for (i, item) in items.iter().enumerate() {
+            let Work::Step { calls, .. } = &item.work else { continue };
+            for (c, (keys_of, op)) in calls.iter().enumerate() {
+                let g = *group_of.entry(keys_of.clone()).or_insert_with(|| {
+                    groups.push((keys_of.clone(), DropKeys::new(keys_of), Vec::new(), Vec::new()));
                     groups.len() - 1
                 });
                 // An open goes before the drop's other operations of the batch: orders and
@@ -355,7 +363,7 @@ impl Matcher {
                     ops.len()
                 };
                 ops.insert(at, op.clone());
-                indices.insert(at, i);
+                indices.insert(at, (i, c));
             }
         }
 
@@ -392,13 +400,21 @@ impl Matcher {
             }
         };
 
-        let mut results: Vec<Option<OpResult>> = vec![None; items.len()];
+        let mut per_call: Vec<Vec<Option<OpResult>>> = items
+            .iter()
+            .map(|item| match &item.work {
+                Work::Step { calls, .. } => vec![None; calls.len()],
+                _ => Vec::new(),
+            })
+            .collect();
         for ((drop_id, _, _, indices), applied) in groups.iter().zip(applied) {
-            self.note_version(drop_id, applied.version, &items, indices);
-            for (i, result) in indices.iter().zip(applied.results) {
-                results[*i] = Some(result);
+            let items_here: Vec<usize> = indices.iter().map(|(i, _)| *i).collect();
+            self.note_version(drop_id, applied.version, &items, &items_here);
+            for ((i, c), result) in indices.iter().zip(applied.results) {
+                per_call[*i][*c] = Some(result);
             }
         }
+        let results: Vec<Option<OpResult>> = per_call.into_iter().map(combine).collect();
 
         let mut deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)> = Vec::new();
         let mut registered: Vec<(String, i32)> = Vec::new();
@@ -438,14 +454,16 @@ impl Matcher {
                         outcome.encode_to_vec(),
                     )
                 }
-                (Work::Step { drop_id, reply: Reply::Trigger { what }, op }, Some(r)) => {
+                (Work::Step { drop_id, reply: Reply::Trigger { what }, calls }, Some(r)) => {
                     if r.status == ReservationStatus::Invalid as i32 {
                         warn!(drop_id = %drop_id, trigger = what, reason = %r.reason, "trigger refused");
                         self.dead_letter(&item.msg, &r.reason)
                     } else {
                         info!(drop_id = %drop_id, trigger = what, outcome = %r.reason, "drop trigger");
-                        if matches!(op, Op::Open { .. }) {
-                            registered.push((drop_id.clone(), item.msg.partition()));
+                        for (keys_of, op) in calls {
+                            if matches!(op, Op::Open { .. }) {
+                                registered.push((keys_of.clone(), item.msg.partition()));
+                            }
                         }
                         continue;
                     }
@@ -484,10 +502,9 @@ impl Matcher {
         if self.catalogs.len() > 100_000 {
             self.catalogs.clear();
         }
-        let orders_topic = self.shared.settings.topics.name(TopicKind::ChatOrders);
+        // Orders parse against the catalog; triggers and hold actions need a split drop's shards.
         let missing: HashSet<String> = batch
             .iter()
-            .filter(|(m, _)| m.topic() == orders_topic)
             .filter_map(|(m, _)| m.key().and_then(|k| std::str::from_utf8(k).ok()))
             .filter(|drop_id| !self.catalogs.contains_key(*drop_id))
             .map(str::to_owned)
@@ -518,14 +535,17 @@ impl Matcher {
             .filter(|n| *n > 0)
             .unwrap_or(self.shared.config.max_quantity)
             .min(Quantity::MAX);
-        CachedDrop { version, index, max_quantity }
+        let shards = open.map_or(1, |o| o.shards.clamp(1, split::MAX_SHARDS));
+        CachedDrop { version, index, max_quantity, shards }
     }
 
     /// After a step call: a catalog version other than the one parsed against means the cache
     /// is stale (the drop was opened or reopened elsewhere): forget it, reload next time.
     fn note_version(&mut self, drop_id: &str, version: i64, items: &[Item], indices: &[usize]) {
-        let opened_here =
-            indices.iter().any(|i| matches!(&items[*i].work, Work::Step { op: Op::Open { .. }, .. }));
+        let opened_here = indices.iter().any(|i| match &items[*i].work {
+            Work::Step { calls, .. } => calls.iter().any(|(_, op)| matches!(op, Op::Open { .. })),
+            _ => false,
+        });
         match self.catalogs.get_mut(drop_id) {
             Some(cached) if cached.version == version => {}
             Some(cached) if opened_here && cached.version == -1 => cached.version = version,
@@ -551,7 +571,7 @@ impl Matcher {
                 Err(e) => Work::Dead(e.reason),
             },
             TopicKind::HoldActions => match kafka::decode::<HoldAction, _>(msg) {
-                Ok(action) => hold_work(action, Source::new('h', partition, offset)),
+                Ok(action) => self.hold_work(action, Source::new('h', partition, offset)),
                 Err(e) => Work::Dead(e.reason),
             },
             other => Work::Dead(format!("the matcher does not consume {}", other.default_name())),
@@ -559,7 +579,7 @@ impl Matcher {
     }
 
     fn order_work(&mut self, order: ChatOrder, source: Source) -> Work {
-        if let Err(reason) = check_id("order_id", &order.order_id).and(check_id("drop_id", &order.drop_id)) {
+        if let Err(reason) = check_id("order_id", &order.order_id).and(check_drop_id(&order.drop_id)) {
             return Work::Dead(reason);
         }
         let buyer = match BuyerId::parse(&order.buyer_id) {
@@ -587,9 +607,19 @@ impl Matcher {
             (None, None) if chat::is_command(&order.text) => (None, None),
             (None, None) => return Work::Ignore,
         };
+        // A split drop decides each buyer in their own shard.
+        let shards = cached.map_or(1, |c| c.shards);
+        let keys_of = if shards > 1 {
+            split::shard_id(&order.drop_id, split::shard_of(buyer.as_str(), shards))
+        } else {
+            order.drop_id.clone()
+        };
         Work::Step {
             drop_id: order.drop_id.clone(),
-            op: Op::Order { source, order_id: order.order_id.clone(), buyer: buyer.clone(), item, verdict },
+            calls: vec![(
+                keys_of,
+                Op::Order { source, order_id: order.order_id.clone(), buyer: buyer.clone(), item, verdict },
+            )],
             reply: Reply::Outcome {
                 order_id: order.order_id,
                 buyer_id: buyer.as_str().to_owned(),
@@ -600,7 +630,7 @@ impl Matcher {
     }
 
     fn trigger_work(&mut self, trigger: DropTrigger, source: Source) -> Work {
-        if let Err(reason) = check_id("drop_id", &trigger.drop_id) {
+        if let Err(reason) = check_drop_id(&trigger.drop_id) {
             return Work::Dead(reason);
         }
         // Without a trigger id, the Kafka position identifies the trigger.
@@ -629,22 +659,65 @@ impl Matcher {
                 } else {
                     u64::try_from(self.shared.config.default_hold.as_millis()).unwrap_or(u64::MAX)
                 };
+                if open.shards > split::MAX_SHARDS {
+                    return Work::Dead(format!("invalid open: shards must be at most {}", split::MAX_SHARDS));
+                }
                 // Orders later in this batch parse against the new catalog.
                 let cached = CachedDrop { version: -1, ..self.cache_entry(-1, Some(&open)) };
+                let shards = cached.shards;
                 self.catalogs.insert(trigger.drop_id.clone(), cached);
-                let op = Op::Open {
+                let open_op = |source: Source, trigger_id: String, stock, cap, catalog| Op::Open {
                     source,
                     trigger_id,
                     stock,
                     limit_per_buyer: open.limit_per_buyer,
                     hold_ms,
                     waitlist: open.waitlist,
-                    waitlist_cap: open.waitlist_cap,
-                    catalog: open.encode_to_vec(),
+                    waitlist_cap: cap,
+                    catalog,
                 };
-                (op, "open")
+                if shards == 1 {
+                    let op = open_op(source, trigger_id, stock, open.waitlist_cap, open.encode_to_vec());
+                    return Work::Step {
+                        drop_id: trigger.drop_id.clone(),
+                        calls: vec![(trigger.drop_id, op)],
+                        reply: Reply::Trigger { what: "open" },
+                    };
+                }
+                // A split drop: the drop itself keeps the catalog (no stock), each shard its share.
+                let none: Vec<(Sku, u32)> = stock.iter().map(|(sku, _)| (sku.clone(), 0)).collect();
+                let mut calls = vec![(
+                    trigger.drop_id.clone(),
+                    open_op(source.clone(), trigger_id.clone(), none, 0, open.encode_to_vec()),
+                )];
+                let cap = open.waitlist_cap.div_ceil(shards);
+                for k in 0..shards {
+                    let part =
+                        stock.iter().map(|(sku, n)| (sku.clone(), split::share(*n, shards, k))).collect();
+                    let op = open_op(source.clone(), format!("{trigger_id}#{k}"), part, cap, Vec::new());
+                    calls.push((split::shard_id(&trigger.drop_id, k), op));
+                }
+                return Work::Step {
+                    drop_id: trigger.drop_id,
+                    calls,
+                    reply: Reply::Trigger { what: "open" },
+                };
             }
-            Some(drop_trigger::Action::Close(_)) => (Op::Close { source, trigger_id }, "close"),
+            Some(drop_trigger::Action::Close(_)) => {
+                let mut calls = vec![(
+                    trigger.drop_id.clone(),
+                    Op::Close { source: source.clone(), trigger_id: trigger_id.clone() },
+                )];
+                for k in 0..self.shards_of(&trigger.drop_id) {
+                    let op = Op::Close { source: source.clone(), trigger_id: format!("{trigger_id}#{k}") };
+                    calls.push((split::shard_id(&trigger.drop_id, k), op));
+                }
+                return Work::Step {
+                    drop_id: trigger.drop_id,
+                    calls,
+                    reply: Reply::Trigger { what: "close" },
+                };
+            }
             Some(drop_trigger::Action::Restock(restock)) => {
                 let sku = match Sku::parse(&restock.sku) {
                     Ok(sku) => sku,
@@ -653,10 +726,69 @@ impl Matcher {
                 if restock.quantity == 0 {
                     return Work::Dead("invalid restock: quantity must be at least 1".into());
                 }
+                let shards = self.shards_of(&trigger.drop_id);
+                if shards > 0 {
+                    // A split drop: the units go to the shards, shared out as at the open.
+                    let calls = (0..shards)
+                        .filter(|k| split::share(restock.quantity, shards, *k) > 0)
+                        .map(|k| {
+                            let op = Op::Restock {
+                                source: source.clone(),
+                                trigger_id: format!("{trigger_id}#{k}"),
+                                sku: sku.clone(),
+                                quantity: split::share(restock.quantity, shards, k),
+                            };
+                            (split::shard_id(&trigger.drop_id, k), op)
+                        })
+                        .collect();
+                    return Work::Step {
+                        drop_id: trigger.drop_id,
+                        calls,
+                        reply: Reply::Trigger { what: "restock" },
+                    };
+                }
                 (Op::Restock { source, trigger_id, sku, quantity: restock.quantity }, "restock")
             }
         };
-        Work::Step { drop_id: trigger.drop_id, op, reply: Reply::Trigger { what } }
+        Work::Step {
+            drop_id: trigger.drop_id.clone(),
+            calls: vec![(trigger.drop_id, op)],
+            reply: Reply::Trigger { what },
+        }
+    }
+
+    /// Shards of a split drop as cached (0: not split, or not known here).
+    fn shards_of(&self, drop_id: &str) -> u32 {
+        self.catalogs.get(drop_id).map_or(0, |c| if c.shards > 1 { c.shards } else { 0 })
+    }
+
+    /// A payment or cancel: on a split drop the hold is in the buyer's shard, which the action does
+    /// not name; it goes to every shard and the one holding the order answers.
+    fn hold_work(&self, action: HoldAction, source: Source) -> Work {
+        if let Err(reason) = check_id("order_id", &action.order_id).and(check_drop_id(&action.drop_id)) {
+            return Work::Dead(reason);
+        }
+        let op = match HoldActionKind::try_from(action.action) {
+            Ok(HoldActionKind::Confirm) => Op::Confirm { source, order_id: action.order_id.clone() },
+            Ok(HoldActionKind::Cancel) => Op::Cancel { source, order_id: action.order_id.clone() },
+            _ => return Work::Dead(format!("hold action {} is neither confirm nor cancel", action.action)),
+        };
+        let shards = self.shards_of(&action.drop_id);
+        let calls = if shards > 0 {
+            (0..shards).map(|k| (split::shard_id(&action.drop_id, k), op.clone())).collect()
+        } else {
+            vec![(action.drop_id.clone(), op)]
+        };
+        Work::Step {
+            drop_id: action.drop_id,
+            calls,
+            reply: Reply::Outcome {
+                order_id: action.order_id,
+                buyer_id: String::new(),
+                channel: String::new(),
+                sent_at_ms: action.sent_at_ms,
+            },
+        }
     }
 
     fn dead_letter(&self, msg: &OwnedMessage, reason: &str) -> (String, String, Vec<u8>) {
@@ -808,25 +940,24 @@ fn status_label(status: i32) -> &'static str {
     ReservationStatus::label_of(status)
 }
 
-fn hold_work(action: HoldAction, source: Source) -> Work {
-    if let Err(reason) = check_id("order_id", &action.order_id).and(check_id("drop_id", &action.drop_id)) {
-        return Work::Dead(reason);
+/// A drop id: an id that is not a shard's (`#` separates a split drop from its shard number).
+fn check_drop_id(value: &str) -> Result<(), String> {
+    check_id("drop_id", value)?;
+    if value.contains('#') {
+        return Err("drop_id contains '#' (reserved for the shards of a split drop)".into());
     }
-    let op = match HoldActionKind::try_from(action.action) {
-        Ok(HoldActionKind::Confirm) => Op::Confirm { source, order_id: action.order_id.clone() },
-        Ok(HoldActionKind::Cancel) => Op::Cancel { source, order_id: action.order_id.clone() },
-        _ => return Work::Dead(format!("hold action {} is neither confirm nor cancel", action.action)),
-    };
-    Work::Step {
-        drop_id: action.drop_id,
-        op,
-        reply: Reply::Outcome {
-            order_id: action.order_id,
-            buyer_id: String::new(),
-            channel: String::new(),
-            sent_at_ms: action.sent_at_ms,
-        },
+    Ok(())
+}
+
+/// One answer for an operation sent to several shards: the first that is not `INVALID` (the shard
+/// holding the order), else the first.
+fn combine(results: Vec<Option<OpResult>>) -> Option<OpResult> {
+    if results.iter().any(Option::is_none) {
+        return None;
     }
+    let results: Vec<OpResult> = results.into_iter().flatten().collect();
+    let invalid = ReservationStatus::Invalid as i32;
+    results.iter().find(|r| r.status != invalid).or(results.first()).cloned()
 }
 
 /// Ids become parts of Redis keys and fields: non-empty, bounded, no control characters.
@@ -909,6 +1040,8 @@ struct Sweeper {
     /// Per source stream this matcher is assigned, the group's committed offset (the next to
     /// read) when the assignment was first seen: what earlier owners published for sure.
     committed: HashMap<String, i64>,
+    /// Transfers this sweeper started (part of their ids).
+    transfers: u64,
 }
 
 async fn sweep_loop(mut s: Sweeper) {
@@ -1019,9 +1152,13 @@ impl Sweeper {
             .await?;
         let mut holds = 0;
         let mut waiting = 0;
+        let mut split_drops: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (drop_id, partition) in drops {
             if !owned.contains(&partition) {
                 continue;
+            }
+            if split::parent_of(&drop_id) != drop_id {
+                split_drops.entry(split::parent_of(&drop_id).to_owned()).or_default().push(drop_id.clone());
             }
             let keys = DropKeys::new(&drop_id);
             let publish_order = Arc::clone(&self.shared.publish_order);
@@ -1040,7 +1177,9 @@ impl Sweeper {
                 }
                 let n = swept.events.len();
                 let first = swept.events.first().map(step::OutboxEvent::raw);
-                let Some(deliveries) = self.hand_off_events(&drop_id, swept.events).await else {
+                // A shard's outcomes name (and are keyed by) the drop it belongs to.
+                let Some(deliveries) = self.hand_off_events(split::parent_of(&drop_id), swept.events).await
+                else {
                     return Ok(());
                 };
                 drop(in_order);
@@ -1065,9 +1204,52 @@ impl Sweeper {
                     .await?;
             }
         }
+        for (parent, mut shards) in split_drops {
+            shards.sort_by_key(|id| id.rsplit_once('#').and_then(|(_, k)| k.parse::<u32>().ok()));
+            self.rebalance(&parent, &shards).await?;
+        }
         self.shared.metrics.holds_active.set(holds);
         self.shared.metrics.waitlist_length.set(waiting);
         self.shared.health.set("redis", true, "ok");
+        Ok(())
+    }
+
+    /// The rebalancing step of a split drop: first finishes transfers a crash interrupted (give is
+    /// idempotent), then moves units toward shards whose buyers wait or that run low
+    /// (`split::plan`): take from the donor, give to the recipient, settle.
+    async fn rebalance(&mut self, parent: &str, shards: &[String]) -> Result<(), redis::RedisError> {
+        let mut redis = self.shared.redis.clone();
+        for shard in shards {
+            let keys = DropKeys::new(shard);
+            for transfer in step::pending(&mut redis, &keys).await? {
+                step::give(&mut redis, &DropKeys::new(&transfer.to), &transfer, now_ms()).await?;
+                step::settle(&mut redis, &keys, &transfer.id).await?;
+                info!(drop_id = %parent, from = %shard, to = %transfer.to, units = transfer.units, "interrupted transfer finished");
+            }
+        }
+        let mut stock = Vec::with_capacity(shards.len());
+        let mut waiting = Vec::with_capacity(shards.len());
+        for shard in shards {
+            let keys = DropKeys::new(shard);
+            let (s, w): (BTreeMap<String, i64>, BTreeMap<String, i64>) =
+                redis::pipe().hgetall(keys.stock()).hgetall(keys.waiting()).query_async(&mut redis).await?;
+            stock.push(s);
+            waiting.push(w);
+        }
+        for planned in split::plan(&stock, &waiting) {
+            self.transfers += 1;
+            let id = format!("{}-{}-{}", now_ms(), std::process::id(), self.transfers);
+            let (from, to) = (&shards[planned.from], &shards[planned.to]);
+            let donor = DropKeys::new(from);
+            let units = step::take(&mut redis, &donor, &id, &planned.sku, planned.units, to).await?;
+            if units == 0 {
+                continue;
+            }
+            let transfer = step::Pending { id, to: to.clone(), sku: planned.sku.clone(), units };
+            step::give(&mut redis, &DropKeys::new(to), &transfer, now_ms()).await?;
+            step::settle(&mut redis, &donor, &transfer.id).await?;
+            debug!(drop_id = %parent, sku = %planned.sku, from = %from, to = %to, units, "stock rebalanced");
+        }
         Ok(())
     }
 

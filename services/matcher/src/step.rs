@@ -395,6 +395,80 @@ pub async fn ack<C: ConnectionLike>(
     Ok(left)
 }
 
+/// A transfer between the shards of a split drop, journalled in the donor until settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub id: String,
+    /// The recipient shard's drop id.
+    pub to: String,
+    pub sku: String,
+    pub units: i64,
+}
+
+/// Takes up to `units` of `sku` out of the donor shard for transfer `id` to shard `to`, journalled
+/// in the donor; returns the units taken (0 when it has none).
+pub async fn take<C: ConnectionLike>(
+    conn: &mut C,
+    donor: &DropKeys,
+    id: &str,
+    sku: &str,
+    units: i64,
+    to: &str,
+) -> Result<i64, RedisError> {
+    let (taken,): (i64,) = with_library(conn, || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FCALL").arg("dropline_take").arg(donor.all().len()).arg(donor.all());
+        pipe.arg(id).arg(sku).arg(units).arg(to);
+        pipe
+    })
+    .await?;
+    Ok(taken)
+}
+
+/// Adds transfer `id`'s units to the recipient shard, once (a repeat changes nothing), and promotes
+/// its waitlisted orders; true when given by this call.
+pub async fn give<C: ConnectionLike>(
+    conn: &mut C,
+    recipient: &DropKeys,
+    transfer: &Pending,
+    now_ms: i64,
+) -> Result<bool, RedisError> {
+    let (given,): (i64,) = with_library(conn, || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FCALL").arg("dropline_give").arg(recipient.all().len()).arg(recipient.all());
+        pipe.arg(&transfer.id).arg(&transfer.sku).arg(transfer.units).arg(now_ms);
+        pipe
+    })
+    .await?;
+    Ok(given == 1)
+}
+
+/// Forgets a transfer the recipient has received.
+pub async fn settle<C: ConnectionLike>(conn: &mut C, donor: &DropKeys, id: &str) -> Result<(), RedisError> {
+    let (_,): (i64,) = with_library(conn, || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FCALL").arg("dropline_settle").arg(donor.all().len()).arg(donor.all()).arg(id);
+        pipe
+    })
+    .await?;
+    Ok(())
+}
+
+/// Transfers the donor shard has journalled and not yet settled.
+pub async fn pending<C: ConnectionLike>(conn: &mut C, donor: &DropKeys) -> Result<Vec<Pending>, RedisError> {
+    let meta: Vec<(String, String)> = redis::cmd("HGETALL").arg(donor.meta()).query_async(conn).await?;
+    let prefix = format!("xfer{SEP}");
+    Ok(meta
+        .into_iter()
+        .filter_map(|(field, value)| {
+            let id = field.strip_prefix(&prefix)?.to_owned();
+            let mut f = value.split(SEP);
+            let (to, sku, units) = (f.next()?, f.next()?, f.next()?.parse().ok()?);
+            Some(Pending { id, to: to.to_owned(), sku: sku.to_owned(), units })
+        })
+        .collect())
+}
+
 impl OutboxEvent {
     /// The event as the library stores it in the outbox.
     pub fn raw(&self) -> String {

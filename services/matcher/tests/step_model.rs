@@ -993,3 +993,62 @@ fn a_hold_expires_only_once_its_reservation_is_published() {
         delete_drop(&mut conn, &keys).await;
     });
 }
+
+/// A transfer between two shards interrupted after the take (the sweeper crashed): the journal
+/// in the donor names it, giving it completes it once — a repeated give changes nothing — and
+/// settling forgets it. Units in transit are in neither shard's stock.
+#[test]
+fn a_transfer_between_shards_arrives_exactly_once() {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = connect().await;
+        let drop_id = unique_drop();
+        let (a, b) = (format!("{drop_id}#0"), format!("{drop_id}#1"));
+        let (donor, recipient) = (DropKeys::new(&a), DropKeys::new(&b));
+        for (keys, stock) in [(&donor, 6), (&recipient, 0)] {
+            let open = Op::Open {
+                source: Source::new('t', 0, 1),
+                trigger_id: "open".into(),
+                stock: vec![(sku("CAP"), stock)],
+                limit_per_buyer: 0,
+                hold_ms: 60_000,
+                waitlist: false,
+                waitlist_cap: 0,
+                catalog: Vec::new(),
+            };
+            step::apply(&mut conn, T0, &[(keys, std::slice::from_ref(&open))]).await.expect("open");
+        }
+        let stock = |conn: &mut Conn, keys: &DropKeys| {
+            let key = keys.stock().to_owned();
+            let mut conn = conn.clone();
+            async move {
+                let v: Option<i64> =
+                    redis::cmd("HGET").arg(key).arg("CAP").query_async(&mut conn).await.expect("read");
+                v.unwrap_or(0)
+            }
+        };
+        let taken = step::take(&mut conn, &donor, "t1", "CAP", 4, &b).await.expect("take");
+        assert_eq!(taken, 4);
+        assert_eq!(
+            (stock(&mut conn, &donor).await, stock(&mut conn, &recipient).await),
+            (2, 0),
+            "in transit"
+        );
+        // The crash: nothing but the journal knows about the 4 units.
+        let pending = step::pending(&mut conn, &donor).await.expect("pending");
+        assert_eq!(
+            pending,
+            vec![step::Pending { id: "t1".into(), to: b.clone(), sku: "CAP".into(), units: 4 }]
+        );
+        assert!(step::give(&mut conn, &recipient, &pending[0], T0).await.expect("give"));
+        assert!(!step::give(&mut conn, &recipient, &pending[0], T0).await.expect("again"), "given twice");
+        step::settle(&mut conn, &donor, "t1").await.expect("settle");
+        assert!(step::pending(&mut conn, &donor).await.expect("pending").is_empty());
+        assert_eq!((stock(&mut conn, &donor).await, stock(&mut conn, &recipient).await), (2, 4));
+        // Taking more than there is takes what there is; from nothing, nothing.
+        assert_eq!(step::take(&mut conn, &donor, "t2", "CAP", 10, &b).await.expect("take"), 2);
+        assert_eq!(step::take(&mut conn, &donor, "t3", "CAP", 1, &b).await.expect("take"), 0);
+        delete_drop(&mut conn, &donor).await;
+        delete_drop(&mut conn, &recipient).await;
+    });
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One hot drop's decision ceiling, one shard vs split: starts a throwaway Redis Cluster of N primaries
+# on free loopback ports (no persistence), runs `dropline-load split-step` against it, then stops it.
+#   load-tests/split-cluster.sh [primaries (3)] [seconds (5)]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+n=${1:-3}
+seconds=${2:-5}
+bin=${CARGO_TARGET_DIR:-target}/release
+cargo build -q --release -p dropline-load
+dir=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+nodes=()
+for _ in $(seq "$n"); do
+  port=$(free_port)
+  (cd "$dir" && exec redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --cluster-enabled yes --cluster-config-file "nodes-$port.conf" >/dev/null) &
+  pids+=($!)
+  nodes+=("127.0.0.1:$port")
+done
+for node in "${nodes[@]}"; do
+  for _ in $(seq 100); do redis-cli -h 127.0.0.1 -p "${node##*:}" ping >/dev/null 2>&1 && break; sleep 0.05; done
+done
+redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+for node in "${nodes[@]}"; do
+  for _ in $(seq 200); do
+    redis-cli -h 127.0.0.1 -p "${node##*:}" cluster info | grep -q cluster_state:ok && break; sleep 0.05
+  done
+done
+echo "Redis Cluster of $n primaries: ${nodes[*]}" >&2
+DROPLINE_REDIS="redis-cluster://$(IFS=,; echo "${nodes[*]}")" "$bin"/dropline-load split-step --shards "1,$((n * 2))" --seconds "$seconds"

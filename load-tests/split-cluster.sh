@@ -12,7 +12,18 @@ dir=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free port whose cluster bus port (port + 10000) is a port too, and free.
+free_port() {
+  python3 -c '
+import socket
+while True:
+    a, b = socket.socket(), socket.socket()
+    a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    if p + 10000 > 65535: continue
+    try: b.bind(("127.0.0.1", p + 10000))
+    except OSError: continue
+    print(p); break'
+}
 nodes=()
 for _ in $(seq "$n"); do
   port=$(free_port)

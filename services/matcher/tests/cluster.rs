@@ -24,8 +24,14 @@ impl Drop for Servers {
     }
 }
 
+/// A free port whose cluster bus port (port + 10000) exists and is free too.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return Ok(port);
+        }
+    }
 }
 
 /// Three cluster-enabled primaries, joined into one cluster by `redis-cli --cluster create`.

@@ -414,7 +414,13 @@ impl Matcher {
                 per_call[*i][*c] = Some(result);
             }
         }
-        let results: Vec<Option<OpResult>> = per_call.into_iter().map(combine).collect();
+        let results: Vec<Option<OpResult>> = per_call
+            .into_iter()
+            .zip(&items)
+            .map(|(results, item)| {
+                combine(results, matches!(&item.work, Work::Step { reply: Reply::Trigger { .. }, .. }))
+            })
+            .collect();
 
         let mut deliveries: Vec<(DeliveryFuture, String, String, Vec<u8>)> = Vec::new();
         let mut registered: Vec<(String, i32)> = Vec::new();
@@ -949,15 +955,21 @@ fn check_drop_id(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One answer for an operation sent to several shards: the first that is not `INVALID` (the shard
-/// holding the order), else the first.
-fn combine(results: Vec<Option<OpResult>>) -> Option<OpResult> {
+/// One answer for an operation sent to several shards. A payment or cancel: the first that is not
+/// `INVALID` (the shard holding the order), else the first. A trigger (`all_must_apply`): the first
+/// `INVALID` if any shard refused it (it goes to dead letters with that reason), else the first.
+fn combine(results: Vec<Option<OpResult>>, all_must_apply: bool) -> Option<OpResult> {
     if results.iter().any(Option::is_none) {
         return None;
     }
     let results: Vec<OpResult> = results.into_iter().flatten().collect();
     let invalid = ReservationStatus::Invalid as i32;
-    results.iter().find(|r| r.status != invalid).or(results.first()).cloned()
+    let pick = if all_must_apply {
+        results.iter().find(|r| r.status == invalid)
+    } else {
+        results.iter().find(|r| r.status != invalid)
+    };
+    pick.or(results.first()).cloned()
 }
 
 /// Ids become parts of Redis keys and fields: non-empty, bounded, no control characters.
@@ -1330,5 +1342,35 @@ impl Sweeper {
                 lag.with_label_values(&[&topic, &partition]).set(value);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: ReservationStatus, reason: &str) -> Option<OpResult> {
+        Some(OpResult { status: status as i32, reason: reason.into(), ..OpResult::default() })
+    }
+
+    #[test]
+    fn one_answer_from_many_shards() {
+        let none = answer(ReservationStatus::Invalid, "order o1 has no hold in this drop");
+        let held = answer(ReservationStatus::Confirmed, "paid");
+        // A payment: the shard holding the order answers.
+        let got = combine(vec![none.clone(), held.clone(), none.clone()], false);
+        assert_eq!(got.map(|r| r.status), Some(ReservationStatus::Confirmed as i32));
+        // Nobody holds it: the refusal.
+        assert_eq!(
+            combine(vec![none.clone(), none.clone()], false).map(|r| r.status),
+            none.clone().map(|r| r.status)
+        );
+        // A trigger one shard refused is refused.
+        let applied = Some(OpResult::default());
+        let got = combine(vec![applied.clone(), none.clone(), applied], true);
+        assert_eq!(got.map(|r| r.status), Some(ReservationStatus::Invalid as i32));
+        // Not all answers in: no answer.
+        assert!(combine(vec![held, None], false).is_none());
+        assert!(combine(Vec::new(), false).is_none());
     }
 }

@@ -153,7 +153,7 @@ pub enum Op {
 }
 
 /// The step's answer to one operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpResult {
     /// A `ReservationStatus` number; 0 for a trigger that was applied.
     pub status: i32,

@@ -135,7 +135,7 @@ async fn one(options: &Options, fault: Fault, redis: &mut RedisServer, broker: &
         Fault::Rebalance => Some(Matcher::start(&options.matcher, &settings, &run_id).await?),
         _ => None,
     };
-    let watch = Watch { admin: None, pid: None };
+    let watch = Watch::default();
     let group = run_id.clone();
     let at = Duration::from_secs_f64(options.fault_at_s);
     let (report, (struck, in_flight, _survivors)) = run::drive(

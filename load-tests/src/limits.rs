@@ -184,26 +184,13 @@ pub async fn naive(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64> 
 
 /// (c) The matcher's step alone: `dropline_apply` with 256 orders per call, one call at a time.
 pub async fn batched_step(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64> {
-    let mut conn = dropline_core::redis::connect(&settings.redis).await?;
-    step::load(&mut conn).await?;
-    let keys = DropKeys::new(&format!("{run}-step"));
-    step::apply(&mut conn, 0, &[(&keys, &[open_op("open")?])]).await?;
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < sizes.redis_for {
-        let ops: Vec<Op> = (n..n + 256).map(|i| order_op('o', i + 1)).collect::<Result<_>>()?;
-        step::apply(&mut conn, 1, &[(&keys, ops.as_slice())]).await?;
-        n += 256;
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    clean(&mut conn, &keys).await;
-    Ok(rate)
+    split_step(settings, run, 1, sizes.redis_for).await
 }
 
 /// One drop's batched step with its stock split over `shards` shards, each shard driven by its own
-/// loop of `dropline_apply` calls (256 orders each) for `seconds`: orders/s over all shards. On a
+/// loop of `dropline_apply` calls (256 orders each) for `time`: orders/s over all shards. On a
 /// Redis Cluster the shards' slots spread over the primaries (`load-tests/split-cluster.sh`).
-pub async fn split_step(settings: &Settings, run: &str, shards: u32, seconds: u64) -> Result<f64> {
+pub async fn split_step(settings: &Settings, run: &str, shards: u32, time: Duration) -> Result<f64> {
     let conn = dropline_core::redis::connect(&settings.redis).await?;
     step::load(&mut conn.clone()).await?;
     let drop_id = format!("{run}-split{shards}");
@@ -215,7 +202,7 @@ pub async fn split_step(settings: &Settings, run: &str, shards: u32, seconds: u6
         async move {
             step::apply(&mut conn, 0, &[(&keys, &[open_op("open")?])]).await?;
             let mut n = 0u64;
-            while started.elapsed() < Duration::from_secs(seconds) {
+            while started.elapsed() < time {
                 let ops: Vec<Op> = (n..n + 256).map(|i| order_op('o', i + 1)).collect::<Result<_>>()?;
                 step::apply(&mut conn, 1, &[(&keys, ops.as_slice())]).await?;
                 n += 256;

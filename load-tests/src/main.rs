@@ -139,7 +139,8 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             let run = format!("split-{}", dropline_core::kafka::now_ms());
             let mut line = String::from("split:");
             for s in shards {
-                let rate = limits::split_step(&settings, &run, s, seconds).await?;
+                let rate =
+                    limits::split_step(&settings, &run, s, std::time::Duration::from_secs(seconds)).await?;
                 eprintln!("    {s} shard(s): {rate:.0} orders/s");
                 line.push_str(&format!(" shards={s} {rate:.0}/s"));
             }

@@ -399,6 +399,7 @@ impl Matcher {
         // Fields after the command name (which may hold spaces) start after the last ')'.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        // utime and stime are in clock ticks: USER_HZ, 100 on Linux x86-64 and arm64.
         Some(ticks / 100.0)
     }
 

@@ -647,7 +647,8 @@ impl Matcher {
         } else {
             trigger.trigger_id.clone()
         };
-        let (op, what) = match trigger.action {
+        let drop_id = &trigger.drop_id;
+        let (calls, what) = match trigger.action {
             None => return Work::Dead("drop trigger without an action (open, close or restock)".into()),
             Some(drop_trigger::Action::Open(open)) => {
                 if let Err(e) = CatalogIndex::new(&open.items) {
@@ -671,9 +672,9 @@ impl Matcher {
                 // Orders later in this batch parse against the new catalog.
                 let cached = CachedDrop { version: -1, ..self.cache_entry(-1, Some(&open)) };
                 let shards = cached.shards;
-                self.catalogs.insert(trigger.drop_id.clone(), cached);
-                let open_op = |source: Source, trigger_id: String, stock, cap, catalog| Op::Open {
-                    source,
+                self.catalogs.insert(drop_id.clone(), cached);
+                let open_op = |trigger_id: String, stock, cap, catalog| Op::Open {
+                    source: source.clone(),
                     trigger_id,
                     stock,
                     limit_per_buyer: open.limit_per_buyer,
@@ -682,47 +683,30 @@ impl Matcher {
                     waitlist_cap: cap,
                     catalog,
                 };
-                if shards == 1 {
-                    let op = open_op(source, trigger_id, stock, open.waitlist_cap, open.encode_to_vec());
-                    return Work::Step {
-                        drop_id: trigger.drop_id.clone(),
-                        calls: vec![(trigger.drop_id, op)],
-                        reply: Reply::Trigger { what: "open" },
-                    };
-                }
-                // A split drop: the drop itself keeps the catalog (no stock), each shard its share.
-                let none: Vec<(Sku, u32)> = stock.iter().map(|(sku, _)| (sku.clone(), 0)).collect();
-                let mut calls = vec![(
-                    trigger.drop_id.clone(),
-                    open_op(source.clone(), trigger_id.clone(), none, 0, open.encode_to_vec()),
-                )];
-                let cap = open.waitlist_cap.div_ceil(shards);
-                for k in 0..shards {
-                    let part =
-                        stock.iter().map(|(sku, n)| (sku.clone(), split::share(*n, shards, k))).collect();
-                    let op = open_op(source.clone(), format!("{trigger_id}#{k}"), part, cap, Vec::new());
-                    calls.push((split::shard_id(&trigger.drop_id, k), op));
-                }
-                return Work::Step {
-                    drop_id: trigger.drop_id,
-                    calls,
-                    reply: Reply::Trigger { what: "open" },
+                let catalog = open.encode_to_vec();
+                let calls = if shards == 1 {
+                    vec![(drop_id.clone(), open_op(trigger_id, stock, open.waitlist_cap, catalog))]
+                } else {
+                    // A split drop: the drop itself keeps the catalog (no stock), each shard its share.
+                    let none = stock.iter().map(|(sku, _)| (sku.clone(), 0)).collect();
+                    let cap = open.waitlist_cap.div_ceil(shards);
+                    let mut calls = vec![(drop_id.clone(), open_op(trigger_id.clone(), none, 0, catalog))];
+                    calls.extend(to_shards(drop_id, shards, |k| {
+                        let part =
+                            stock.iter().map(|(sku, n)| (sku.clone(), split::share(*n, shards, k))).collect();
+                        Some(open_op(format!("{trigger_id}#{k}"), part, cap, Vec::new()))
+                    }));
+                    calls
                 };
+                (calls, "open")
             }
             Some(drop_trigger::Action::Close(_)) => {
-                let mut calls = vec![(
-                    trigger.drop_id.clone(),
-                    Op::Close { source: source.clone(), trigger_id: trigger_id.clone() },
-                )];
-                for k in 0..self.shards_of(&trigger.drop_id) {
-                    let op = Op::Close { source: source.clone(), trigger_id: format!("{trigger_id}#{k}") };
-                    calls.push((split::shard_id(&trigger.drop_id, k), op));
-                }
-                return Work::Step {
-                    drop_id: trigger.drop_id,
-                    calls,
-                    reply: Reply::Trigger { what: "close" },
-                };
+                let close = |trigger_id: String| Op::Close { source: source.clone(), trigger_id };
+                let mut calls = vec![(drop_id.clone(), close(trigger_id.clone()))];
+                calls.extend(to_shards(drop_id, self.shards_of(drop_id), |k| {
+                    Some(close(format!("{trigger_id}#{k}")))
+                }));
+                (calls, "close")
             }
             Some(drop_trigger::Action::Restock(restock)) => {
                 let sku = match Sku::parse(&restock.sku) {
@@ -732,40 +716,31 @@ impl Matcher {
                 if restock.quantity == 0 {
                     return Work::Dead("invalid restock: quantity must be at least 1".into());
                 }
-                let shards = self.shards_of(&trigger.drop_id);
-                if shards > 0 {
+                let restock_op = |trigger_id: String, quantity| Op::Restock {
+                    source: source.clone(),
+                    trigger_id,
+                    sku: sku.clone(),
+                    quantity,
+                };
+                let shards = self.shards_of(drop_id);
+                let calls = if shards == 1 {
+                    vec![(drop_id.clone(), restock_op(trigger_id, restock.quantity))]
+                } else {
                     // A split drop: the units go to the shards, shared out as at the open.
-                    let calls = (0..shards)
-                        .filter(|k| split::share(restock.quantity, shards, *k) > 0)
-                        .map(|k| {
-                            let op = Op::Restock {
-                                source: source.clone(),
-                                trigger_id: format!("{trigger_id}#{k}"),
-                                sku: sku.clone(),
-                                quantity: split::share(restock.quantity, shards, k),
-                            };
-                            (split::shard_id(&trigger.drop_id, k), op)
-                        })
-                        .collect();
-                    return Work::Step {
-                        drop_id: trigger.drop_id,
-                        calls,
-                        reply: Reply::Trigger { what: "restock" },
-                    };
-                }
-                (Op::Restock { source, trigger_id, sku, quantity: restock.quantity }, "restock")
+                    to_shards(drop_id, shards, |k| {
+                        let quantity = split::share(restock.quantity, shards, k);
+                        (quantity > 0).then(|| restock_op(format!("{trigger_id}#{k}"), quantity))
+                    })
+                };
+                (calls, "restock")
             }
         };
-        Work::Step {
-            drop_id: trigger.drop_id.clone(),
-            calls: vec![(trigger.drop_id, op)],
-            reply: Reply::Trigger { what },
-        }
+        Work::Step { drop_id: trigger.drop_id, calls, reply: Reply::Trigger { what } }
     }
 
-    /// Shards of a split drop as cached (0: not split, or not known here).
+    /// Shards of a drop as cached: more than 1 for a split drop; 1 when not split or not known here.
     fn shards_of(&self, drop_id: &str) -> u32 {
-        self.catalogs.get(drop_id).map_or(0, |c| if c.shards > 1 { c.shards } else { 0 })
+        self.catalogs.get(drop_id).map_or(1, |c| c.shards)
     }
 
     /// A payment or cancel: on a split drop the hold is in the buyer's shard, which the action does
@@ -780,8 +755,8 @@ impl Matcher {
             _ => return Work::Dead(format!("hold action {} is neither confirm nor cancel", action.action)),
         };
         let shards = self.shards_of(&action.drop_id);
-        let calls = if shards > 0 {
-            (0..shards).map(|k| (split::shard_id(&action.drop_id, k), op.clone())).collect()
+        let calls = if shards > 1 {
+            to_shards(&action.drop_id, shards, |_| Some(op.clone()))
         } else {
             vec![(action.drop_id.clone(), op)]
         };
@@ -944,6 +919,15 @@ fn commit(shared: &Shared, offsets: BTreeMap<(String, i32), i64>) {
 /// `RESERVED`, `SOLD_OUT`, ...: the status label of `dropline_orders_total`.
 fn status_label(status: i32) -> &'static str {
     ReservationStatus::label_of(status)
+}
+
+/// One operation per shard of a split drop (`op(k)`; `None` leaves shard `k` out). Empty when the
+/// drop is not split (`shards` = 1).
+fn to_shards(drop_id: &str, shards: u32, op: impl Fn(u32) -> Option<Op>) -> Vec<(String, Op)> {
+    if shards < 2 {
+        return Vec::new();
+    }
+    (0..shards).filter_map(|k| Some((split::shard_id(drop_id, k), op(k)?))).collect()
 }
 
 /// A drop id: an id that is not a shard's (`#` separates a split drop from its shard number).
@@ -1162,6 +1146,10 @@ impl Sweeper {
             .arg(drops_key(&self.shared.settings))
             .query_async(&mut self.shared.redis)
             .await?;
+        // A hold whose reservation is not out yet (replayed after a crash, re-sent after a broker
+        // failure) does not expire yet: its EXPIRED must not overtake it. (Read once per tick:
+        // acknowledgements only move forward, so an older reading only holds back more.)
+        let settled = self.settled();
         let mut holds = 0;
         let mut waiting = 0;
         let mut split_drops: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -1175,9 +1163,6 @@ impl Sweeper {
             let keys = DropKeys::new(&drop_id);
             let publish_order = Arc::clone(&self.shared.publish_order);
             let in_order = publish_order.lock().await;
-            // A hold whose reservation is not out yet (replayed after a crash, re-sent after a
-            // broker failure) does not expire yet: its EXPIRED must not overtake it.
-            let settled = self.settled();
             let swept = step::sweep(&mut self.shared.redis, &keys, now_ms(), 1000, 1000, &settled).await?;
             holds += swept.active_holds;
             let counts: Vec<i64> =
@@ -1231,22 +1216,35 @@ impl Sweeper {
     /// (`split::plan`): take from the donor, give to the recipient, settle.
     async fn rebalance(&mut self, parent: &str, shards: &[String]) -> Result<(), redis::RedisError> {
         let mut redis = self.shared.redis.clone();
+        let mut stock = Vec::with_capacity(shards.len());
+        let mut waiting = Vec::with_capacity(shards.len());
+        let mut interrupted = false;
         for shard in shards {
+            // One round trip per shard (its keys share one slot): journal, stock, waiting.
             let keys = DropKeys::new(shard);
-            for transfer in step::pending(&mut redis, &keys).await? {
+            #[allow(clippy::type_complexity)]
+            let (meta, s, w): (
+                Vec<(String, String)>,
+                BTreeMap<String, i64>,
+                BTreeMap<String, i64>,
+            ) = redis::pipe()
+                .hgetall(keys.meta())
+                .hgetall(keys.stock())
+                .hgetall(keys.waiting())
+                .query_async(&mut redis)
+                .await?;
+            for transfer in step::pending_in(meta) {
                 step::give(&mut redis, &DropKeys::new(&transfer.to), &transfer, now_ms()).await?;
                 step::settle(&mut redis, &keys, &transfer.id).await?;
                 info!(drop_id = %parent, from = %shard, to = %transfer.to, units = transfer.units, "interrupted transfer finished");
+                interrupted = true;
             }
-        }
-        let mut stock = Vec::with_capacity(shards.len());
-        let mut waiting = Vec::with_capacity(shards.len());
-        for shard in shards {
-            let keys = DropKeys::new(shard);
-            let (s, w): (BTreeMap<String, i64>, BTreeMap<String, i64>) =
-                redis::pipe().hgetall(keys.stock()).hgetall(keys.waiting()).query_async(&mut redis).await?;
             stock.push(s);
             waiting.push(w);
+        }
+        if interrupted {
+            // The numbers just read predate those transfers: plan on fresh ones next tick.
+            return Ok(());
         }
         for planned in split::plan(&stock, &waiting) {
             self.transfers += 1;

@@ -457,16 +457,20 @@ pub async fn settle<C: ConnectionLike>(conn: &mut C, donor: &DropKeys, id: &str)
 /// Transfers the donor shard has journalled and not yet settled.
 pub async fn pending<C: ConnectionLike>(conn: &mut C, donor: &DropKeys) -> Result<Vec<Pending>, RedisError> {
     let meta: Vec<(String, String)> = redis::cmd("HGETALL").arg(donor.meta()).query_async(conn).await?;
+    Ok(pending_in(meta))
+}
+
+/// The journalled transfers among a shard's `meta` fields (as `HGETALL` returns them).
+pub fn pending_in(meta: Vec<(String, String)>) -> Vec<Pending> {
     let prefix = format!("xfer{SEP}");
-    Ok(meta
-        .into_iter()
+    meta.into_iter()
         .filter_map(|(field, value)| {
             let id = field.strip_prefix(&prefix)?.to_owned();
             let mut f = value.split(SEP);
             let (to, sku, units) = (f.next()?, f.next()?, f.next()?.parse().ok()?);
             Some(Pending { id, to: to.to_owned(), sku: sku.to_owned(), units })
         })
-        .collect())
+        .collect()
 }
 
 impl OutboxEvent {

@@ -111,6 +111,27 @@ fn counter(map: &BTreeMap<String, String>, field: &str) -> i64 {
     map.get(field).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Opens a drop selling only CAP (trigger at t0:1).
+fn open_cap(trigger_id: &str, stock: u32, hold_ms: u64) -> Op {
+    Op::Open {
+        source: Source::new('t', 0, 1),
+        trigger_id: trigger_id.into(),
+        stock: vec![(sku("CAP"), stock)],
+        limit_per_buyer: 0,
+        hold_ms,
+        waitlist: false,
+        waitlist_cap: 0,
+        catalog: Vec::new(),
+    }
+}
+
+/// CAP units for sale in a drop.
+async fn cap_stock(conn: &mut Conn, keys: &DropKeys) -> i64 {
+    let v: Option<i64> =
+        redis::cmd("HGET").arg(keys.stock()).arg("CAP").query_async(conn).await.expect("read");
+    v.unwrap_or(0)
+}
+
 fn sku(s: &str) -> Sku {
     Sku::parse(s).expect("sku")
 }
@@ -919,16 +940,7 @@ fn order_ids_do_not_collide_with_hold_and_trigger_records() {
             verdict: None,
         };
         let ops = vec![
-            Op::Open {
-                source: Source::new('t', 0, 1),
-                trigger_id: "open-1".into(),
-                stock: vec![(sku("CAP"), 5)],
-                limit_per_buyer: 0,
-                hold_ms: 1000,
-                waitlist: false,
-                waitlist_cap: 0,
-                catalog: Vec::new(),
-            },
+            open_cap("open-1", 5, 1000),
             order(1, "a"),
             Op::Confirm { source: Source::new('h', 0, 1), order_id: "a".into() },
             order(2, "h:a"),
@@ -952,16 +964,7 @@ fn a_hold_expires_only_once_its_reservation_is_published() {
         let mut conn = connect().await;
         let keys = DropKeys::new(&unique_drop());
         let ops = vec![
-            Op::Open {
-                source: Source::new('t', 0, 1),
-                trigger_id: "open-1".into(),
-                stock: vec![(sku("CAP"), 5)],
-                limit_per_buyer: 0,
-                hold_ms: 1000,
-                waitlist: false,
-                waitlist_cap: 0,
-                catalog: Vec::new(),
-            },
+            open_cap("open-1", 5, 1000),
             Op::Order {
                 source: Source::new('o', 2, 40),
                 order_id: "a".into(),
@@ -1006,31 +1009,13 @@ fn a_transfer_between_shards_arrives_exactly_once() {
         let (a, b) = (format!("{drop_id}#0"), format!("{drop_id}#1"));
         let (donor, recipient) = (DropKeys::new(&a), DropKeys::new(&b));
         for (keys, stock) in [(&donor, 6), (&recipient, 0)] {
-            let open = Op::Open {
-                source: Source::new('t', 0, 1),
-                trigger_id: "open".into(),
-                stock: vec![(sku("CAP"), stock)],
-                limit_per_buyer: 0,
-                hold_ms: 60_000,
-                waitlist: false,
-                waitlist_cap: 0,
-                catalog: Vec::new(),
-            };
+            let open = open_cap("open", stock, 60_000);
             step::apply(&mut conn, T0, &[(keys, std::slice::from_ref(&open))]).await.expect("open");
         }
-        let stock = |conn: &mut Conn, keys: &DropKeys| {
-            let key = keys.stock().to_owned();
-            let mut conn = conn.clone();
-            async move {
-                let v: Option<i64> =
-                    redis::cmd("HGET").arg(key).arg("CAP").query_async(&mut conn).await.expect("read");
-                v.unwrap_or(0)
-            }
-        };
         let taken = step::take(&mut conn, &donor, "t1", "CAP", 4, &b).await.expect("take");
         assert_eq!(taken, 4);
         assert_eq!(
-            (stock(&mut conn, &donor).await, stock(&mut conn, &recipient).await),
+            (cap_stock(&mut conn, &donor).await, cap_stock(&mut conn, &recipient).await),
             (2, 0),
             "in transit"
         );
@@ -1044,7 +1029,7 @@ fn a_transfer_between_shards_arrives_exactly_once() {
         assert!(!step::give(&mut conn, &recipient, &pending[0], T0).await.expect("again"), "given twice");
         step::settle(&mut conn, &donor, "t1").await.expect("settle");
         assert!(step::pending(&mut conn, &donor).await.expect("pending").is_empty());
-        assert_eq!((stock(&mut conn, &donor).await, stock(&mut conn, &recipient).await), (2, 4));
+        assert_eq!((cap_stock(&mut conn, &donor).await, cap_stock(&mut conn, &recipient).await), (2, 4));
         // Taking more than there is takes what there is; from nothing, nothing.
         assert_eq!(step::take(&mut conn, &donor, "t2", "CAP", 10, &b).await.expect("take"), 2);
         assert_eq!(step::take(&mut conn, &donor, "t3", "CAP", 1, &b).await.expect("take"), 0);

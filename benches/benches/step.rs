@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dropline_matcher::chat::{BuyerId, Quantity, Sku};
-use dropline_matcher::step::{self, DropKeys, Op, Source};
+use dropline_matcher::step::{self, DropKeys, Op, ReplyTo, Source};
 use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
 
@@ -63,6 +63,7 @@ fn bench_step(c: &mut Criterion) {
                                     Quantity::ONE,
                                 )),
                                 verdict: None,
+                                reply_to: ReplyTo::default(),
                             }
                         })
                         .collect::<Vec<_>>()

@@ -62,7 +62,7 @@ pub enum Fold {
 
 /// Whether a status is an order's first decision (not a hold's later life).
 pub fn is_decision(status: S) -> bool {
-    !matches!(status, S::Confirmed | S::Released | S::Expired | S::Duplicate | S::Unspecified)
+    !matches!(status, S::Confirmed | S::Released | S::Expired | S::RefundDue | S::Duplicate | S::Unspecified)
 }
 
 impl Checker {
@@ -136,6 +136,13 @@ impl Checker {
                 }
                 *self.buyer.entry(buyer_key.clone()).or_default() -= qty;
             }
+            // Paid after the hold ended, with units still in stock: they go out again (late payment).
+            S::Confirmed if self.ended.remove(&o.order_id) && !self.holding.contains(&o.order_id) => {
+                *self.out.entry(sku_key.clone()).or_default() += qty;
+                *self.buyer.entry(buyer_key.clone()).or_default() += qty;
+            }
+            // Paid after the hold ended with nothing left: a refund is due, nothing moves.
+            S::RefundDue => {}
             S::Confirmed => {
                 if !self.holding.remove(&o.order_id) {
                     self.violate(format!(
@@ -268,8 +275,10 @@ mod tests {
         assert_eq!(c.add(&o("4", "a", S::SoldOut, 1, 0)), Fold::First);
         assert_eq!(c.add(&o("2", "", S::Expired, 1, 1)), Fold::Later);
         assert_eq!(c.open_holds(), 0);
-        // A payment that arrived after the hold expired is answered EXPIRED again: no violation.
-        assert_eq!(c.add(&o("2", "", S::Expired, 1, 2)), Fold::Later);
+        // A payment that arrived after the hold expired: a refund when nothing is left ...
+        assert_eq!(c.add(&o("2", "", S::RefundDue, 1, 0)), Fold::Later);
+        // ... and a sale when the unit is still there (it goes out again).
+        assert_eq!(c.add(&o("1", "", S::Confirmed, 1, 0)), Fold::Later);
         c.finish();
         assert!(c.violations().is_empty(), "{:?}", c.violations());
         assert_eq!(c.decided(), 6);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use dropline_core::{kafka, Settings, TopicKind, Topics};
 use dropline_matcher::chat::{BuyerId, Quantity, Sku};
-use dropline_matcher::step::{self, DropKeys, Op, Source};
+use dropline_matcher::step::{self, DropKeys, Op, ReplyTo, Source};
 use dropline_proto::v1::{drop_trigger, CatalogItem, ChatOrder, DropTrigger, OpenDrop, ReservationOutcome};
 use futures::StreamExt;
 use prost::Message as _;
@@ -78,6 +78,7 @@ fn order_op(stream: char, n: u64) -> Result<Op> {
         buyer: BuyerId::parse(&format!("b{}", n % 10_000))?,
         item: Some((Sku::parse(SKU)?, Quantity::ONE)),
         verdict: None,
+        reply_to: ReplyTo::default(),
     })
 }
 
@@ -98,6 +99,7 @@ pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64
         buyer: BuyerId::parse("b__rand_int__")?,
         item: Some((Sku::parse(SKU)?, Quantity::ONE)),
         verdict: None,
+        reply_to: ReplyTo::default(),
     };
     let cmd = step::apply_cmd(&keys, 1, std::slice::from_ref(&template));
     let mut args: Vec<String> = Vec::new();

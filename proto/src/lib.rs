@@ -45,6 +45,8 @@ mod tests {
             sku: None,
             quantity: Some(2),
             buyer_name: "Viewer".into(),
+            origin: "irc".into(),
+            platform_message_id: "m-1".into(),
         }
     }
 

@@ -83,6 +83,7 @@ pub enum Kind {
     ClipRequests,
     Clips,
     DeadLetters,
+    ChatReplies,
 }
 
 impl From<Kind> for TopicKind {
@@ -95,6 +96,7 @@ impl From<Kind> for TopicKind {
             Kind::ClipRequests => TopicKind::ClipRequests,
             Kind::Clips => TopicKind::Clips,
             Kind::DeadLetters => TopicKind::DeadLetters,
+            Kind::ChatReplies => TopicKind::ChatReplies,
         }
     }
 }

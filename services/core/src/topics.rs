@@ -20,11 +20,13 @@ pub enum TopicKind {
     Clips,
     /// `DeadLetter`s from every service.
     DeadLetters,
+    /// `ChatReply`s: the answers ingest sent to buyers in chat.
+    ChatReplies,
 }
 
 impl TopicKind {
     /// Every topic, in the order the contract lists them.
-    pub const ALL: [TopicKind; 7] = [
+    pub const ALL: [TopicKind; 8] = [
         Self::ChatOrders,
         Self::DropTriggers,
         Self::HoldActions,
@@ -32,6 +34,7 @@ impl TopicKind {
         Self::ClipRequests,
         Self::Clips,
         Self::DeadLetters,
+        Self::ChatReplies,
     ];
 
     /// The contract's default topic name.
@@ -44,6 +47,7 @@ impl TopicKind {
             Self::ClipRequests => "clip-requests",
             Self::Clips => "clips",
             Self::DeadLetters => "dead-letters",
+            Self::ChatReplies => "chat-replies",
         }
     }
 
@@ -57,6 +61,7 @@ impl TopicKind {
             Self::ClipRequests => "dropline.v1.ClipRequest",
             Self::Clips => "dropline.v1.ClipEvent",
             Self::DeadLetters => "dropline.v1.DeadLetter",
+            Self::ChatReplies => "dropline.v1.ChatReply",
         }
     }
 
@@ -75,6 +80,7 @@ impl TopicKind {
             Self::ClipRequests => to_json::<v1::ClipRequest>(payload),
             Self::Clips => to_json::<v1::ClipEvent>(payload),
             Self::DeadLetters => to_json::<v1::DeadLetter>(payload),
+            Self::ChatReplies => to_json::<v1::ChatReply>(payload),
         }
     }
 
@@ -95,6 +101,7 @@ impl TopicKind {
             Self::DeadLetters => {
                 from_json(json, |m: &v1::DeadLetter| Some(String::from_utf8_lossy(&m.key).into_owned()))
             }
+            Self::ChatReplies => from_json(json, |m: &v1::ChatReply| Some(m.channel.clone())),
         }
     }
 }
@@ -150,7 +157,7 @@ where
 /// The names the deployment uses for the contract's topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
-    names: [String; 7],
+    names: [String; 8],
 }
 
 impl Default for Topics {

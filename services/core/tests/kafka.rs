@@ -40,6 +40,8 @@ fn order(drop_id: &str, n: u32) -> ChatOrder {
         sku: (n % 2 == 0).then(|| "HOODIE-L".to_owned()),
         quantity: (n % 2 == 0).then_some(1),
         buyer_name: format!("Viewer {n}"),
+        origin: "irc".into(),
+        platform_message_id: "m-1".into(),
     }
 }
 

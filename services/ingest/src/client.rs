@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::irc::{line, Message};
 use crate::metrics::Metrics;
-use crate::route::ChatLine;
+use crate::route::{ChatLine, Origin};
 
 /// Longest line accepted from the server (Twitch allows 8 KiB of tags plus 512 bytes of message).
 const MAX_LINE: usize = 16 * 1024;
@@ -188,6 +188,7 @@ fn chat_line(message: &Message, network: &str) -> Option<ChatLine> {
     let text = message.params.get(1)?.clone();
     let nick = message.nick()?.to_owned();
     Some(ChatLine {
+        origin: Origin::Irc,
         network: network.to_owned(),
         channel,
         message_id: message.tag("id").map(str::to_owned),

@@ -5,9 +5,39 @@ use std::collections::HashMap;
 
 use dropline_proto::v1::{drop_trigger, ChatOrder, DropTrigger};
 
+/// How a line reached ingest; its answers go back the same way (`ChatOrder.origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Read on the IRC connection: answered there, on the same channel.
+    Irc,
+    /// Pushed to the webhook: answered by a POST to the reply webhook.
+    Webhook,
+}
+
+impl Origin {
+    /// The contract's name (`irc`, `webhook`); also the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Irc => "irc",
+            Origin::Webhook => "webhook",
+        }
+    }
+
+    /// The origin an outcome names, if it is one of ours.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "irc" => Some(Origin::Irc),
+            "webhook" => Some(Origin::Webhook),
+            _ => None,
+        }
+    }
+}
+
 /// One chat line as a platform delivered it, before routing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatLine {
+    /// How it arrived.
+    pub origin: Origin,
     /// The platform or IRC network, e.g. `twitch` (prefixes channel, order and buyer ids).
     pub network: String,
     /// The channel, e.g. `#creator`.
@@ -114,6 +144,8 @@ impl LiveDrops {
             sku: None,
             quantity: None,
             buyer_name: line.display_name.clone().unwrap_or_else(|| line.nick.clone()),
+            origin: line.origin.as_str().to_owned(),
+            platform_message_id: line.message_id.clone().unwrap_or_default(),
         })
     }
 }
@@ -144,6 +176,7 @@ mod tests {
 
     fn line(channel: &str, text: &str, id: Option<&str>) -> ChatLine {
         ChatLine {
+            origin: Origin::Irc,
             network: "twitch".into(),
             channel: channel.into(),
             message_id: id.map(str::to_owned),
@@ -170,6 +203,7 @@ mod tests {
             (order.channel.as_str(), order.sent_at_ms, order.buyer_name.as_str()),
             ("twitch:#creator", 5, "Ada")
         );
+        assert_eq!((order.origin.as_str(), order.platform_message_id.as_str()), ("irc", "m-1"));
         assert_eq!(live.route(&line("#creator", "hello chat", None), 9, || "x".into()), Routed::NotOrder);
         assert_eq!(live.route(&line("#other", "!buy tee", None), 9, || "x".into()), Routed::NoDrop);
     }

@@ -16,7 +16,7 @@ use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::route::ChatLine;
+use crate::route::{ChatLine, Origin};
 use crate::service::Pipeline;
 
 const ID: &str = "twitch-eventsub-message-id";
@@ -145,6 +145,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     let sent_at_ms =
         sent.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_millis()).ok());
     let line = ChatLine {
+        origin: Origin::Webhook,
         network: state.pipeline.network.clone(),
         channel: format!("#{}", event.broadcaster_user_login),
         message_id: Some(event.message_id),

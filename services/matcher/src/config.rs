@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use dropline_core::claim::ClaimSecret;
 use dropline_core::settings::SettingsError;
 
 /// How the matcher consumes, batches and sweeps.
@@ -29,6 +30,9 @@ pub struct MatcherConfig {
     /// How long one `WAIT` may block (`DROPLINE_MATCHER_WAIT_TIMEOUT`, default `50ms`); it is
     /// repeated, with the outcomes held back, until the replicas catch up.
     pub wait_timeout: Duration,
+    /// Key of the orders' claim codes (`DROPLINE_CLAIM_SECRET`, at least 16 bytes). Unset: the
+    /// deployment's matchers share one they keep in Redis (`dropline_core::claim`).
+    pub claim_secret: Option<ClaimSecret>,
 }
 
 impl Default for MatcherConfig {
@@ -42,6 +46,7 @@ impl Default for MatcherConfig {
             admin: SocketAddr::from(([127, 0, 0, 1], 9101)),
             wait_replicas: 0,
             wait_timeout: Duration::from_millis(50),
+            claim_secret: None,
         }
     }
 }
@@ -101,6 +106,12 @@ impl MatcherConfig {
         if let Some(v) = get("DROPLINE_MATCHER_WAIT_TIMEOUT") {
             c.wait_timeout = duration("DROPLINE_MATCHER_WAIT_TIMEOUT", &v)?;
         }
+        if let Some(v) = get("DROPLINE_CLAIM_SECRET") {
+            if v.len() < 16 {
+                return Err(invalid("DROPLINE_CLAIM_SECRET", "(hidden)", "at least 16 bytes"));
+            }
+            c.claim_secret = Some(ClaimSecret::new(v));
+        }
         Ok(c)
     }
 }
@@ -143,6 +154,7 @@ mod tests {
             ("DROPLINE_MATCHER_MAX_QUANTITY", "5000"),
             ("DROPLINE_MATCHER_WAIT_REPLICAS", "-1"),
             ("DROPLINE_MATCHER_WAIT_TIMEOUT", "never"),
+            ("DROPLINE_CLAIM_SECRET", "short"),
         ] {
             let err = MatcherConfig::from_lookup(None, |v| (v == var).then(|| value.to_owned()))
                 .expect_err("refused");

@@ -12,7 +12,9 @@ KEYS (in this order, all `dl:{drop:<id>}:<name>`):
   5 total      hash  sku -> units ever put on sale (opening stock + restocks)
   6 buyers     hash  buyer -> units held + sold + waitlisted (the per-buyer limit counts these)
   7 decisions  hash  order_id -> first decision; h SEP order_id -> hold lifecycle; t SEP trigger_id ->
-                     trigger applied (ids never contain control characters, so these cannot collide)
+                     trigger applied; w SEP order_id -> where the order's answers go (buyer SEP channel
+                     SEP display name SEP origin SEP platform message id), kept for orders that
+                     reserved or waitlisted (ids never contain control characters, so these cannot collide)
   8 holds      hash  order_id -> sku SEP qty SEP buyer   (active holds)
   9 expiry     zset  order_id scored by hold expiry (ms)
  10 offsets    hash  <topic-letter><partition> -> last consumed Kafka offset applied here
@@ -26,10 +28,10 @@ Statuses are dropline.v1.ReservationStatus numbers.
 ]]
 
 local SEP = '\31'
-local RESERVED, SOLD_OUT, LIMIT_EXCEEDED, DUPLICATE, DROP_NOT_OPEN, UNKNOWN_SKU, INVALID, WAITLISTED, CONFIRMED, RELEASED, EXPIRED =
-  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+local RESERVED, SOLD_OUT, LIMIT_EXCEEDED, DUPLICATE, DROP_NOT_OPEN, UNKNOWN_SKU, INVALID, WAITLISTED, CONFIRMED, RELEASED, EXPIRED, REFUND_DUE =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 local NAMES = { 'RESERVED', 'SOLD_OUT', 'LIMIT_EXCEEDED', 'DUPLICATE', 'DROP_NOT_OPEN', 'UNKNOWN_SKU',
-  'INVALID', 'WAITLISTED', 'CONFIRMED', 'RELEASED', 'EXPIRED' }
+  'INVALID', 'WAITLISTED', 'CONFIRMED', 'RELEASED', 'EXPIRED', 'REFUND_DUE' }
 local UNSEEN_DROP_TTL = 86400
 local CLOSED_DROP_TTL = 7 * 86400
 
@@ -195,8 +197,13 @@ local function reserve(K, st, now, id, buyer, sku, qty)
   return remaining, expires
 end
 
+-- Where the answers of order `id` go ('' when it never reserved or waitlisted here).
+local function reply_to(K, id)
+  return hget(K.decisions, 'w' .. SEP .. id) or ''
+end
+
 local function emit(K, id, buyer, sku, qty, status, remaining, expires, now, reason)
-  redis.call('RPUSH', K.outbox, join(id, buyer, sku, qty, status, remaining, expires, now, reason))
+  redis.call('RPUSH', K.outbox, join(id, buyer, sku, qty, status, remaining, expires, now, reason, reply_to(K, id)))
   hincr(K.stats, NAMES[status], 1)
 end
 
@@ -249,18 +256,19 @@ local function leave_waitlist(K, id)
   return sku, qty, buyer
 end
 
-local function result(status, sku, qty, remaining, expires, now, reason)
-  return { status, sku, qty, remaining, expires, now, reason }
+-- pos: the place on the waitlist (WAITLISTED); who: the order's reply-to record (hold actions).
+local function result(status, sku, qty, remaining, expires, now, reason, pos, who)
+  return { status, sku, qty, remaining, expires, now, reason, pos or 0, who or '' }
 end
 
-local function decide_order(K, st, now, src, off, id, buyer, sku, qty, pre, why)
+local function decide_order(K, st, now, src, off, id, buyer, sku, qty, pre, why, who)
   local prev = hget(K.decisions, id)
   if prev then
     local d = split(prev)
     return result(DUPLICATE, d[2], tonumber(d[3]), stock_of(K, d[2]), 0, now,
       'order ' .. id .. ' was already decided: ' .. NAMES[tonumber(d[1])])
   end
-  local status, remaining, expires, reason = 0, 0, 0, ''
+  local status, remaining, expires, reason, pos = 0, 0, 0, '', 0
   if st.state ~= 'open' then
     status = DROP_NOT_OPEN
     reason = st.state == 'closed' and 'the drop is closed' or 'the drop is not open'
@@ -289,16 +297,18 @@ local function decide_order(K, st, now, src, off, id, buyer, sku, qty, pre, why)
         hset(K.wlinfo, id, join(sku, qty, buyer, member))
         hincr(K.waiting, sku, 1)
         hincr(K.buyers, buyer, qty)
-        reason = 'sold out; you are number ' .. (waiting + 1) .. ' on the waitlist'
+        pos = waiting + 1
+        reason = 'sold out; you are number ' .. pos .. ' on the waitlist'
       else
         status = SOLD_OUT
         if avail > 0 then reason = 'only ' .. avail .. ' left' end
       end
     end
   end
-  hset(K.decisions, id, join(status, sku, qty, remaining, expires, now, src, off, reason))
+  if status == RESERVED or status == WAITLISTED then hset(K.decisions, 'w' .. SEP .. id, who) end
+  hset(K.decisions, id, join(status, sku, qty, remaining, expires, now, src, off, reason, pos))
   hincr(K.stats, NAMES[status], 1)
-  return result(status, sku, qty, remaining, expires, now, reason)
+  return result(status, sku, qty, remaining, expires, now, reason, pos)
 end
 
 -- A Kafka message applied before (offset at or below the recorded one) changes nothing and
@@ -310,7 +320,8 @@ local function replay_order(K, now, src, off, id)
   end
   local d = split(prev)
   if d[7] == src and d[8] == tostring(off) then
-    return result(tonumber(d[1]), d[2], tonumber(d[3]), tonumber(d[4]), tonumber(d[5]), tonumber(d[6]), d[9])
+    return result(tonumber(d[1]), d[2], tonumber(d[3]), tonumber(d[4]), tonumber(d[5]), tonumber(d[6]), d[9],
+      tonumber(d[10]) or 0)
   end
   return result(DUPLICATE, d[2], tonumber(d[3]), stock_of(K, d[2]), 0, now,
     'order ' .. id .. ' was already decided: ' .. NAMES[tonumber(d[1])])
@@ -323,8 +334,35 @@ local function answer(K, src, off, r)
   return r
 end
 
+-- A payment for a hold that already ended (expired or released): the units are taken again if the
+-- SKU still has them and the buyer's limit allows (CONFIRMED, paid late), else REFUND_DUE. Never
+-- oversells: units come only out of stock.
+local function late_payment(K, st, now, src, off, id, sku, qty, was, who)
+  local buyer = split(who)[1]
+  local avail = stock_of(K, sku)
+  local have = 0
+  if buyer ~= '' then have = tonumber(hget(K.buyers, buyer)) or 0 end
+  local status, remaining, reason
+  local late = 'paid after the hold was ' .. NAMES[was]
+  if avail >= qty and (st.limit == 0 or have + qty <= st.limit) then
+    hincr(K.stock, sku, -qty)
+    hincr(K.sold, sku, qty)
+    if buyer ~= '' then hincr(K.buyers, buyer, qty) end
+    status, remaining, reason = CONFIRMED, avail - qty, late .. '; the units were still in stock'
+  elseif avail < qty then
+    status, remaining, reason = REFUND_DUE, avail, late .. ' and ' .. sku .. ' is sold out: refund due'
+  else
+    status, remaining = REFUND_DUE, avail
+    reason = late .. ' and the buyer already has ' .. have .. ' of the limit of ' .. st.limit .. ': refund due'
+  end
+  hset(K.decisions, 'h' .. SEP .. id, join(status, src, off, reason, sku, qty, remaining, now))
+  hincr(K.stats, NAMES[status], 1)
+  return result(status, sku, qty, remaining, 0, now, reason, 0, who)
+end
+
 local function hold_action(K, st, now, src, off, id, confirm)
   local status, sku, qty, remaining, reason = 0, '', 0, 0, ''
+  local who = reply_to(K, id)
   local h = hget(K.holds, id)
   if h then
     local f = split(h)
@@ -344,7 +382,7 @@ local function hold_action(K, st, now, src, off, id, confirm)
     if confirm then
       local f = split(hget(K.wlinfo, id))
       return answer(K, src, off, result(INVALID, f[1], tonumber(f[2]), stock_of(K, f[1]), 0, now,
-        'order ' .. id .. ' is waitlisted; there is no hold to confirm yet'))
+        'order ' .. id .. ' is waitlisted; there is no hold to confirm yet', 0, who))
     end
     sku, qty = leave_waitlist(K, id)
     status, remaining, reason = RELEASED, stock_of(K, sku), 'left the waitlist'
@@ -353,35 +391,39 @@ local function hold_action(K, st, now, src, off, id, confirm)
     if done then
       local f = split(done)
       local was = tonumber(f[1])
-      if was == EXPIRED and confirm then
-        return answer(K, src, off, result(EXPIRED, f[5], tonumber(f[6]), stock_of(K, f[5]), 0, now,
-          'the hold had already expired when payment was confirmed'))
+      if confirm and (was == EXPIRED or was == RELEASED) then
+        -- The lifecycle record is replaced: the cancel it records keeps its answer for replays.
+        if f[2] ~= 'sweep' then
+          hset(K.decisions, 'a' .. SEP .. f[2] .. SEP .. f[3], join(f[1], f[5], f[6], f[7], f[8], f[4]))
+        end
+        return late_payment(K, st, now, src, off, id, f[5], tonumber(f[6]), was, who)
       end
       return answer(K, src, off, result(DUPLICATE, f[5], tonumber(f[6]), stock_of(K, f[5]), 0, now,
-        'the hold of order ' .. id .. ' was already ' .. NAMES[was]))
+        'the hold of order ' .. id .. ' was already ' .. NAMES[was], 0, who))
     end
-    return answer(K, src, off, result(INVALID, '', 0, 0, 0, now, 'order ' .. id .. ' has no hold in this drop'))
+    return answer(K, src, off, result(INVALID, '', 0, 0, 0, now, 'order ' .. id .. ' has no hold in this drop', 0, who))
   end
   hset(K.decisions, 'h' .. SEP .. id, join(status, src, off, reason, sku, qty, remaining, now))
   hincr(K.stats, NAMES[status], 1)
   if status == RELEASED then promote(K, st, now, sku) end
-  return result(status, sku, qty, remaining, 0, now, reason)
+  return result(status, sku, qty, remaining, 0, now, reason, 0, who)
 end
 
 local function replay_hold_action(K, now, src, off, id)
+  local who = reply_to(K, id)
   local done = hget(K.decisions, 'h' .. SEP .. id)
   if done then
     local f = split(done)
     if f[2] == src and f[3] == tostring(off) then
-      return result(tonumber(f[1]), f[5], tonumber(f[6]), tonumber(f[7]), 0, tonumber(f[8]) or now, f[4])
+      return result(tonumber(f[1]), f[5], tonumber(f[6]), tonumber(f[7]), 0, tonumber(f[8]) or now, f[4], 0, who)
     end
   end
   local a = hget(K.decisions, 'a' .. SEP .. src .. SEP .. off)
   if a then
     local f = split(a)
-    return result(tonumber(f[1]), f[2], tonumber(f[3]), tonumber(f[4]), 0, tonumber(f[5]), f[6])
+    return result(tonumber(f[1]), f[2], tonumber(f[3]), tonumber(f[4]), 0, tonumber(f[5]), f[6], 0, who)
   end
-  return result(DUPLICATE, '', 0, 0, 0, now, 'replayed hold action for order ' .. id)
+  return result(DUPLICATE, '', 0, 0, 0, now, 'replayed hold action for order ' .. id, 0, who)
 end
 
 -- Triggers answer 0 when applied, DUPLICATE when seen before, INVALID when refused.
@@ -434,10 +476,11 @@ local function close_drop(K, st, now)
   return result(0, '', 0, 0, 0, now, 'closed')
 end
 
--- FCALL dropline_apply 15 <keys> now n [kind src offset id buyer sku qty extra1 extra2] * n
--- kinds: o order (extra1 = pre-decided status or 0, extra2 = its reason), O open (sku = "SKU=n" SEP ...,
--- extra1 = limit SEP hold_ms SEP waitlist SEP cap, extra2 = catalog bytes), R restock, C close,
--- c confirm, x cancel. Returns, per op: status, sku, qty, remaining, hold_expires_at_ms, decided_at_ms, reason.
+-- FCALL dropline_apply 15 <keys> now n [kind src offset id buyer sku qty extra1 extra2 who] * n
+-- kinds: o order (extra1 = pre-decided status or 0, extra2 = its reason, who = its reply-to record),
+-- O open (sku = "SKU=n" SEP ..., extra1 = limit SEP hold_ms SEP waitlist SEP cap, extra2 = catalog
+-- bytes), R restock, C close, c confirm, x cancel. Returns, per op: status, sku, qty, remaining,
+-- hold_expires_at_ms, decided_at_ms, reason, waitlist position, reply-to record (hold actions).
 local function apply(keys, args)
   local K = keyset(keys)
   local now = tonumber(args[1])
@@ -450,7 +493,7 @@ local function apply(keys, args)
     -- What the batch's orders will read, fetched in one go per key.
     local ids, buyers, skus = {}, {}, {}
     for i = 0, n - 1 do
-      local b = 2 + i * 9
+      local b = 2 + i * 10
       if args[b + 1] == 'o' then
         ids[#ids + 1] = args[b + 4]
         buyers[#buyers + 1] = args[b + 5]
@@ -469,7 +512,7 @@ local function apply(keys, args)
   local last, touched = {}, {}
   local out = {}
   for i = 0, n - 1 do
-    local b = 2 + i * 9
+    local b = 2 + i * 10
     local kind, src, off, id = args[b + 1], args[b + 2], tonumber(args[b + 3]), args[b + 4]
     local buyer, sku, qty = args[b + 5], args[b + 6], tonumber(args[b + 7]) or 0
     if last[src] == nil then last[src] = tonumber(hget(K.offsets, src)) or -1 end
@@ -477,7 +520,8 @@ local function apply(keys, args)
     local r
     if kind == 'o' then
       if replay then r = replay_order(K, now, src, off, id)
-      else r = decide_order(K, st, now, src, off, id, buyer, sku, qty, tonumber(args[b + 8]) or 0, args[b + 9]) end
+      else r = decide_order(K, st, now, src, off, id, buyer, sku, qty, tonumber(args[b + 8]) or 0, args[b + 9],
+        args[b + 10] or '') end
     elseif kind == 'c' or kind == 'x' then
       if replay then r = replay_hold_action(K, now, src, off, id)
       else r = hold_action(K, st, now, src, off, id, kind == 'c') end

@@ -25,8 +25,13 @@
 //!   order off (in `ZRANGE` order of the waitlist members) and puts `SOLD_OUT` in the outbox.
 //! * **Holds.** Confirm turns a hold into a sale, cancel returns it to stock; a sweep at time `T`
 //!   expires holds due at or before `T` — at most `max_expire` of them, in `ZRANGEBYSCORE` order:
-//!   by expiry, then by order id byte order — and puts `EXPIRED` in the outbox. Later hold actions
-//!   answer from the lifecycle record (`EXPIRED` for a confirm after expiry, `DUPLICATE` otherwise).
+//!   by expiry, then by order id byte order — and puts `EXPIRED` in the outbox. A confirm after the
+//!   hold ended (expired or released) is a **late payment**: the units are taken from stock if the
+//!   SKU has them and the buyer's limit allows (`CONFIRMED`, "paid after the hold was …"), else
+//!   `REFUND_DUE`; other later hold actions answer `DUPLICATE` from the lifecycle record.
+//! * **Reply-to records.** An order that reserves or waitlists keeps where its answers go
+//!   (`decisions["w" SEP order_id]`); every later outcome of it (promotion, expiry, close, hold
+//!   actions and their replays) carries that record.
 //!   Holds are expired only by a sweep: a confirm that arrives after the expiry time but before the
 //!   sweep still confirms (as in the library).
 //! * **Triggers.** Open (settings, catalog, opening stock of SKUs not seen before, `version` + 1; a
@@ -50,7 +55,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use dropline_proto::v1::ReservationStatus;
 
-use crate::step::{Applied, Op, OpResult, OutboxEvent, Source, Swept};
+use crate::step::{Applied, Op, OpResult, OutboxEvent, ReplyTo, Source, Swept};
 
 pub use crate::step::{KEY_NAMES, SEP};
 
@@ -66,9 +71,10 @@ pub const WAITLISTED: i32 = ReservationStatus::Waitlisted as i32;
 pub const CONFIRMED: i32 = ReservationStatus::Confirmed as i32;
 pub const RELEASED: i32 = ReservationStatus::Released as i32;
 pub const EXPIRED: i32 = ReservationStatus::Expired as i32;
+pub const REFUND_DUE: i32 = ReservationStatus::RefundDue as i32;
 
 /// The library's status names (`NAMES` in the Lua), used in reasons and as `stats` fields.
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "RESERVED",
     "SOLD_OUT",
     "LIMIT_EXCEEDED",
@@ -80,10 +86,11 @@ const NAMES: [&str; 11] = [
     "CONFIRMED",
     "RELEASED",
     "EXPIRED",
+    "REFUND_DUE",
 ];
 
-/// The library's name of a status (1..=11). Other numbers never reach a name: 0 means "no verdict"
-/// and the `ReservationStatus` enum has nothing above 11.
+/// The library's name of a status (1..=12). Other numbers never reach a name: 0 means "no verdict"
+/// and the `ReservationStatus` enum has nothing above 12.
 pub fn status_name(status: i32) -> &'static str {
     usize::try_from(status)
         .ok()
@@ -154,12 +161,14 @@ pub struct Decision {
     pub source: Source,
     /// Why.
     pub reason: String,
+    /// WAITLISTED: the place on the waitlist when decided (0 otherwise).
+    pub waitlist_position: u32,
 }
 
 /// How a hold (or a place on the waitlist) ended (`decisions["h" SEP order_id]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldRecord {
-    /// `CONFIRMED`, `RELEASED` or `EXPIRED`.
+    /// `CONFIRMED`, `RELEASED`, `EXPIRED` or `REFUND_DUE`.
     pub status: i32,
     /// The hold action's source; `sweep`/-1 for an expiry.
     pub source: Source,
@@ -245,6 +254,8 @@ pub struct Model {
     /// Answers of hold actions that changed nothing, by Kafka position (`decisions["a" SEP stream SEP offset]`).
     answers: BTreeMap<(String, i64), OpResult>,
     triggers: BTreeMap<String, TriggerRecord>,
+    /// Where an order's answers go (`decisions["w" SEP order_id]`), as stored.
+    reply_to: BTreeMap<String, String>,
     // holds + expiry
     holds: BTreeMap<String, Hold>,
     expiry: BTreeSet<(i64, String)>,
@@ -280,7 +291,14 @@ fn result(
         hold_expires_at_ms: expires,
         decided_at_ms: now,
         reason: reason.to_owned(),
+        waitlist_position: 0,
+        reply_to: ReplyTo::default(),
     }
+}
+
+/// `r` carrying the order's reply-to record (as the library's hold actions answer).
+fn to(r: OpResult, reply_to: &str) -> OpResult {
+    OpResult { reply_to: ReplyTo::decode(reply_to), ..r }
 }
 
 fn bump<K: Ord>(map: &mut BTreeMap<K, i64>, key: K, by: i64) -> i64 {
@@ -300,7 +318,8 @@ fn source_of(op: &Op) -> &Source {
     }
 }
 
-/// An outbox entry as the library stores it: the nine fields joined by [`SEP`].
+/// An outbox entry as the library stores it: the ten fields joined by [`SEP`] (the last, the
+/// reply-to record, has separators of its own).
 pub fn outbox_entry(e: &OutboxEvent) -> String {
     join(&[
         &e.order_id,
@@ -312,6 +331,7 @@ pub fn outbox_entry(e: &OutboxEvent) -> String {
         &e.hold_expires_at_ms.to_string(),
         &e.decided_at_ms.to_string(),
         &e.reason,
+        &e.reply_to.encode(),
     ])
 }
 
@@ -545,8 +565,12 @@ impl Model {
                 d.source.stream.clone(),
                 d.source.offset.to_string(),
                 d.reason.clone(),
+                d.waitlist_position.to_string(),
             ];
             decisions.insert(id.clone(), fields.join(&SEP.to_string()));
+        }
+        for (id, who) in &self.reply_to {
+            decisions.insert(format!("w{SEP}{id}"), who.clone());
         }
         for (id, h) in &self.hold_log {
             let fields = [
@@ -612,14 +636,18 @@ impl Model {
         let last = self.offsets.get(&source.stream).copied().unwrap_or(-1);
         let replay = source.offset <= last;
         let r = match op {
-            Op::Order { order_id, buyer, item, verdict, .. } => {
+            Op::Order { order_id, buyer, item, verdict, reply_to, .. } => {
                 if replay {
                     self.replay_order(now, source, order_id)
                 } else {
                     let (sku, qty) = item.as_ref().map_or(("", 0), |(s, q)| (s.as_str(), q.get()));
                     let (pre, why) =
                         verdict.as_ref().map_or((0, String::new()), |(s, r)| (*s as i32, clean(r)));
-                    self.decide_order(now, source, order_id, buyer.as_str(), sku, qty, pre, &why)
+                    let r = self.decide_order(now, source, order_id, buyer.as_str(), sku, qty, pre, &why);
+                    if r.status == RESERVED || r.status == WAITLISTED {
+                        self.reply_to.insert(order_id.clone(), reply_to.encode());
+                    }
+                    r
                 }
             }
             Op::Confirm { order_id, .. } | Op::Cancel { order_id, .. } => {
@@ -693,6 +721,7 @@ impl Model {
         } else {
             self.decide_available(now, id, buyer, sku, qty)
         };
+        let position = if status == WAITLISTED { u32::try_from(self.waiting(sku)).unwrap_or(0) } else { 0 };
         self.decisions.insert(
             id.to_owned(),
             Decision {
@@ -704,10 +733,11 @@ impl Model {
                 decided_at_ms: now,
                 source: source.clone(),
                 reason: reason.clone(),
+                waitlist_position: position,
             },
         );
         bump(&mut self.stats, status_name(status), 1);
-        result(status, sku, qty, remaining, expires, now, &reason)
+        OpResult { waitlist_position: position, ..result(status, sku, qty, remaining, expires, now, &reason) }
     }
 
     /// The open-drop, known-SKU part of a decision: limit, reservation, waitlist or sold out.
@@ -758,7 +788,7 @@ impl Model {
             return result(DUPLICATE, "", 0, 0, 0, now, "replayed order; its decision is no longer stored");
         };
         if d.source == *source {
-            return result(
+            let r = result(
                 d.status,
                 &d.sku,
                 d.quantity,
@@ -767,6 +797,7 @@ impl Model {
                 d.decided_at_ms,
                 &d.reason,
             );
+            return OpResult { waitlist_position: d.waitlist_position, ..r };
         }
         let reason = format!("order {id} was already decided: {}", status_name(d.status));
         result(DUPLICATE, &d.sku, d.quantity, self.stock(&d.sku), 0, now, &reason)
@@ -813,8 +844,14 @@ impl Model {
             hold_expires_at_ms: expires,
             decided_at_ms: now,
             reason: reason.to_owned(),
+            reply_to: ReplyTo::decode(self.reply_to_of(id)),
         });
         bump(&mut self.stats, status_name(status), 1);
+    }
+
+    /// The stored reply-to record of `id` ('' when none).
+    fn reply_to_of(&self, id: &str) -> &str {
+        self.reply_to.get(id).map_or("", String::as_str)
     }
 
     /// Returned stock goes to the oldest waitlisted order of the SKU first (strict FIFO: an order
@@ -881,6 +918,61 @@ impl Model {
     }
 
     fn hold_action(&mut self, now: i64, source: &Source, id: &str, confirm: bool) -> OpResult {
+        let who = self.reply_to_of(id).to_owned();
+        let r = self.hold_action_inner(now, source, id, confirm);
+        to(r, &who)
+    }
+
+    /// A confirm for a hold that ended: stock and limit allowing, a sale; else a refund is due.
+    #[allow(clippy::too_many_arguments)]
+    fn late_payment(
+        &mut self,
+        now: i64,
+        source: &Source,
+        id: &str,
+        sku: &str,
+        qty: u32,
+        was: i32,
+    ) -> OpResult {
+        let buyer = ReplyTo::decode(self.reply_to_of(id)).buyer;
+        let avail = self.stock(sku);
+        let have = if buyer.is_empty() { 0 } else { self.buyer_units(&buyer) };
+        let limit = i64::from(self.settings.limit);
+        let late = format!("paid after the hold was {}", status_name(was));
+        let q = i64::from(qty);
+        let (status, remaining, reason) = if avail >= q && (limit == 0 || have + q <= limit) {
+            bump(&mut self.stock, sku.to_owned(), -q);
+            bump(&mut self.sold, sku.to_owned(), q);
+            if !buyer.is_empty() {
+                bump(&mut self.buyers, buyer, q);
+            }
+            (CONFIRMED, avail - q, format!("{late}; the units were still in stock"))
+        } else if avail < q {
+            (REFUND_DUE, avail, format!("{late} and {sku} is sold out: refund due"))
+        } else {
+            (
+                REFUND_DUE,
+                avail,
+                format!("{late} and the buyer already has {have} of the limit of {limit}: refund due"),
+            )
+        };
+        self.hold_log.insert(
+            id.to_owned(),
+            HoldRecord {
+                status,
+                source: source.clone(),
+                reason: reason.clone(),
+                sku: sku.to_owned(),
+                quantity: qty,
+                remaining,
+                decided_at_ms: now,
+            },
+        );
+        bump(&mut self.stats, status_name(status), 1);
+        result(status, sku, qty, remaining, 0, now, &reason)
+    }
+
+    fn hold_action_inner(&mut self, now: i64, source: &Source, id: &str, confirm: bool) -> OpResult {
         let (status, sku, qty, remaining, reason);
         if let Some(h) = self.holds.get(id).cloned() {
             sku = h.sku;
@@ -906,11 +998,22 @@ impl Model {
             qty = w.quantity;
             (status, remaining, reason) = (RELEASED, self.stock(&sku), "left the waitlist");
         } else {
-            if let Some(done) = self.hold_log.get(id) {
-                if done.status == EXPIRED && confirm {
-                    let reason = "the hold had already expired when payment was confirmed";
-                    let r = result(EXPIRED, &done.sku, done.quantity, self.stock(&done.sku), 0, now, reason);
-                    return self.answer(source, r);
+            if let Some(done) = self.hold_log.get(id).cloned() {
+                if confirm && (done.status == EXPIRED || done.status == RELEASED) {
+                    // The lifecycle record is replaced: the cancel it records keeps its answer.
+                    if done.source.stream != "sweep" {
+                        let r = result(
+                            done.status,
+                            &done.sku,
+                            done.quantity,
+                            done.remaining,
+                            0,
+                            done.decided_at_ms,
+                            &done.reason,
+                        );
+                        self.answers.insert((done.source.stream.clone(), done.source.offset), r);
+                    }
+                    return self.late_payment(now, source, id, &done.sku, done.quantity, done.status);
                 }
                 let reason = format!("the hold of order {id} was already {}", status_name(done.status));
                 let r = result(DUPLICATE, &done.sku, done.quantity, self.stock(&done.sku), 0, now, &reason);
@@ -939,6 +1042,10 @@ impl Model {
     }
 
     fn replay_hold_action(&self, now: i64, source: &Source, id: &str) -> OpResult {
+        to(self.replay_hold_action_inner(now, source, id), self.reply_to_of(id))
+    }
+
+    fn replay_hold_action_inner(&self, now: i64, source: &Source, id: &str) -> OpResult {
         match self.hold_log.get(id) {
             Some(done) if done.source == *source => result(
                 done.status,
@@ -1050,6 +1157,7 @@ mod tests {
                 buyer: BuyerId::parse(buyer).expect("buyer"),
                 item: Some((Sku::parse(sku).expect("sku"), Quantity::new(qty).expect("qty"))),
                 verdict: None,
+                reply_to: ReplyTo { buyer: buyer.into(), ..ReplyTo::default() },
             }
         }
         fn confirm(&mut self, id: &str) -> Op {
@@ -1186,10 +1294,17 @@ mod tests {
         assert_eq!(r.results[2].reason, "order w is waitlisted; there is no hold to confirm yet");
         assert_eq!(r.results[3].reason, "order ghost has no hold in this drop");
         m.sweep(T0 + 1000, 10, 10);
+        // b expired and its unit went to w: paying b now is too late, and nothing is left.
         let r = m.apply(T0 + 2000, &[o.confirm("b"), o.cancel("b")]);
-        assert_eq!(statuses(&r), vec![EXPIRED, DUPLICATE]);
-        assert_eq!(r.results[0].reason, "the hold had already expired when payment was confirmed");
-        assert_eq!(r.results[1].reason, "the hold of order b was already EXPIRED");
+        assert_eq!(statuses(&r), vec![REFUND_DUE, DUPLICATE]);
+        assert_eq!(r.results[0].reason, "paid after the hold was EXPIRED and CAP is sold out: refund due");
+        assert_eq!(r.results[1].reason, "the hold of order b was already REFUND_DUE");
+        assert_eq!(r.results[0].reply_to.buyer, "b2", "a late answer still reaches the buyer");
+        // w cancels (its unit is back), then pays after all: paid late, the unit is still there.
+        let r = m.apply(T0 + 2001, &[o.cancel("w"), o.confirm("w"), o.confirm("w")]);
+        assert_eq!(statuses(&r), vec![RELEASED, CONFIRMED, DUPLICATE]);
+        assert_eq!(r.results[1].reason, "paid after the hold was RELEASED; the units were still in stock");
+        assert_eq!((m.stock("CAP"), m.held("CAP"), m.sold("CAP"), m.buyer_units("b3")), (0, 0, 2, 1));
         // Replays answer what they answered the first time, and change nothing.
         let before = m.contents();
         let replayed = m.apply(T0 + 5000, &[order, confirm]);
@@ -1198,7 +1313,8 @@ mod tests {
         assert_eq!(m.contents(), before);
 
         fn r_confirm_a() -> OpResult {
-            result(CONFIRMED, "CAP", 1, 0, 0, T0 + 10, "")
+            let who = ReplyTo { buyer: "b1".into(), ..ReplyTo::default() };
+            to(result(CONFIRMED, "CAP", 1, 0, 0, T0 + 10, ""), &who.encode())
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dropline_core::admin::{self, Health};
+use dropline_core::claim::ClaimSecret;
 use dropline_core::kafka::{self, now_ms};
 use dropline_core::redis::Conn;
 use dropline_core::{Settings, TopicKind};
@@ -29,7 +30,7 @@ use crate::chat::{self, BuyerId, CatalogIndex, ChatLine, Quantity, Sku};
 use crate::config::MatcherConfig;
 use crate::metrics::Metrics;
 use crate::split;
-use crate::step::{self, DropKeys, Op, OpResult, Source};
+use crate::step::{self, DropKeys, Op, OpResult, ReplyTo, Source};
 
 /// Registry of drops to sweep, one per triggers topic (deployments sharing a Redis stay apart):
 /// drop id → partition of its triggers, so only the matcher that owns that partition sweeps it.
@@ -83,8 +84,9 @@ enum Work {
 
 #[derive(Debug)]
 enum Reply {
-    /// Publish a `ReservationOutcome` for this order / hold action.
-    Outcome { order_id: String, buyer_id: String, channel: String, sent_at_ms: i64 },
+    /// Publish a `ReservationOutcome` for this order / hold action. `reply_to` is the order's
+    /// (empty for a hold action: the step answers with the one it kept).
+    Outcome { order_id: String, reply_to: ReplyTo, sent_at_ms: i64 },
     /// A trigger: logged; refused triggers go to dead-letters.
     Trigger { what: &'static str },
 }
@@ -113,6 +115,8 @@ struct Shared {
     /// Per source stream (`o3`: topic letter + partition), the highest offset whose outcomes this
     /// matcher has published and seen acknowledged.
     acked: Arc<Mutex<HashMap<String, i64>>>,
+    /// Key of the orders' claim codes.
+    claim: ClaimSecret,
 }
 
 struct Matcher {
@@ -156,6 +160,10 @@ pub async fn run(
         return Ok(());
     };
     step::load(&mut redis).await?;
+    let claim = match config.claim_secret.clone() {
+        Some(secret) => secret,
+        None => ClaimSecret::shared(&mut redis).await?,
+    };
     health.set("redis", true, "connected");
 
     let producer = kafka::producer(&settings, "dropline-matcher")?;
@@ -185,6 +193,7 @@ pub async fn run(
         latency_us,
         publish_order: Arc::default(),
         acked: Arc::default(),
+        claim,
     };
     let sweeper_stop = CancellationToken::new();
     let sweeper = tokio::spawn(sweep_loop(Sweeper {
@@ -226,6 +235,22 @@ pub async fn run(
 }
 
 impl Shared {
+    /// An outcome of `order_id` with its addressing filled in: the drop it names, where the
+    /// answers go and the order's claim code.
+    fn addressed(&self, drop_id: &str, order_id: &str, reply_to: &ReplyTo) -> ReservationOutcome {
+        ReservationOutcome {
+            order_id: order_id.to_owned(),
+            drop_id: drop_id.to_owned(),
+            buyer_id: reply_to.buyer.clone(),
+            channel: reply_to.channel.clone(),
+            buyer_name: reply_to.name.clone(),
+            origin: reply_to.origin.clone(),
+            platform_message_id: reply_to.message_id.clone(),
+            claim_code: self.claim.code(drop_id, order_id).to_string(),
+            ..Default::default()
+        }
+    }
+
     /// With `wait_replicas` set, returns once that many replicas acknowledged every write made on
     /// this connection so far (`WAIT`), so a decision is never published before it would survive
     /// a failover to a replica. Keeps waiting (outcomes held back, health degraded) while replicas
@@ -432,17 +457,13 @@ impl Matcher {
                 }
                 (Work::Dead(reason), _) => self.dead_letter(&item.msg, reason),
                 (
-                    Work::Step {
-                        drop_id,
-                        reply: Reply::Outcome { order_id, buyer_id, channel, sent_at_ms },
-                        ..
-                    },
+                    Work::Step { drop_id, reply: Reply::Outcome { order_id, reply_to, sent_at_ms }, .. },
                     Some(r),
                 ) => {
+                    let kept = if reply_to.buyer.is_empty() { &r.reply_to } else { reply_to };
                     let outcome = ReservationOutcome {
                         order_id: order_id.clone(),
                         drop_id: drop_id.clone(),
-                        buyer_id: buyer_id.clone(),
                         sku: r.sku,
                         quantity: r.quantity,
                         status: r.status,
@@ -450,8 +471,9 @@ impl Matcher {
                         hold_expires_at_ms: r.hold_expires_at_ms,
                         decided_at_ms: r.decided_at_ms,
                         reason: r.reason,
-                        channel: channel.clone(),
                         sent_at_ms: *sent_at_ms,
+                        waitlist_position: r.waitlist_position,
+                        ..self.shared.addressed(drop_id, order_id, kept)
                     };
                     self.count(outcome.status);
                     (
@@ -620,18 +642,27 @@ impl Matcher {
         } else {
             order.drop_id.clone()
         };
+        let reply_to = ReplyTo {
+            buyer: buyer.as_str().to_owned(),
+            channel: order.channel,
+            name: order.buyer_name,
+            origin: order.origin,
+            message_id: order.platform_message_id,
+        };
         Work::Step {
             drop_id: order.drop_id.clone(),
             calls: vec![(
                 keys_of,
-                Op::Order { source, order_id: order.order_id.clone(), buyer: buyer.clone(), item, verdict },
+                Op::Order {
+                    source,
+                    order_id: order.order_id.clone(),
+                    buyer: buyer.clone(),
+                    item,
+                    verdict,
+                    reply_to: reply_to.clone(),
+                },
             )],
-            reply: Reply::Outcome {
-                order_id: order.order_id,
-                buyer_id: buyer.as_str().to_owned(),
-                channel: order.channel,
-                sent_at_ms: order.sent_at_ms,
-            },
+            reply: Reply::Outcome { order_id: order.order_id, reply_to, sent_at_ms: order.sent_at_ms },
         }
     }
 
@@ -765,8 +796,7 @@ impl Matcher {
             calls,
             reply: Reply::Outcome {
                 order_id: action.order_id,
-                buyer_id: String::new(),
-                channel: String::new(),
+                reply_to: ReplyTo::default(),
                 sent_at_ms: action.sent_at_ms,
             },
         }
@@ -1274,9 +1304,6 @@ impl Sweeper {
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {
             let outcome = v1::ReservationOutcome {
-                order_id: event.order_id,
-                drop_id: drop_id.to_owned(),
-                buyer_id: event.buyer_id,
                 sku: event.sku,
                 quantity: event.quantity,
                 status: event.status,
@@ -1284,8 +1311,8 @@ impl Sweeper {
                 hold_expires_at_ms: event.hold_expires_at_ms,
                 decided_at_ms: event.decided_at_ms,
                 reason: event.reason,
-                channel: String::new(),
-                sent_at_ms: 0,
+                buyer_id: event.buyer_id,
+                ..self.shared.addressed(drop_id, &event.order_id, &event.reply_to)
             };
             self.shared.metrics.orders.with_label_values(&[status_label(outcome.status)]).inc();
             let payload = outcome.encode_to_vec();

@@ -98,6 +98,8 @@ pub enum Op {
         item: Option<(Sku, Quantity)>,
         /// Decided without Redis: status and reason.
         verdict: Option<(ReservationStatus, String)>,
+        /// Where its answers go, kept with a hold or a place on the waitlist (see [`ReplyTo`]).
+        reply_to: ReplyTo,
     },
     /// Open the drop with its catalog.
     Open {
@@ -169,6 +171,49 @@ pub struct OpResult {
     pub decided_at_ms: i64,
     /// Why.
     pub reason: String,
+    /// WAITLISTED: the place on the SKU's waitlist (1 = next); 0 otherwise.
+    pub waitlist_position: u32,
+    /// A hold action's answer: where the order's answers go (empty when the order is unknown here).
+    pub reply_to: ReplyTo,
+}
+
+/// Where an order's answers go: the buyer, the chat channel, the display name, how the line
+/// arrived and the platform's message id. The step keeps it (`w SEP order_id` in `decisions`) for
+/// orders that reserved or waitlisted, so the outcomes it makes later — promotion, expiry,
+/// payment, cancel, close — reach the buyer where they ordered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// Buyer id (also what a late payment counts against the per-buyer limit).
+    pub buyer: String,
+    /// `network:#channel`.
+    pub channel: String,
+    /// Display name.
+    pub name: String,
+    /// `irc`, `webhook`, or empty.
+    pub origin: String,
+    /// The platform's id of the chat message, or empty.
+    pub message_id: String,
+}
+
+impl ReplyTo {
+    /// The record as the library stores it: five fields joined by [`SEP`], control characters
+    /// replaced (they would break the separator).
+    /// The empty record (an unknown order) is the empty string, as the library answers it.
+    pub fn encode(&self) -> String {
+        if *self == ReplyTo::default() {
+            return String::new();
+        }
+        [&self.buyer, &self.channel, &self.name, &self.origin, &self.message_id]
+            .map(|f| clean(f))
+            .join(&SEP.to_string())
+    }
+
+    /// Reads a stored record; missing fields are empty (an empty record is an unknown order).
+    pub fn decode(raw: &str) -> Self {
+        let mut f = raw.split(SEP).map(str::to_owned);
+        let mut next = || f.next().unwrap_or_default();
+        ReplyTo { buyer: next(), channel: next(), name: next(), origin: next(), message_id: next() }
+    }
 }
 
 /// The answer to one `dropline_apply` call.
@@ -201,6 +246,8 @@ pub struct OutboxEvent {
     pub decided_at_ms: i64,
     /// Why.
     pub reason: String,
+    /// Where the order's answers go.
+    pub reply_to: ReplyTo,
 }
 
 /// What a sweep found.
@@ -218,8 +265,8 @@ pub struct Swept {
 pub const SEP: char = '\u{1f}';
 
 /// Control characters would break the library's field separator; ids are checked at the
-/// boundary, reasons are cleaned here.
-fn clean(text: &str) -> String {
+/// boundary, reasons and display names are cleaned here.
+pub fn clean(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
@@ -234,11 +281,12 @@ fn push_op(cmd: &mut redis::Cmd, op: &Op) {
     };
     cmd.arg(kind).arg(&source.stream).arg(source.offset);
     match op {
-        Op::Order { order_id, buyer, item, verdict, .. } => {
+        Op::Order { order_id, buyer, item, verdict, reply_to, .. } => {
             let (sku, qty) = item.as_ref().map_or(("", 0), |(sku, qty)| (sku.as_str(), qty.get()));
             let (status, reason) =
                 verdict.as_ref().map_or((0, String::new()), |(s, r)| (*s as i32, clean(r)));
             cmd.arg(order_id).arg(buyer.as_str()).arg(sku).arg(qty).arg(status).arg(reason);
+            cmd.arg(reply_to.encode());
         }
         Op::Open { trigger_id, stock, limit_per_buyer, hold_ms, waitlist, waitlist_cap, catalog, .. } => {
             let skus: Vec<String> = stock.iter().map(|(sku, n)| format!("{sku}={n}")).collect();
@@ -247,15 +295,16 @@ fn push_op(cmd: &mut redis::Cmd, op: &Op) {
                 if *waitlist { 1 } else { 0 }
             );
             cmd.arg(trigger_id).arg("").arg(skus.join(&SEP.to_string())).arg(0).arg(settings).arg(catalog);
+            cmd.arg("");
         }
         Op::Restock { trigger_id, sku, quantity, .. } => {
-            cmd.arg(trigger_id).arg("").arg(sku.as_str()).arg(*quantity).arg(0).arg("");
+            cmd.arg(trigger_id).arg("").arg(sku.as_str()).arg(*quantity).arg(0).arg("").arg("");
         }
         Op::Close { trigger_id, .. } => {
-            cmd.arg(trigger_id).arg("").arg("").arg(0).arg(0).arg("");
+            cmd.arg(trigger_id).arg("").arg("").arg(0).arg(0).arg("").arg("");
         }
         Op::Confirm { order_id, .. } | Op::Cancel { order_id, .. } => {
-            cmd.arg(order_id).arg("").arg("").arg(0).arg(0).arg("");
+            cmd.arg(order_id).arg("").arg("").arg(0).arg(0).arg("").arg("");
         }
     }
 }
@@ -271,20 +320,26 @@ pub fn apply_cmd(keys: &DropKeys, now_ms: i64, ops: &[Op]) -> redis::Cmd {
     cmd
 }
 
-type RawResult = (i64, String, i64, i64, i64, i64, String);
+type RawResult = (i64, String, i64, i64, i64, i64, String, i64, String);
 
 fn to_applied((version, raw): (i64, Vec<RawResult>)) -> Applied {
     let results = raw
         .into_iter()
-        .map(|(status, sku, quantity, remaining, hold_expires_at_ms, decided_at_ms, reason)| OpResult {
-            status: i32::try_from(status).unwrap_or(0),
-            sku,
-            quantity: u32::try_from(quantity).unwrap_or(0),
-            remaining,
-            hold_expires_at_ms,
-            decided_at_ms,
-            reason,
-        })
+        .map(
+            |(status, sku, quantity, remaining, hold_expires_at_ms, decided_at_ms, reason, position, who)| {
+                OpResult {
+                    status: i32::try_from(status).unwrap_or(0),
+                    sku,
+                    quantity: u32::try_from(quantity).unwrap_or(0),
+                    remaining,
+                    hold_expires_at_ms,
+                    decided_at_ms,
+                    reason,
+                    waitlist_position: u32::try_from(position).unwrap_or(0),
+                    reply_to: ReplyTo::decode(&who),
+                }
+            },
+        )
         .collect();
     Applied { version, results }
 }
@@ -486,6 +541,7 @@ impl OutboxEvent {
             self.hold_expires_at_ms.to_string(),
             self.decided_at_ms.to_string(),
             self.reason.clone(),
+            self.reply_to.encode(),
         ]
         .join(&SEP.to_string())
     }
@@ -494,8 +550,10 @@ impl OutboxEvent {
 fn parse_event(entry: &str) -> Result<OutboxEvent, RedisError> {
     let bad =
         || RedisError::from((ErrorKind::UnexpectedReturnType, "malformed outbox entry", entry.to_owned()));
-    let f: Vec<&str> = entry.splitn(9, SEP).collect();
-    let [order_id, buyer_id, sku, qty, status, remaining, expires, decided, reason] = f.as_slice() else {
+    // The reply-to record, last, has separators of its own; the reason never has one.
+    let f: Vec<&str> = entry.splitn(10, SEP).collect();
+    let [order_id, buyer_id, sku, qty, status, remaining, expires, decided, reason, reply_to] = f.as_slice()
+    else {
         return Err(bad());
     };
     Ok(OutboxEvent {
@@ -508,5 +566,6 @@ fn parse_event(entry: &str) -> Result<OutboxEvent, RedisError> {
         hold_expires_at_ms: expires.parse().map_err(|_| bad())?,
         decided_at_ms: decided.parse().map_err(|_| bad())?,
         reason: (*reason).to_owned(),
+        reply_to: ReplyTo::decode(reply_to),
     })
 }

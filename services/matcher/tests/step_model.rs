@@ -12,6 +12,9 @@
 //! * stock is never negative and held + sold + stock == total per SKU (checked on the values read
 //!   from Redis), held equals the active holds, sold equals the confirmed units;
 //! * a buyer's units (held + sold + waitlisted) stay within the per-buyer limit;
+//! * a payment after the hold ended takes units only from stock (`CONFIRMED`, paid late) or is
+//!   `REFUND_DUE` — the cases must produce both — and every answer about a held or waitlisted order
+//!   carries its buyer (the reply-to record);
 //! * each order id gets exactly one non-`DUPLICATE` first decision, and a replay answers exactly what
 //!   the first delivery answered (including `decided_at_ms`);
 //! * after a sweep at `T`, no hold due at or before `T` is left (beyond `max_expire`), and the expired
@@ -22,11 +25,12 @@
 //! Every case uses its own drop id, so the test can run repeatedly and in parallel with others.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dropline_core::redis::Conn;
 use dropline_matcher::chat::{BuyerId, Quantity, Sku};
 use dropline_matcher::model::{self, KeyContents, Model, KEY_NAMES};
-use dropline_matcher::step::{self, DropKeys, Op, OpResult, Source};
+use dropline_matcher::step::{self, DropKeys, Op, OpResult, ReplyTo, Source};
 use dropline_proto::v1::ReservationStatus;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -37,7 +41,13 @@ const T0: i64 = 1_800_000_000_000;
 const SKUS: [&str; 4] = ["CAP", "TEE", "MUG", "ZZZ"];
 const BUYERS: [&str; 4] = ["b0", "b1", "b2", "b3"];
 
-use dropline_matcher::model::{CONFIRMED, DUPLICATE, EXPIRED, RELEASED, RESERVED, SOLD_OUT, WAITLISTED};
+use dropline_matcher::model::{
+    CONFIRMED, DUPLICATE, EXPIRED, REFUND_DUE, RELEASED, RESERVED, SOLD_OUT, WAITLISTED,
+};
+
+/// Late payments seen across all cases: confirmed from stock, and refunds due.
+static LATE_PAYMENTS: AtomicU64 = AtomicU64::new(0);
+static REFUNDS_DUE: AtomicU64 = AtomicU64::new(0);
 
 // ------------------------------------------------------------------------------------------ setup
 
@@ -51,6 +61,17 @@ async fn connect() -> Conn {
         dropline_core::redis::connect(&url).await.unwrap_or_else(|e| panic!("Redis at {url}: {e}"));
     step::load(&mut conn).await.expect("load the dropline library");
     conn
+}
+
+/// Where a buyer's answers go; the display name has a control character the step must clean.
+fn reply_to(buyer: &str) -> ReplyTo {
+    ReplyTo {
+        buyer: buyer.to_owned(),
+        channel: "twitch:#creator".into(),
+        name: format!("Name\u{1f}of\t{buyer}"),
+        origin: "irc".into(),
+        message_id: format!("msg-{buyer}"),
+    }
 }
 
 fn unique_drop() -> String {
@@ -180,6 +201,8 @@ enum Target {
     Live(Index),
     /// Any order.
     Known(Index),
+    /// An order whose hold ended (expired or released): a payment now is a late one.
+    Ended(Index),
     /// An order id never sent.
     Unknown,
 }
@@ -249,6 +272,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
     let target = prop_oneof![
         6 => any::<Index>().prop_map(Target::Live),
         2 => any::<Index>().prop_map(Target::Known),
+        2 => any::<Index>().prop_map(Target::Ended),
         1 => Just(Target::Unknown),
     ];
     let ack = prop_oneof![
@@ -407,6 +431,7 @@ impl Case {
                     buyer: buyer(BUYERS[b]),
                     item: Some((sku(SKUS[s]), qty(q))),
                     verdict: None,
+                    reply_to: reply_to(BUYERS[b]),
                 };
                 self.send(op, None).await
             }
@@ -474,19 +499,32 @@ impl Case {
         };
         self.order_ids.push(order_id.clone());
         self.order_buyer.insert(order_id.clone(), BUYERS[b].to_owned());
-        let op = Op::Order { source: self.source('o'), order_id, buyer: buyer(BUYERS[b]), item, verdict };
+        let op = Op::Order {
+            source: self.source('o'),
+            order_id,
+            buyer: buyer(BUYERS[b]),
+            item,
+            verdict,
+            reply_to: reply_to(BUYERS[b]),
+        };
         self.send(op, None).await
     }
 
     async fn hold_action(&mut self, target: Target, confirm: bool) -> Result<(), TestCaseError> {
         let order_id = match target {
-            Target::Live(i) | Target::Known(i) if !self.order_ids.is_empty() => {
-                let live: Vec<&String> = self
-                    .order_ids
-                    .iter()
-                    .filter(|id| self.model.hold(id).is_some() || self.model.wait_entry(id).is_some())
-                    .collect();
-                if matches!(target, Target::Live(_)) && !live.is_empty() {
+            Target::Live(i) | Target::Known(i) | Target::Ended(i) if !self.order_ids.is_empty() => {
+                let ended = |id: &&String| {
+                    self.model.hold_record(id).is_some_and(|h| h.status == EXPIRED || h.status == RELEASED)
+                };
+                let live: Vec<&String> = match target {
+                    Target::Ended(_) => self.order_ids.iter().filter(ended).collect(),
+                    _ => self
+                        .order_ids
+                        .iter()
+                        .filter(|id| self.model.hold(id).is_some() || self.model.wait_entry(id).is_some())
+                        .collect(),
+                };
+                if !matches!(target, Target::Known(_)) && !live.is_empty() {
                     live[i.index(live.len())].clone()
                 } else {
                     self.order_ids[i.index(self.order_ids.len())].clone()
@@ -559,10 +597,26 @@ impl Case {
                     }
                 }
             }
+            Op::Confirm { order_id, .. } | Op::Cancel { order_id, .. }
+                if self
+                    .first_decision
+                    .get(order_id)
+                    .is_some_and(|d| d.status == RESERVED || d.status == WAITLISTED)
+                    && r.reply_to.buyer != self.order_buyer.get(order_id).cloned().unwrap_or_default() =>
+            {
+                return Err(fail(format!("the answer to a hold action of {order_id} lost its buyer: {r:?}")));
+            }
             Op::Confirm { order_id, .. } if r.status == CONFIRMED => {
+                if r.reason.starts_with("paid after the hold was") {
+                    LATE_PAYMENTS.fetch_add(1, Ordering::Relaxed);
+                }
                 let owner = self.order_buyer.get(order_id).cloned().unwrap_or_default();
                 *self.confirmed_by_buyer.entry(owner).or_insert(0) += i64::from(r.quantity);
                 *self.confirmed_by_sku.entry(r.sku.clone()).or_insert(0) += i64::from(r.quantity);
+            }
+            Op::Confirm { .. } if r.status == REFUND_DUE => {
+                prop_assert!(r.reason.ends_with("refund due"), "{:?}", r);
+                REFUNDS_DUE.fetch_add(1, Ordering::Relaxed);
             }
             Op::Cancel { order_id, .. } if r.status == RELEASED && r.reason == "left the waitlist" => {
                 let queue = self.shadow.entry(r.sku.clone()).or_default();
@@ -770,6 +824,9 @@ fn the_library_does_what_the_model_does() {
     if let Err(e) = outcome {
         panic!("{e}");
     }
+    // The cases did pay late, both ways (a sale from stock, a refund due), not only on time.
+    let (late, refunds) = (LATE_PAYMENTS.load(Ordering::Relaxed), REFUNDS_DUE.load(Ordering::Relaxed));
+    assert!(late > 0 && refunds > 0, "late payments confirmed {late}, refunds due {refunds}");
 }
 
 // ------------------------------------------------------------------------------------------ replay
@@ -796,6 +853,7 @@ fn replaying_a_batch_answers_the_same_and_changes_nothing() {
             buyer: buyer(b),
             item: Some((sku(s), qty(n))),
             verdict: None,
+            reply_to: ReplyTo::default(),
         };
         let setup = vec![
             Op::Open {
@@ -825,6 +883,7 @@ fn replaying_a_batch_answers_the_same_and_changes_nothing() {
                 buyer: buyer("b2"),
                 item: None,
                 verdict: Some((ReservationStatus::Invalid, "no\u{7}idea".into())),
+                reply_to: ReplyTo::default(),
             },
             Op::Cancel { source: src('h'), order_id: "c".into() }, // leaves the waitlist
             Op::Restock { source: src('t'), trigger_id: "more".into(), sku: sku("TEE"), quantity: 2 },
@@ -899,6 +958,7 @@ fn replays_are_recognised_per_source_stream() {
             buyer: buyer("b"),
             item: Some((sku("CAP"), qty(1))),
             verdict: None,
+            reply_to: ReplyTo::default(),
         };
         let steps: Vec<Vec<Op>> = vec![
             vec![open.clone(), o(0, 5, "a"), o(1, 5, "b")],
@@ -938,6 +998,7 @@ fn order_ids_do_not_collide_with_hold_and_trigger_records() {
             buyer: buyer("b"),
             item: Some((sku("CAP"), qty(1))),
             verdict: None,
+            reply_to: ReplyTo::default(),
         };
         let ops = vec![
             open_cap("open-1", 5, 1000),
@@ -971,6 +1032,7 @@ fn a_hold_expires_only_once_its_reservation_is_published() {
                 buyer: buyer("b"),
                 item: Some((sku("CAP"), qty(1))),
                 verdict: None,
+                reply_to: ReplyTo::default(),
             },
         ];
         step::apply(&mut conn, T0, &[(&keys, ops.as_slice())]).await.expect("apply");

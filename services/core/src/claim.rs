@@ -88,6 +88,14 @@ impl ClaimCode {
     }
 }
 
+/// The path of a claim page on the console (`/c/<code>`).
+pub const PAGE_PREFIX: &str = "/c/";
+
+/// The claim page's address for a buyer: `public_url` (`Settings::public_url`) + `/c/<code>`.
+pub fn link(public_url: &str, code: &str) -> String {
+    format!("{public_url}{PAGE_PREFIX}{code}")
+}
+
 impl std::fmt::Display for ClaimCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -57,6 +57,9 @@ pub struct Settings {
     pub log_filter: String,
     /// How long a stopping service may take to drain (`DROPLINE_SHUTDOWN_GRACE`, default `10s`).
     pub shutdown_grace: Duration,
+    /// Where buyers reach the console from outside (`DROPLINE_PUBLIC_URL`, `http(s)://host[:port]`
+    /// without a trailing slash; default `http://` + `DROPLINE_HTTP`): claim links start with it.
+    pub public_url: String,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             log_format: LogFormat::Human,
             log_filter: "info".into(),
             shutdown_grace: Duration::from_secs(10),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -114,6 +118,10 @@ impl Settings {
         }
         if let Some(v) = get("DROPLINE_HTTP")? {
             s.http = parse_addr("DROPLINE_HTTP", &v)?;
+            s.public_url = format!("http://{}", s.http);
+        }
+        if let Some(v) = get("DROPLINE_PUBLIC_URL")? {
+            s.public_url = parse_public_url("DROPLINE_PUBLIC_URL", &v)?;
         }
         if let Some(v) = get("DROPLINE_ADMIN")? {
             s.admin = Some(parse_addr("DROPLINE_ADMIN", &v)?);
@@ -166,6 +174,20 @@ impl Settings {
 
 fn invalid(var: &str, value: &str, expected: &str) -> SettingsError {
     SettingsError { var: var.into(), value: value.into(), expected: expected.into() }
+}
+
+fn parse_public_url(var: &str, v: &str) -> Result<String, SettingsError> {
+    let url = v.trim_end_matches('/');
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty()
+                && !host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#') =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err(invalid(var, v, "an http(s) URL such as `https://drop.example.com`")),
+    }
 }
 
 fn parse_bootstrap(var: &str, v: &str) -> Result<String, SettingsError> {
@@ -278,8 +300,10 @@ mod tests {
             ("DROPLINE_SHUTDOWN_GRACE", "1500ms"),
             ("DROPLINE_TOPIC_PREFIX", "staging."),
             ("DROPLINE_TOPIC_RESERVATIONS", "outcomes"),
+            ("DROPLINE_PUBLIC_URL", "https://drop.example.com/"),
         ])
         .expect("valid settings parse");
+        assert_eq!(s.public_url, "https://drop.example.com");
         assert_eq!(s.kafka, "10.0.0.1:9092,10.0.0.2:9093");
         assert_eq!(
             s.kafka_config,
@@ -306,6 +330,8 @@ mod tests {
         let s = parse(&[("DROPLINE_SHUTDOWN_GRACE", "3"), ("DROPLINE_KAFKA", "  ")]).expect("parses");
         assert_eq!(s.shutdown_grace, Duration::from_secs(3));
         assert_eq!(s.kafka, "127.0.0.1:9092", "a blank value falls back to the default");
+        let s = parse(&[("DROPLINE_HTTP", "127.0.0.1:9000")]).expect("parses");
+        assert_eq!(s.public_url, "http://127.0.0.1:9000", "the console's own address by default");
     }
 
     #[test]
@@ -325,6 +351,8 @@ mod tests {
             ("DROPLINE_SHUTDOWN_GRACE", "soon"),
             ("DROPLINE_TOPIC_PREFIX", "bad prefix"),
             ("DROPLINE_TOPIC_CHAT_ORDERS", "chat/orders"),
+            ("DROPLINE_PUBLIC_URL", "drop.example.com"),
+            ("DROPLINE_PUBLIC_URL", "https://a b"),
         ];
         for (var, value) in cases {
             let err = parse(&[(var, value)]).expect_err(&format!("{var}={value} must be refused"));

@@ -1,16 +1,16 @@
 //! The IRC chat client (Twitch chat speaks IRC): connect, authenticate with PASS/NICK, ask for
-//! IRCv3 tags, JOIN the channels, hand every PRIVMSG on as a `ChatLine`, answer PINGs, and
-//! reconnect with backoff when the connection drops.
+//! IRCv3 tags, JOIN the channels, hand every PRIVMSG on as a `ChatLine`, answer PINGs, write the
+//! answers the reply path hands over, and reconnect with backoff when the connection drops.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::irc::{line, Message};
+use crate::irc::{line, privmsg, Message};
 use crate::metrics::Metrics;
 use crate::route::{ChatLine, Origin};
 
@@ -37,6 +37,30 @@ pub struct IrcConfig {
     pub network: String,
 }
 
+/// A message for a channel, written by whichever session is connected.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// `#channel`.
+    pub channel: String,
+    pub text: String,
+    /// The platform message it answers (sent as `reply-parent-msg-id` where the server takes tags).
+    pub reply_to: Option<String>,
+    /// Not written after this: the sender has given up on it and plans the answers again.
+    pub expires: tokio::time::Instant,
+    /// Told once the line is written.
+    pub written: oneshot::Sender<()>,
+}
+
+/// What the reply path needs to know about the connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    /// Registered and joined.
+    pub connected: bool,
+    /// Bytes the server puts before our text when it relays a message
+    /// (`:nick!user@host PRIVMSG #channel :` without the channel), once our JOIN came back.
+    pub relay_prefix: Option<usize>,
+}
+
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -58,13 +82,16 @@ pub enum SessionError {
 pub async fn run(
     config: IrcConfig,
     lines: mpsc::Sender<ChatLine>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    link: watch::Sender<Link>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_MIN;
     while !shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
-        let result = session(&config, &lines, &metrics, &shutdown).await;
+        let result = session(&config, &lines, &mut outgoing, &link, &metrics, &shutdown).await;
+        link.send_replace(Link::default());
         metrics.irc_connected.set(0);
         match result {
             Ok(()) => break,
@@ -89,6 +116,8 @@ pub async fn run(
 async fn session(
     config: &IrcConfig,
     lines: &mpsc::Sender<ChatLine>,
+    outgoing: &mut mpsc::Receiver<Outgoing>,
+    link: &watch::Sender<Link>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
@@ -109,12 +138,28 @@ async fn session(
     write.write_all(hello.as_bytes()).await?;
 
     let mut buf = Vec::with_capacity(1024);
+    // Whether the server took IRCv3 tags (Twitch: `twitch.tv/tags`), so replies may carry one.
+    let mut tags = false;
+    let mut registered = false;
+    let mut no_replies = false;
     loop {
         buf.clear();
         let read = tokio::select! {
             () = shutdown.cancelled() => {
                 let _ = write.write_all(line("QUIT", &[], Some("shutting down")).as_bytes()).await;
                 return Ok(());
+            }
+            out = outgoing.recv(), if registered && !no_replies => {
+                let Some(out) = out else {
+                    no_replies = true; // nobody will hand over answers (replies are off)
+                    continue;
+                };
+                if tokio::time::Instant::now() < out.expires {
+                    let reply_to = out.reply_to.as_deref().filter(|_| tags);
+                    write.write_all(privmsg(&out.channel, &out.text, reply_to).as_bytes()).await?;
+                    let _ = out.written.send(());
+                }
+                continue;
             }
             read = tokio::time::timeout(SILENCE, read_line(&mut reader, &mut buf)) => read,
         };
@@ -138,6 +183,19 @@ async fn session(
                 for channel in &config.channels {
                     write.write_all(line("JOIN", &[channel], None).as_bytes()).await?;
                 }
+                registered = true;
+                link.send_modify(|l| l.connected = true);
+            }
+            "CAP" if message.params.get(1).map(String::as_str) == Some("ACK") => {
+                let granted = message.params.get(2).map_or("", String::as_str);
+                tags = granted.split(' ').any(|c| c == "twitch.tv/tags" || c == "message-tags");
+            }
+            // Our own JOIN, echoed with the prefix the server will put before what we say.
+            "JOIN" if message.nick().is_some_and(|n| n.eq_ignore_ascii_case(&config.nick)) => {
+                let prefix = message.prefix.as_deref().map_or(0, str::len);
+                // `:` prefix ` PRIVMSG ` … ` :`: the channel is added by the sender per message.
+                let relay = 1 + prefix + " PRIVMSG ".len() + " :".len();
+                link.send_modify(|l| l.relay_prefix = Some(relay));
             }
             "PRIVMSG" => {
                 let Some(chat) = chat_line(&message, &config.network) else { continue };

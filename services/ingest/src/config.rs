@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use dropline_core::settings::SettingsError;
 
 use crate::client::IrcConfig;
+use crate::reply::budget::Rate;
+use crate::reply::ReplyConfig;
 
 /// How the ingest service runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,23 @@ pub struct IngestConfig {
     pub fallback_drop: Option<String>,
     /// `/metrics` and `/healthz` (`DROPLINE_ADMIN`, default `127.0.0.1:9103`).
     pub admin: SocketAddr,
+    /// Answers to buyers (`DROPLINE_INGEST_REPLIES=on|off`): `None` when off. On by default when
+    /// IRC is read with a nick that may send (not the anonymous `justinfan…`) or a reply webhook
+    /// is set.
+    pub replies: Option<Replies>,
+}
+
+/// Where answers go and how fast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replies {
+    pub config: ReplyConfig,
+    /// Answer IRC orders on their channel.
+    pub irc: bool,
+}
+
+/// The anonymous Twitch reader: may read chat, may not send.
+pub fn is_anonymous(nick: &str) -> bool {
+    nick.to_ascii_lowercase().starts_with("justinfan")
 }
 
 impl IngestConfig {
@@ -89,6 +108,55 @@ impl IngestConfig {
             }
             other => other.map(String::into_bytes),
         };
+        let rate = match get("DROPLINE_INGEST_REPLY_RATE") {
+            None => Rate::TWITCH,
+            Some(v) => Rate::parse(&v).ok_or_else(|| {
+                bad("DROPLINE_INGEST_REPLY_RATE", &v, "messages/window, e.g. 20/30s (100/30s as a moderator)")
+            })?,
+        };
+        let reply_webhook = match get("DROPLINE_INGEST_REPLY_WEBHOOK") {
+            None => None,
+            Some(url) if url.starts_with("http://") && url.len() > "http://".len() => Some(url),
+            Some(url) => {
+                return Err(bad(
+                    "DROPLINE_INGEST_REPLY_WEBHOOK",
+                    &url,
+                    "an http:// URL (an adapter next to ingest; put TLS in front of it)",
+                ))
+            }
+        };
+        if reply_webhook.is_some() && webhook_secret.is_none() {
+            return Err(bad(
+                "DROPLINE_INGEST_WEBHOOK_SECRET",
+                "",
+                "a secret to sign the answers POSTed to DROPLINE_INGEST_REPLY_WEBHOOK",
+            ));
+        }
+        let sending_irc = irc.as_ref().is_some_and(|i| !is_anonymous(&i.nick));
+        let replies_on = match get("DROPLINE_INGEST_REPLIES").map(|v| v.to_ascii_lowercase()) {
+            None => sending_irc || reply_webhook.is_some(),
+            Some(v) if v == "off" => false,
+            Some(v) if v == "on" => {
+                if !sending_irc && reply_webhook.is_none() {
+                    return Err(bad(
+                        "DROPLINE_INGEST_REPLIES",
+                        "on",
+                        "IRC with a nick that may send (DROPLINE_INGEST_IRC_NICK other than justinfan…) \
+                         or DROPLINE_INGEST_REPLY_WEBHOOK",
+                    ));
+                }
+                true
+            }
+            Some(v) => return Err(bad("DROPLINE_INGEST_REPLIES", &v, "on or off")),
+        };
+        let replies = replies_on.then(|| Replies {
+            config: ReplyConfig {
+                rate,
+                group: get("DROPLINE_INGEST_REPLY_GROUP").unwrap_or_else(|| "dropline-ingest-replies".into()),
+                webhook: reply_webhook,
+            },
+            irc: sending_irc,
+        });
         Ok(IngestConfig {
             irc,
             http,
@@ -96,6 +164,7 @@ impl IngestConfig {
             network,
             fallback_drop: get("DROPLINE_INGEST_FALLBACK_DROP"),
             admin: admin.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9103))),
+            replies,
         })
     }
 }
@@ -116,9 +185,31 @@ mod tests {
         assert_eq!((c.irc, c.webhook_secret, c.network.as_str()), (None, None, "twitch"));
         let c = config(&[("DROPLINE_INGEST_IRC", "127.0.0.1:6667"), ("DROPLINE_INGEST_CHANNELS", "#A, #b")])
             .unwrap();
+        assert_eq!(c.replies, None, "the anonymous reader cannot answer");
         let irc = c.irc.unwrap();
         assert_eq!(irc.channels, vec!["#a", "#b"]);
         assert_eq!(irc.nick, "justinfan4242");
+        let irc = [("DROPLINE_INGEST_IRC", "h:1"), ("DROPLINE_INGEST_CHANNELS", "#a")];
+        let bot = config(&[irc[0], irc[1], ("DROPLINE_INGEST_IRC_NICK", "dropbot")]).unwrap();
+        let replies = bot.replies.expect("a bot that may send answers by default");
+        assert!(replies.irc);
+        assert_eq!((replies.config.rate, replies.config.webhook), (Rate::TWITCH, None));
+        let off = config(&[
+            irc[0],
+            irc[1],
+            ("DROPLINE_INGEST_IRC_NICK", "dropbot"),
+            ("DROPLINE_INGEST_REPLIES", "off"),
+        ]);
+        assert_eq!(off.unwrap().replies, None);
+        let hook = config(&[
+            ("DROPLINE_INGEST_REPLY_WEBHOOK", "http://127.0.0.1:9/replies"),
+            ("DROPLINE_INGEST_WEBHOOK_SECRET", "0123456789ab"),
+            ("DROPLINE_INGEST_REPLY_RATE", "100/30s"),
+        ])
+        .unwrap();
+        let replies = hook.replies.expect("webhook answers");
+        assert!(!replies.irc);
+        assert_eq!(replies.config.rate.messages, 100);
     }
 
     #[test]
@@ -133,6 +224,11 @@ mod tests {
             (vec![("DROPLINE_INGEST_WEBHOOK_SECRET", "short")], "DROPLINE_INGEST_WEBHOOK_SECRET"),
             (vec![("DROPLINE_INGEST_HTTP", "x")], "DROPLINE_INGEST_HTTP"),
             (vec![("DROPLINE_INGEST_NETWORK", "a b")], "DROPLINE_INGEST_NETWORK"),
+            (vec![("DROPLINE_INGEST_REPLY_RATE", "fast")], "DROPLINE_INGEST_REPLY_RATE"),
+            (vec![("DROPLINE_INGEST_REPLIES", "on")], "DROPLINE_INGEST_REPLIES"),
+            (vec![("DROPLINE_INGEST_REPLIES", "maybe")], "DROPLINE_INGEST_REPLIES"),
+            (vec![("DROPLINE_INGEST_REPLY_WEBHOOK", "ftp://x")], "DROPLINE_INGEST_REPLY_WEBHOOK"),
+            (vec![("DROPLINE_INGEST_REPLY_WEBHOOK", "http://x")], "DROPLINE_INGEST_WEBHOOK_SECRET"),
         ] {
             let err = config(&vars).unwrap_err();
             assert_eq!(err.var, var, "{vars:?}");

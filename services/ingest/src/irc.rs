@@ -109,10 +109,51 @@ pub fn line(command: &str, params: &[&str], trailing: Option<&str>) -> String {
     out
 }
 
+/// Escapes an IRCv3 tag value (the inverse of `unescape_tag`).
+fn escape_tag(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            ';' => out.push_str("\\:"),
+            ' ' => out.push_str("\\s"),
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A reply in a channel, Twitch style: `@reply-parent-msg-id=<id> PRIVMSG #channel :text` (the tag
+/// only when the server took message tags and there is a message to reply to).
+pub fn privmsg(channel: &str, text: &str, reply_to: Option<&str>) -> String {
+    let body = line("PRIVMSG", &[channel], Some(text));
+    match reply_to {
+        Some(id) if !id.is_empty() => format!("@reply-parent-msg-id={} {body}", escape_tag(id)),
+        _ => body,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn replies_carry_the_parent_tag() {
+        assert_eq!(
+            privmsg("#c", "@Ada hi", Some("b34c-1")),
+            "@reply-parent-msg-id=b34c-1 PRIVMSG #c :@Ada hi\r\n"
+        );
+        assert_eq!(privmsg("#c", "hi", None), "PRIVMSG #c :hi\r\n");
+        let tricky = privmsg("#c", "x", Some("a b;c\r\nQUIT"));
+        let parsed = Message::parse(tricky.trim_end()).unwrap();
+        assert_eq!(parsed.tag("reply-parent-msg-id"), Some("a b;c\r\nQUIT"));
+        assert_eq!(parsed.command, "PRIVMSG");
+        assert_eq!(tricky.matches("\r\n").count(), 1);
+    }
 
     #[test]
     fn twitch_privmsg_with_tags() {

@@ -63,8 +63,8 @@ impl ChatLine {
 /// What became of a line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Routed {
-    /// An order for a live drop: publish it.
-    Order(ChatOrder),
+    /// An order for a live drop: publish it (boxed: the other answers carry nothing).
+    Order(Box<ChatOrder>),
     /// Ordinary chat (not `!buy …`).
     NotOrder,
     /// An order on a channel where no drop is live.
@@ -134,7 +134,7 @@ impl LiveDrops {
         let network = line.network.to_lowercase();
         let message_id = line.message_id.clone().unwrap_or_else(fresh_id);
         let buyer = line.user_id.clone().unwrap_or_else(|| line.nick.to_lowercase());
-        Routed::Order(ChatOrder {
+        Routed::Order(Box::new(ChatOrder {
             order_id: format!("{network}:{message_id}"),
             drop_id: drop_id.to_owned(),
             buyer_id: format!("{network}:{buyer}"),
@@ -146,7 +146,7 @@ impl LiveDrops {
             buyer_name: line.display_name.clone().unwrap_or_else(|| line.nick.clone()),
             origin: line.origin.as_str().to_owned(),
             platform_message_id: line.message_id.clone().unwrap_or_default(),
-        })
+        }))
     }
 }
 

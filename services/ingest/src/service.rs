@@ -17,14 +17,19 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::client::Link;
 use crate::config::IngestConfig;
 use crate::metrics::Metrics;
+use crate::reply::outlet::{IrcOutlet, WebhookOutlet};
+use crate::reply::Outlets;
 use crate::route::{ChatLine, LiveDrops, Routed};
 
 /// Chat lines waiting for the publisher (IRC reading pauses when it is full).
 const QUEUE: usize = 10_000;
 /// Orders handed to the producer and not yet acknowledged.
 const IN_FLIGHT: usize = 1_000;
+/// Answers handed to the IRC session and not yet written.
+const OUTGOING: usize = 16;
 
 /// Could not start.
 #[derive(Debug, thiserror::Error)]
@@ -149,10 +154,47 @@ pub async fn run(
             }
         }));
     }
+    let mut outlets = Outlets::default();
     if let Some(irc) = config.irc.clone() {
         let (lines_tx, lines_rx) = mpsc::channel(QUEUE);
-        tasks.push(tokio::spawn(crate::client::run(irc, lines_tx, metrics.clone(), shutdown.clone())));
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING);
+        let (link_tx, link_rx) = watch::channel(Link::default());
+        if config.replies.as_ref().is_some_and(|r| r.irc) {
+            outlets.irc = Some(IrcOutlet {
+                outgoing: outgoing_tx,
+                link: link_rx,
+                network: irc.network.clone(),
+                channels: irc.channels.clone(),
+                nick: irc.nick.clone(),
+            });
+        }
+        tasks.push(tokio::spawn(crate::client::run(
+            irc,
+            lines_tx,
+            outgoing_rx,
+            link_tx,
+            metrics.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(publish_lines(pipeline.clone(), lines_rx)));
+    }
+    if let Some(replies) = config.replies.clone() {
+        if let (Some(url), Some(secret)) = (replies.config.webhook.clone(), config.webhook_secret.clone()) {
+            outlets.webhook = Some(WebhookOutlet { url, secret, client: reqwest::Client::new() });
+        }
+        let task = crate::reply::run(
+            settings.clone(),
+            replies.config,
+            outlets,
+            pipeline.producer.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = task.await {
+                warn!(error = %e, "reply path could not start");
+            }
+        }));
     }
 
     shutdown.cancelled().await;

@@ -2,175 +2,18 @@
 //! `!buy` lines, the real broker, and the matcher deciding the orders ingest publishes; and the
 //! signed webhook, including every way a request is refused.
 
+mod common;
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use anyhow::{ensure, Context, Result};
+use common::*;
+use dropline_core::{kafka, TopicKind};
 use dropline_ingest::client::IrcConfig;
-use dropline_ingest::IngestConfig;
-use dropline_proto::v1::{
-    drop_trigger, CatalogItem, ChatOrder, DropTrigger, OpenDrop, ReservationOutcome, ReservationStatus,
-};
-use futures::StreamExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use dropline_proto::v1::{ChatOrder, ReservationOutcome, ReservationStatus};
 use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "test-webhook-secret-0123";
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// ngircd on a free loopback port, stopped when dropped.
-struct IrcServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for IrcServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn irc_server() -> Result<IrcServer> {
-    irc_server_on(free_port()?).await
-}
-
-async fn irc_server_on(port: u16) -> Result<IrcServer> {
-    let dir = tempfile::tempdir()?;
-    let conf = dir.path().join("ngircd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[Global]\nName = irc.dropline.test\nInfo = Dropline test\nListen = 127.0.0.1\nPorts = {port}\n\
-             PidFile = {pid}\nMotdPhrase = test\n[Limits]\nMaxConnectionsIP = 0\nPingTimeout = 120\n\
-             [Options]\nPAM = no\nIdent = no\nDNS = no\n",
-            pid = dir.path().join("ngircd.pid").display()
-        ),
-    )?;
-    let child = Command::new("ngircd")
-        .args(["--nodaemon", "--config"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting ngircd (Debian package ngircd; `make stack-up` installs it)")?;
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(IrcServer { child, port, _dir: dir });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("ngircd did not listen on {port}")
-}
-
-/// A viewer in the chat: registers, joins, waits for ingest to join, then types.
-struct Viewer {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Viewer {
-    async fn connect(port: u16, nick: &str, channel: &str) -> Result<Self> {
-        let (read, writer) = TcpStream::connect(("127.0.0.1", port)).await?.into_split();
-        let mut viewer = Viewer { reader: BufReader::new(read), writer };
-        viewer.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n")).await?;
-        viewer.wait_for(|l| l.split(' ').nth(1) == Some("001")).await?;
-        viewer.send(&format!("JOIN {channel}\r\n")).await?;
-        Ok(viewer)
-    }
-
-    async fn send(&mut self, text: &str) -> Result<()> {
-        self.writer.write_all(text.as_bytes()).await?;
-        Ok(())
-    }
-
-    async fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut line = String::new();
-            let read = tokio::time::timeout_at(deadline, self.reader.read_line(&mut line)).await;
-            let n = read.context("IRC: nothing wanted within 30 s")??;
-            ensure!(n > 0, "IRC server closed the connection");
-            if let Some(token) = line.strip_prefix("PING ") {
-                self.send(&format!("PONG {token}")).await?;
-            }
-            if wanted(line.trim_end()) {
-                return Ok(line);
-            }
-        }
-    }
-}
-
-struct World {
-    settings: Settings,
-    producer: rdkafka::producer::FutureProducer,
-}
-
-async fn world() -> Result<World> {
-    let mut settings = Settings::from_env()?;
-    settings.topics = Topics::with_prefix(&format!("test-ingest-{}.", uuid::Uuid::new_v4().simple()));
-    settings.shutdown_grace = Duration::from_secs(5);
-    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
-    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-    kafka::ensure_topics(&settings, &names, 2, 1).await?;
-    let producer = kafka::producer(&settings, "test")?;
-    Ok(World { settings, producer })
-}
-
-fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
-    let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
-    consumer.subscribe(&[settings.topics.name(kind)])?;
-    Ok(consumer)
-}
-
-async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> Result<M> {
-    let message = tokio::time::timeout(Duration::from_secs(30), consumer.stream().next())
-        .await
-        .context("nothing within 30 s")?
-        .context("stream ended")??;
-    Ok(kafka::decode(&message)?)
-}
-
-fn open_drop(drop_id: &str, channels: &[&str]) -> DropTrigger {
-    let item = |sku: &str, name: &str, size: &str| CatalogItem {
-        sku: sku.into(),
-        name: name.into(),
-        product: name.into(),
-        size: size.into(),
-        stock: 5,
-        ..Default::default()
-    };
-    DropTrigger {
-        drop_id: drop_id.into(),
-        trigger_id: format!("open-{drop_id}"),
-        sent_at_ms: kafka::now_ms(),
-        action: Some(drop_trigger::Action::Open(OpenDrop {
-            items: vec![item("HOODIE-L", "hoodie", "L"), item("TEE-M", "tee", "M")],
-            channels: channels.iter().map(|c| (*c).to_owned()).collect(),
-            ..Default::default()
-        })),
-    }
-}
-
-fn ingest_config(irc: Option<IrcConfig>, http: SocketAddr) -> IngestConfig {
-    IngestConfig {
-        irc,
-        http,
-        webhook_secret: Some(SECRET.as_bytes().to_vec()),
-        network: "twitch".into(),
-        fallback_drop: None,
-        admin: "127.0.0.1:0".parse().expect("addr"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {

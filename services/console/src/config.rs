@@ -11,6 +11,9 @@ pub struct ConsoleConfig {
     /// `DROPLINE_CONSOLE_TOKENS_FILE` (one `role:token` per line); writes per token per second
     /// `DROPLINE_CONSOLE_WRITE_RATE` (default 20).
     pub access: Access,
+    /// Secret of the Stripe webhook endpoint (`DROPLINE_STRIPE_WEBHOOK_SECRET`, `whsec_…`). Unset:
+    /// no Stripe; SKUs without a checkout link are paid in test mode on the claim page.
+    pub stripe_secret: Option<Vec<u8>>,
 }
 
 impl ConsoleConfig {
@@ -48,6 +51,18 @@ impl ConsoleConfig {
             }
         };
         let access = Access::parse(&spec, rate).map_err(|why| bad(var, "(hidden)".into(), why))?;
-        Ok(ConsoleConfig { access })
+        let stripe_secret = match lookup("DROPLINE_STRIPE_WEBHOOK_SECRET").map(|v| v.trim().to_owned()) {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v) if v.len() < 16 => {
+                return Err(bad(
+                    "DROPLINE_STRIPE_WEBHOOK_SECRET",
+                    "(hidden)".into(),
+                    "the endpoint's signing secret (whsec_…)".into(),
+                ))
+            }
+            Some(v) => Some(v.into_bytes()),
+        };
+        Ok(ConsoleConfig { access, stripe_secret })
     }
 }

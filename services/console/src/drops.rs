@@ -46,6 +46,10 @@ pub struct Item {
     pub product: String,
     #[serde(default)]
     pub size: String,
+    /// Where buyers pay for this SKU, e.g. a Stripe Payment Link (`https://buy.stripe.com/…`); the
+    /// claim page's Pay opens it with `client_reference_id=<claim code>` appended.
+    #[serde(default)]
+    pub checkout_url: String,
 }
 
 /// A new drop.
@@ -181,6 +185,18 @@ impl CreateDrop {
             }
             if item.price_cents < 0 {
                 return bad(format!("items[{i}].price_cents"), "must not be negative");
+            }
+            let url = &item.checkout_url;
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            if !url.is_empty()
+                && (!web
+                    || url.len() > 500
+                    || url.contains(|c: char| c.is_whitespace() || c.is_control() || c == '#'))
+            {
+                return bad(
+                    format!("items[{i}].checkout_url"),
+                    "must be an http(s) URL of at most 500 bytes, without spaces or '#'",
+                );
             }
         }
         if self.shards > 64 {

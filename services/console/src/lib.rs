@@ -3,6 +3,7 @@
 //! matcher's keys, read only) and from the `reservations` and `clips` topics.
 
 pub mod auth;
+pub mod claims;
 pub mod clips;
 pub mod config;
 pub mod drops;
@@ -10,9 +11,11 @@ pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod openapi;
+pub mod overlay;
 pub mod report;
 pub mod service;
 pub mod state;
+pub mod stripe;
 
 pub use config::ConsoleConfig;
 pub use service::{router, run, ConsoleError};

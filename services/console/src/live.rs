@@ -38,6 +38,8 @@ const RATE_WINDOW: Duration = Duration::from_secs(5);
 pub struct OutcomeView {
     pub order_id: String,
     pub buyer_id: String,
+    /// The buyer's display name.
+    pub buyer_name: String,
     pub sku: String,
     pub quantity: u32,
     pub status: String,
@@ -112,6 +114,7 @@ impl DropStats {
         self.recent.push_back(OutcomeView {
             order_id: outcome.order_id.clone(),
             buyer_id: outcome.buyer_id.clone(),
+            buyer_name: outcome.buyer_name.clone(),
             sku: outcome.sku.clone(),
             quantity: outcome.quantity,
             status: name,
@@ -182,6 +185,7 @@ pub async fn follow(state: AppState, shutdown: CancellationToken) {
             Followed::Message { event: Ok(outcome), replayed } => {
                 state.metrics.outcomes.inc();
                 state.live.add(&outcome, replayed);
+                state.claims.add(&outcome);
             }
             Followed::Message { event: Err(e), .. } => warn!(error = %e, "undecodable outcome skipped"),
             Followed::CaughtUp => {}
@@ -238,6 +242,17 @@ pub async fn stream(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     load(&state, &id).await?; // 404 before the stream starts
+    Ok(snapshots(state, id, "snapshot", |s| s))
+}
+
+/// A drop's snapshots as SSE events named `name` (mapped by `view`): one at once, then at most
+/// one every 100 ms while outcomes arrive (and a keep-alive comment otherwise).
+pub fn snapshots<T: Serialize + Send + 'static>(
+    state: AppState,
+    id: String,
+    name: &'static str,
+    view: fn(Snapshot) -> T,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = state.live.version.subscribe();
     let clients = state.metrics.sse_clients.clone();
     clients.inc();
@@ -250,7 +265,7 @@ pub async fn stream(
     let guard = Guard(clients);
     let events = futures::stream::unfold(
         (state, id, changes, true, guard),
-        |(state, id, mut changes, first, guard)| async move {
+        move |(state, id, mut changes, first, guard)| async move {
             if !first {
                 // Wait for a change, then at most one push per interval (Redis-side changes such as
                 // restocks show up with the next outcome or within a second).
@@ -260,15 +275,15 @@ pub async fn stream(
             }
             let event = match snapshot(&state, &id).await {
                 Ok(snapshot) => Event::default()
-                    .event("snapshot")
-                    .json_data(&snapshot)
+                    .event(name)
+                    .json_data(view(snapshot))
                     .unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
                 Err(e) => Event::default().event("error").data(e.message),
             };
             Some((Ok(event), (state, id, changes, false, guard)))
         },
     );
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Sse::new(events).keep_alive(KeepAlive::default())
 }
 
 #[cfg(test)]

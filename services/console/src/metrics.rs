@@ -17,6 +17,9 @@ pub struct Metrics {
     pub sse_clients: IntGauge,
     /// `dropline_console_outcomes_total`: reservation outcomes folded into the live view.
     pub outcomes: IntCounter,
+    /// `dropline_console_payments_total{via, result}`: payments by `stripe` or `test` mode and
+    /// what became of them (`confirmed`, `duplicate`, `ignored`, `amount_mismatch`, `unknown_order`, `refused`).
+    pub payments: IntCounterVec,
 }
 
 impl Metrics {
@@ -36,8 +39,13 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(sse_clients.clone()))?;
+        let payments = IntCounterVec::new(
+            Opts::new("dropline_console_payments_total", "Payments received, by way and result."),
+            &["via", "result"],
+        )?;
         registry.register(Box::new(outcomes.clone()))?;
-        Ok(Metrics { registry, requests, latency, sse_clients, outcomes })
+        registry.register(Box::new(payments.clone()))?;
+        Ok(Metrics { registry, requests, latency, sse_clients, outcomes, payments })
     }
 }
 

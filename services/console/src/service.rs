@@ -22,7 +22,7 @@ use crate::config::ConsoleConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::{clips, drops, live, report};
+use crate::{claims, clips, drops, live, overlay, report, stripe};
 
 /// Could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/drops/{id}/live", get(live::stream))
         .route("/api/holds/{order_id}/confirm", post(drops::confirm))
         .route("/api/holds/{order_id}/cancel", post(drops::cancel))
+        .route("/c/{code}", get(claims::page))
+        .route("/api/claims/{code}", get(claims::get))
+        .route("/api/claims/{code}/events", get(claims::events))
+        .route("/api/claims/{code}/pay", post(claims::pay))
+        .route("/api/claims/{code}/cancel", post(claims::cancel))
+        .route("/webhooks/stripe", post(stripe::webhook))
+        .route("/overlay/{id}", get(|| async { Html(include_str!("../assets/overlay.html")) }))
+        .route("/api/overlay/{id}", get(overlay::get))
+        .route("/api/overlay/{id}/live", get(overlay::stream))
         .route("/api/clips", get(clips::list))
         .route("/api/clips/{id}", get(clips::get))
         .route("/clips/{id}/video", get(clips::video))
@@ -113,6 +122,8 @@ pub async fn run(
         clips: Arc::default(),
         metrics,
         health,
+        claims: Arc::default(),
+        stripe_secret: config.stripe_secret.map(Arc::new),
     };
     let followers = [
         tokio::spawn(live::follow(state.clone(), shutdown.clone())),

@@ -7,6 +7,7 @@ use dropline_core::Settings;
 use rdkafka::producer::FutureProducer;
 
 use crate::auth::Access;
+use crate::claims::Claims;
 use crate::clips::ClipIndex;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -22,6 +23,9 @@ pub struct AppState {
     pub clips: Arc<ClipIndex>,
     pub metrics: Metrics,
     pub health: Health,
+    pub claims: Arc<Claims>,
+    /// `DROPLINE_STRIPE_WEBHOOK_SECRET`: Stripe payments are taken (and test mode is off).
+    pub stripe_secret: Option<Arc<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -224,3 +224,123 @@ async fn the_live_page_shows_stock_fall_and_the_gallery_shows_clips() -> Result<
     }
     bail!("the gallery never showed the clip's thumbnail")
 }
+
+/// The claim page on a phone-sized window: a live countdown, test-mode Pay → CONFIRMED without a
+/// reload, Cancel (two taps) → RELEASED and the waitlist's head promoted; then the overlay at
+/// 1920×1080 with stock, names and how to buy, and nothing private in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_page_pays_cancels_and_the_overlay_shows_the_drop() -> Result<()> {
+    let c = console().await?;
+    let id = unique("claim");
+    let mut body = drop_body(&id, 1);
+    body["title"] = json!("Fall hoodies");
+    body["hold_seconds"] = json!(120);
+    body["waitlist"] = json!(true);
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
+    c.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 202, "").await?;
+    let orders = [
+        chat_order(&id, 1, "Ada", "!buy hoodie L"),
+        chat_order(&id, 2, "Bob", "!buy hoodie L"),
+        chat_order(&id, 3, "Cy", "!buy tee M"),
+    ];
+    let out = place(&c, &orders).await?;
+    let (ada, bob, cy) = (&out[0], &out[1], &out[2]);
+    claim_until(&c, &cy.claim_code, "RESERVED").await?;
+
+    let browser = Browser::start().await?;
+    browser.command(Method::POST, "window/rect", json!({"width": 390, "height": 844})).await?;
+    let status = "const s = document.getElementById('status'); return s ? s.dataset.status : ''";
+    let countdown = "return document.getElementById('countdown').textContent";
+
+    // Cy: reserved, the countdown runs; pays in test mode; the page turns CONFIRMED by itself.
+    browser.open(&format!("{}/c/{}", c.base, cy.claim_code)).await?;
+    let mut first = String::new();
+    for _ in 0..100 {
+        if browser.eval(status).await? == "RESERVED" {
+            first = browser.eval(countdown).await?.as_str().unwrap_or_default().to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(first.contains(':'), "no countdown: {first:?}");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let later = browser.eval(countdown).await?.as_str().unwrap_or_default().to_owned();
+    let secs = |t: &str| {
+        t.split_once(':')
+            .map_or(0, |(m, s)| m.parse::<i64>().unwrap_or(0) * 60 + s.parse::<i64>().unwrap_or(0))
+    };
+    ensure!(secs(&later) < secs(&first) && secs(&first) <= 120, "the countdown runs: {first} then {later}");
+    let text: Value = browser.eval("return document.body.innerText").await?;
+    let text = text.as_str().unwrap_or_default();
+    ensure!(text.contains("TEST MODE") && text.contains("tee") && text.contains("$25.00"), "{text}");
+    ensure!(text.contains("Orders before yours"), "where they stood: {text}");
+    browser.screenshot("claim-reserved").await?;
+    browser.eval("document.getElementById('pay').click()").await?;
+    let mut paid = false;
+    for _ in 0..100 {
+        if browser.eval(status).await? == "CONFIRMED" {
+            paid = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(paid, "test-mode Pay never showed CONFIRMED");
+    browser.screenshot("claim-paid").await?;
+
+    // Bob waits; Ada cancels (two taps) and the hoodie goes to Bob.
+    browser.open(&format!("{}/c/{}", c.base, bob.claim_code)).await?;
+    for _ in 0..50 {
+        if browser.eval(status).await? == "WAITLISTED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(browser.eval(status).await? == "WAITLISTED");
+    browser.screenshot("claim-waitlisted").await?;
+    browser.open(&format!("{}/c/{}", c.base, ada.claim_code)).await?;
+    for _ in 0..50 {
+        if browser.eval(status).await? == "RESERVED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser
+        .eval("document.getElementById('cancel').click(); document.getElementById('cancel').click()")
+        .await?;
+    let mut released = false;
+    for _ in 0..100 {
+        if browser.eval(status).await? == "RELEASED" {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(released, "Cancel never showed RELEASED");
+    claim_until(&c, &bob.claim_code, "RESERVED").await?;
+
+    // A wrong code: the not-found page.
+    let mut altered = ada.claim_code.clone();
+    altered.replace_range(..1, if altered.starts_with('z') { "y" } else { "z" });
+    let page = c.client.get(format!("{}/c/{altered}", c.base)).send().await?;
+    ensure!(page.status() == 404, "an altered code: {}", page.status());
+
+    // The overlay, as OBS shows it over the stream (a dark backdrop stands in for the video).
+    browser.command(Method::POST, "window/rect", json!({"width": 1920, "height": 1080})).await?;
+    browser.open(&format!("{}/overlay/{id}", c.base)).await?;
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = browser.eval("return document.body.innerText").await?.as_str().unwrap_or_default().to_owned();
+        if shown.contains("Bob got HOODIE-L") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(shown.contains("Bob got HOODIE-L") && shown.contains("!buy tee m"), "{shown}");
+    ensure!(shown.contains("HOODIE-L SOLD OUT in"), "the sold-out banner: {shown}");
+    let (_, data) = c.call(Method::GET, &format!("/api/overlay/{id}"), None, None).await?;
+    let raw = data.to_string();
+    ensure!(!raw.contains("twitch:") && !raw.contains(&ada.claim_code) && !raw.contains("token"), "{raw}");
+    browser.eval("document.body.style.cssText += ';min-height:100vh;background:#3a3550'").await?;
+    browser.screenshot("overlay").await?;
+    Ok(())
+}

@@ -33,6 +33,11 @@ impl Drop for Console {
 }
 
 pub async fn console() -> Result<Console> {
+    console_with(&[]).await
+}
+
+/// A console with more settings (`DROPLINE_STRIPE_WEBHOOK_SECRET`, …).
+pub async fn console_with(extra: &[(&str, &str)]) -> Result<Console> {
     let mut settings = Settings::from_env()?;
     settings.topics = Topics::with_prefix(&format!("test-console-{}.", uuid::Uuid::new_v4().simple()));
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -47,7 +52,7 @@ pub async fn console() -> Result<Console> {
     let config = dropline_console::ConsoleConfig::from_lookup(|name| match name {
         "DROPLINE_CONSOLE_TOKENS" => Some(spec.clone()),
         "DROPLINE_CONSOLE_WRITE_RATE" => Some("5".into()),
-        _ => None,
+        other => extra.iter().find(|(k, _)| *k == other).map(|(_, v)| (*v).to_owned()),
     })?;
     let token = CancellationToken::new();
     tokio::spawn(dropline_console::run(settings.clone(), config, token.clone()));
@@ -147,4 +152,56 @@ pub async fn until(c: &Console, path: &str, token: &str, done: impl Fn(&Value) -
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("{path} never got there: {last}")
+}
+
+/// A chat order of `buyer` (display name = buyer) in drop `drop_id`, as ingest publishes it.
+pub fn chat_order(drop_id: &str, n: u32, buyer: &str, text: &str) -> dropline_proto::v1::ChatOrder {
+    dropline_proto::v1::ChatOrder {
+        order_id: format!("{drop_id}-o{n}"),
+        drop_id: drop_id.to_owned(),
+        buyer_id: format!("twitch:{}", buyer.to_lowercase()),
+        buyer_name: buyer.to_owned(),
+        channel: "twitch:#creator".into(),
+        text: text.into(),
+        sent_at_ms: kafka::now_ms(),
+        origin: "webhook".into(),
+        platform_message_id: format!("m{n}"),
+        ..Default::default()
+    }
+}
+
+/// Publishes `orders` and returns each one's first outcome, in order.
+pub async fn place(
+    c: &Console,
+    orders: &[dropline_proto::v1::ChatOrder],
+) -> Result<Vec<dropline_proto::v1::ReservationOutcome>> {
+    let outcomes = reader(&c.settings, TopicKind::Reservations).await?;
+    let producer = kafka::producer(&c.settings, "test")?;
+    let topic = c.settings.topics.name(TopicKind::ChatOrders).to_owned();
+    for order in orders {
+        kafka::publish(&producer, &topic, &order.drop_id, order).await?;
+    }
+    let mut got: std::collections::HashMap<String, dropline_proto::v1::ReservationOutcome> =
+        Default::default();
+    while got.len() < orders.len() {
+        let o: dropline_proto::v1::ReservationOutcome = next(&outcomes).await?;
+        if orders.iter().any(|order| order.order_id == o.order_id) {
+            got.entry(o.order_id.clone()).or_insert(o);
+        }
+    }
+    Ok(orders.iter().filter_map(|o| got.remove(&o.order_id)).collect())
+}
+
+/// Polls a claim (no token: the code is the credential) until its status is `status`.
+pub async fn claim_until(c: &Console, code: &str, status: &str) -> Result<Value> {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let (got, body) = c.call(Method::GET, &format!("/api/claims/{code}"), None, None).await?;
+        if got == StatusCode::OK && body["status"] == status {
+            return Ok(body);
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("claim {code} never became {status}: {last}")
 }

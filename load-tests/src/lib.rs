@@ -4,6 +4,7 @@
 pub mod check;
 pub mod crowd;
 pub mod faults;
+pub mod irc_crowd;
 pub mod limits;
 pub mod process;
 pub mod report;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dropline_load::run::{run, MatcherMode};
 use dropline_load::scenario::Scenario;
-use dropline_load::{crowd, faults, limits};
+use dropline_load::{crowd, faults, irc_crowd, limits};
 
 #[derive(Debug, Parser)]
 #[command(name = "dropline-load", version, about = "Open-loop load against Dropline, with invariant checks")]
@@ -89,6 +89,31 @@ enum Command {
         /// Seconds to keep watching after the chat (holds expiring).
         #[arg(long, default_value_t = 15)]
         linger: u64,
+    },
+    /// Viewers as real IRC clients typing one line each (viewer v000 the first --line, …), and
+    /// what the bot answered them, counted in the channel; reply delays from `chat-replies`.
+    IrcCrowd {
+        /// host:port of the IRC server.
+        #[arg(long)]
+        server: String,
+        #[arg(long, default_value = "#creator")]
+        channel: String,
+        #[arg(long, default_value = "dropbot")]
+        bot: String,
+        #[arg(long)]
+        drop: String,
+        /// One viewer per --line.
+        #[arg(long = "line", required = true)]
+        lines: Vec<String>,
+        /// Seconds the typing is spread over.
+        #[arg(long, default_value_t = 5.0)]
+        spread: f64,
+        /// Seconds to wait for every answer.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        /// The bot's budget window, seconds.
+        #[arg(long, default_value_t = 30)]
+        window: u64,
     },
 }
 
@@ -221,6 +246,33 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 s.p50_ms, s.p99_ms, s.max_ms
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::IrcCrowd { server, channel, bot, drop, lines, spread, wait, window } => {
+            let settings = dropline_core::Settings::from_env()?;
+            let options = irc_crowd::IrcCrowd {
+                server,
+                channel,
+                bot,
+                drop_id: drop,
+                lines,
+                spread: std::time::Duration::from_secs_f64(spread.max(0.0)),
+                wait: std::time::Duration::from_secs(wait),
+                window: std::time::Duration::from_secs(window),
+            };
+            let s = irc_crowd::run(&settings, &options).await?;
+            println!(
+                "{} IRC viewers; the bot sent {} messages mentioning {} of them (up to {} buyers in one message)",
+                s.viewers, s.bot_messages, s.mentioned, s.most_in_one_message
+            );
+            println!(
+                "at most {} messages in any {window} s window; longest message {} bytes",
+                s.most_in_window, s.longest_bytes
+            );
+            println!(
+                "answers on chat-replies: {}; reply delay (decided → sent) p50 {} ms, p99 {} ms",
+                s.answers, s.delay_p50_ms, s.delay_p99_ms
+            );
+            Ok(if s.mentioned == s.viewers { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

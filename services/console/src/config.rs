@@ -14,6 +14,10 @@ pub struct ConsoleConfig {
     /// Secret of the Stripe webhook endpoint (`DROPLINE_STRIPE_WEBHOOK_SECRET`, `whsec_…`). Unset:
     /// no Stripe; SKUs without a checkout link are paid in test mode on the claim page.
     pub stripe_secret: Option<Vec<u8>>,
+    /// Test-mode payments on claim pages for SKUs without a checkout link
+    /// (`DROPLINE_CONSOLE_TEST_PAYMENTS=on|off`; default on without Stripe, off with it, so a
+    /// real shop never hands out items for a test click).
+    pub test_payments: bool,
 }
 
 impl ConsoleConfig {
@@ -63,6 +67,13 @@ impl ConsoleConfig {
             }
             Some(v) => Some(v.into_bytes()),
         };
-        Ok(ConsoleConfig { access, stripe_secret })
+        let test_payments = match lookup("DROPLINE_CONSOLE_TEST_PAYMENTS").map(|v| v.trim().to_ascii_lowercase()) {
+            None => stripe_secret.is_none(),
+            Some(v) if v.is_empty() => stripe_secret.is_none(),
+            Some(v) if v == "on" => true,
+            Some(v) if v == "off" => false,
+            Some(v) => return Err(bad("DROPLINE_CONSOLE_TEST_PAYMENTS", v, "on or off".into())),
+        };
+        Ok(ConsoleConfig { access, stripe_secret, test_payments })
     }
 }

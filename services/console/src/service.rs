@@ -124,6 +124,7 @@ pub async fn run(
         health,
         claims: Arc::default(),
         stripe_secret: config.stripe_secret.map(Arc::new),
+        test_payments: config.test_payments,
     };
     let followers = [
         tokio::spawn(live::follow(state.clone(), shutdown.clone())),

@@ -26,6 +26,8 @@ pub struct AppState {
     pub claims: Arc<Claims>,
     /// `DROPLINE_STRIPE_WEBHOOK_SECRET`: Stripe payments are taken (and test mode is off).
     pub stripe_secret: Option<Arc<Vec<u8>>>,
+    /// Claim pages may confirm SKUs without a checkout link directly (test mode).
+    pub test_payments: bool,
 }
 
 impl std::fmt::Debug for AppState {

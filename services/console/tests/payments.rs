@@ -69,6 +69,9 @@ async fn stripe_events_confirm_once_and_nothing_else_does() -> Result<()> {
     let pay_url = format!("https://buy.stripe.com/test_hoodie?client_reference_id={}", a.claim_code);
     ensure!(claim["pay_url"] == pay_url.as_str(), "{claim}");
 
+    // With Stripe set up, a SKU without a checkout link cannot be paid by a test click.
+    c.expect(Method::POST, &format!("/api/claims/{}/pay", t1.claim_code), None, None, 409, "checkout").await?;
+
     // Refused: nothing confirmed.
     let paid_a = event("evt_a", "checkout.session.completed", Some(&a.claim_code), 6500, json!({}));
     let (status, reply) = deliver(&c, &paid_a, "t=1,v1=00").await?;
@@ -104,8 +107,8 @@ async fn stripe_events_confirm_once_and_nothing_else_does() -> Result<()> {
     // The short payment confirmed nothing: t1 is still only reserved.
     ensure!(claim_until(&c, &t1.claim_code, "RESERVED").await?["status"] == "RESERVED");
 
-    // Late payments. b gets the hoodie only if a cancels; instead a paid, so b waits. t2's hold
-    // and t1's run out (10 s); then t2 pays through metadata (units left: confirmed, paid late).
+    // A late payment: t2's hold runs out (10 s); then t2 pays, found through metadata.order_id
+    // (tees are left: confirmed, paid late).
     claim_until(&c, &t2.claim_code, "EXPIRED").await?;
     let late = event(
         "evt_late",

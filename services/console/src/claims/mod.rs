@@ -1,7 +1,8 @@
 //! The buyer's claim page: `/c/{code}` (the code is the only credential, for that one order; no
 //! account) and its API — the claim as JSON, its changes pushed as Server-Sent Events, **Pay**
-//! (a checkout link with `client_reference_id=<code>` when the SKU has one; otherwise, with no
-//! Stripe configured, a clearly marked test-mode payment that confirms directly) and **Cancel**
+//! (a checkout link with `client_reference_id=<code>` when the SKU has one; otherwise, where test
+//! payments are on — by default when Stripe is not configured — a clearly marked test-mode payment
+//! that confirms directly) and **Cancel**
 //! (releases the units; the waitlist head is promoted). A wrong or altered code is a 404.
 
 pub mod book;
@@ -66,9 +67,9 @@ impl Claims {
 pub enum PayMode {
     /// Through the SKU's checkout link (`pay_url`).
     Checkout,
-    /// No checkout set up: a test payment confirms directly.
+    /// No checkout link and test payments on: a test payment confirms directly.
     Test,
-    /// Checkout is set up for the deployment but not for this SKU.
+    /// No checkout link for this SKU and test payments off.
     Unavailable,
 }
 
@@ -117,10 +118,10 @@ fn view(state: &AppState, record: &DropRecord, claim: &Claim, position: u32) -> 
     let item = record.items.iter().find(|i| i.sku == claim.sku);
     let price = item.map_or(0, |i| i.price_cents);
     let checkout = item.map(|i| i.checkout_url.clone()).filter(|u| !u.is_empty());
-    let pay = match (&checkout, &state.stripe_secret) {
+    let pay = match (&checkout, state.test_payments) {
         (Some(_), _) => PayMode::Checkout,
-        (None, None) => PayMode::Test,
-        (None, Some(_)) => PayMode::Unavailable,
+        (None, true) => PayMode::Test,
+        (None, false) => PayMode::Unavailable,
     };
     // Paying after the hold ended is a late payment (the matcher's rule decides), not refused.
     let payable = matches!(claim.status, S::Reserved | S::Expired | S::Released);

@@ -16,6 +16,8 @@ fn order() -> ChatOrder {
         sku: None,
         quantity: None,
         buyer_name: "SomeViewer".into(),
+        origin: "irc".into(),
+        platform_message_id: "3f1c2a7e-9b0d-4c55-8a61-0e2d8f4b9c10".into(),
     }
 }
 
@@ -33,6 +35,11 @@ fn outcome() -> ReservationOutcome {
         reason: String::new(),
         channel: "twitch:#creator".into(),
         sent_at_ms: 1_795_000_000_000,
+        buyer_name: "SomeViewer".into(),
+        origin: "irc".into(),
+        platform_message_id: "3f1c2a7e-9b0d-4c55-8a61-0e2d8f4b9c10".into(),
+        claim_code: "k7f3m2q9x4b1z8c0".into(),
+        waitlist_position: 0,
     }
 }
 

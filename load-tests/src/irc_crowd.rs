@@ -58,9 +58,16 @@ pub fn nick(i: usize) -> String {
     format!("v{i:03}")
 }
 
-async fn register(server: &str, nick: &str, channel: &str) -> Result<(BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> {
-    let (read, mut write) = TcpStream::connect(server).await.with_context(|| format!("IRC server {server}"))?.into_split();
-    write.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\nJOIN {channel}\r\n").as_bytes()).await?;
+async fn register(
+    server: &str,
+    nick: &str,
+    channel: &str,
+) -> Result<(BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> {
+    let (read, mut write) =
+        TcpStream::connect(server).await.with_context(|| format!("IRC server {server}"))?.into_split();
+    write
+        .write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\nJOIN {channel}\r\n").as_bytes())
+        .await?;
     Ok((BufReader::new(read), write))
 }
 
@@ -86,7 +93,8 @@ pub async fn run(settings: &Settings, crowd: &IrcCrowd) -> Result<IrcSummary> {
             }
             let from_bot = l.to_lowercase().starts_with(&format!(":{bot}!"));
             // NAMES (353) lists the bot when it was there first; its JOIN when it comes later.
-            let names = l.split(' ').nth(1) == Some("353") && l.to_lowercase().split([' ', ':', '@', '+']).any(|w| w == bot);
+            let names = l.split(' ').nth(1) == Some("353")
+                && l.to_lowercase().split([' ', ':', '@', '+']).any(|w| w == bot);
             if names || (from_bot && l.contains(" JOIN ")) {
                 here.notify_one();
             }
@@ -108,7 +116,9 @@ pub async fn run(settings: &Settings, crowd: &IrcCrowd) -> Result<IrcSummary> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             line.clear();
-            let n = tokio::time::timeout_at(deadline, reader.read_line(&mut line)).await.context("IRC join")??;
+            let n = tokio::time::timeout_at(deadline, reader.read_line(&mut line))
+                .await
+                .context("IRC join")??;
             if n == 0 || line.split(' ').nth(1) == Some("366") {
                 break;
             }
@@ -136,9 +146,12 @@ pub async fn run(settings: &Settings, crowd: &IrcCrowd) -> Result<IrcSummary> {
     drop(viewers);
     let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let window = i64::try_from(crowd.window.as_millis()).unwrap_or(i64::MAX);
-    let most_in_window =
-        (0..seen.len()).map(|i| seen[i..].iter().take_while(|(t, _)| t - seen[i].0 < window).count()).max().unwrap_or(0);
-    let mentioned: HashSet<&String> = names.iter().filter(|n| seen.iter().any(|(_, t)| mentions(t, n))).collect();
+    let most_in_window = (0..seen.len())
+        .map(|i| seen[i..].iter().take_while(|(t, _)| t - seen[i].0 < window).count())
+        .max()
+        .unwrap_or(0);
+    let mentioned: HashSet<&String> =
+        names.iter().filter(|n| seen.iter().any(|(_, t)| mentions(t, n))).collect();
     let mut summary = IrcSummary {
         viewers: names.len(),
         bot_messages: seen.len(),

@@ -67,13 +67,14 @@ impl ConsoleConfig {
             }
             Some(v) => Some(v.into_bytes()),
         };
-        let test_payments = match lookup("DROPLINE_CONSOLE_TEST_PAYMENTS").map(|v| v.trim().to_ascii_lowercase()) {
-            None => stripe_secret.is_none(),
-            Some(v) if v.is_empty() => stripe_secret.is_none(),
-            Some(v) if v == "on" => true,
-            Some(v) if v == "off" => false,
-            Some(v) => return Err(bad("DROPLINE_CONSOLE_TEST_PAYMENTS", v, "on or off".into())),
-        };
+        let test_payments =
+            match lookup("DROPLINE_CONSOLE_TEST_PAYMENTS").map(|v| v.trim().to_ascii_lowercase()) {
+                None => stripe_secret.is_none(),
+                Some(v) if v.is_empty() => stripe_secret.is_none(),
+                Some(v) if v == "on" => true,
+                Some(v) if v == "off" => false,
+                Some(v) => return Err(bad("DROPLINE_CONSOLE_TEST_PAYMENTS", v, "on or off".into())),
+            };
         Ok(ConsoleConfig { access, stripe_secret, test_payments })
     }
 }

@@ -94,6 +94,17 @@ impl Browser {
         self.command(Method::POST, "execute/sync", json!({ "script": script, "args": [] })).await
     }
 
+    /// Whether `script` returns `want` within `tries` × 100 ms.
+    async fn shows(&self, script: &str, want: &str, tries: u32) -> Result<bool> {
+        for _ in 0..tries {
+            if self.eval(script).await? == want {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(false)
+    }
+
     /// Saves a PNG of the page to `target/screenshots/<name>.png`.
     async fn screenshot(&self, name: &str) -> Result<PathBuf> {
         let encoded = self.command(Method::GET, "screenshot", Value::Null).await?;
@@ -236,8 +247,7 @@ async fn the_claim_page_pays_cancels_and_the_overlay_shows_the_drop() -> Result<
     body["title"] = json!("Fall hoodies");
     body["hold_seconds"] = json!(120);
     body["waitlist"] = json!(true);
-    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
-    c.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 202, "").await?;
+    c.create_and_open(body).await?;
     let orders = [
         chat_order(&id, 1, "Ada", "!buy hoodie L"),
         chat_order(&id, 2, "Bob", "!buy hoodie L"),
@@ -276,46 +286,19 @@ async fn the_claim_page_pays_cancels_and_the_overlay_shows_the_drop() -> Result<
     ensure!(text.contains("Orders before yours"), "where they stood: {text}");
     browser.screenshot("claim-reserved").await?;
     browser.eval("document.getElementById('pay').click()").await?;
-    let mut paid = false;
-    for _ in 0..100 {
-        if browser.eval(status).await? == "CONFIRMED" {
-            paid = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    ensure!(paid, "test-mode Pay never showed CONFIRMED");
+    ensure!(browser.shows(status, "CONFIRMED", 100).await?, "test-mode Pay never showed CONFIRMED");
     browser.screenshot("claim-paid").await?;
 
     // Bob waits; Ada cancels (two taps) and the hoodie goes to Bob.
     browser.open(&format!("{}/c/{}", c.base, bob.claim_code)).await?;
-    for _ in 0..50 {
-        if browser.eval(status).await? == "WAITLISTED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    ensure!(browser.eval(status).await? == "WAITLISTED");
+    ensure!(browser.shows(status, "WAITLISTED", 50).await?, "Bob's page never showed the waitlist");
     browser.screenshot("claim-waitlisted").await?;
     browser.open(&format!("{}/c/{}", c.base, ada.claim_code)).await?;
-    for _ in 0..50 {
-        if browser.eval(status).await? == "RESERVED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ensure!(browser.shows(status, "RESERVED", 50).await?, "Ada's page never showed her hold");
     browser
         .eval("document.getElementById('cancel').click(); document.getElementById('cancel').click()")
         .await?;
-    let mut released = false;
-    for _ in 0..100 {
-        if browser.eval(status).await? == "RELEASED" {
-            released = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    ensure!(released, "Cancel never showed RELEASED");
+    ensure!(browser.shows(status, "RELEASED", 100).await?, "Cancel never showed RELEASED");
     claim_until(&c, &bob.claim_code, "RESERVED").await?;
 
     // A wrong code: the not-found page.

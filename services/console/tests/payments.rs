@@ -52,8 +52,7 @@ async fn stripe_events_confirm_once_and_nothing_else_does() -> Result<()> {
     body["hold_seconds"] = json!(10);
     body["waitlist"] = json!(true);
     body["items"][0]["checkout_url"] = json!("https://buy.stripe.com/test_hoodie");
-    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
-    c.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 202, "").await?;
+    c.create_and_open(body).await?;
     // a: the hoodie; b: waits for it; t1, t2: tees.
     let orders = [
         chat_order(&id, 1, "Ada", "!buy hoodie L"),
@@ -70,7 +69,8 @@ async fn stripe_events_confirm_once_and_nothing_else_does() -> Result<()> {
     ensure!(claim["pay_url"] == pay_url.as_str(), "{claim}");
 
     // With Stripe set up, a SKU without a checkout link cannot be paid by a test click.
-    c.expect(Method::POST, &format!("/api/claims/{}/pay", t1.claim_code), None, None, 409, "checkout").await?;
+    c.expect(Method::POST, &format!("/api/claims/{}/pay", t1.claim_code), None, None, 409, "checkout")
+        .await?;
 
     // Refused: nothing confirmed.
     let paid_a = event("evt_a", "checkout.session.completed", Some(&a.claim_code), 6500, json!({}));
@@ -135,8 +135,7 @@ async fn paying_after_the_hold_ended_and_the_item_sold_out_is_a_refund_due() -> 
     let mut body = drop_body(&id, 1);
     body["hold_seconds"] = json!(10);
     body["waitlist"] = json!(true);
-    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
-    c.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 202, "").await?;
+    c.create_and_open(body).await?;
     let out =
         place(&c, &[chat_order(&id, 1, "Ada", "!buy hoodie L"), chat_order(&id, 2, "Bob", "!buy hoodie L")])
             .await?;

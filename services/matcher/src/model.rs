@@ -184,6 +184,13 @@ pub struct HoldRecord {
     pub decided_at_ms: i64,
 }
 
+impl HoldRecord {
+    /// What the hold action it records answered.
+    fn answer(&self) -> OpResult {
+        result(self.status, &self.sku, self.quantity, self.remaining, 0, self.decided_at_ms, &self.reason)
+    }
+}
+
 /// An active hold (`holds[order_id]` and its `expiry` score).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
@@ -1002,16 +1009,7 @@ impl Model {
                 if confirm && (done.status == EXPIRED || done.status == RELEASED) {
                     // The lifecycle record is replaced: the cancel it records keeps its answer.
                     if done.source.stream != "sweep" {
-                        let r = result(
-                            done.status,
-                            &done.sku,
-                            done.quantity,
-                            done.remaining,
-                            0,
-                            done.decided_at_ms,
-                            &done.reason,
-                        );
-                        self.answers.insert((done.source.stream.clone(), done.source.offset), r);
+                        self.answers.insert((done.source.stream.clone(), done.source.offset), done.answer());
                     }
                     return self.late_payment(now, source, id, &done.sku, done.quantity, done.status);
                 }
@@ -1047,15 +1045,7 @@ impl Model {
 
     fn replay_hold_action_inner(&self, now: i64, source: &Source, id: &str) -> OpResult {
         match self.hold_log.get(id) {
-            Some(done) if done.source == *source => result(
-                done.status,
-                &done.sku,
-                done.quantity,
-                done.remaining,
-                0,
-                done.decided_at_ms,
-                &done.reason,
-            ),
+            Some(done) if done.source == *source => done.answer(),
             _ => match self.answers.get(&(source.stream.clone(), source.offset)) {
                 Some(a) => OpResult { hold_expires_at_ms: 0, ..a.clone() },
                 None => result(DUPLICATE, "", 0, 0, 0, now, &format!("replayed hold action for order {id}")),

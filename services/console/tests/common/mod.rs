@@ -111,6 +111,16 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Creates the drop `body` describes and opens it.
+    pub async fn create_and_open(&self, body: Value) -> Result<()> {
+        let id = body["id"].as_str().unwrap_or_default().to_owned();
+        self.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
+        self.expect(Method::POST, &format!("/api/drops/{id}/open"), Some(CREATOR), None, 202, "").await?;
+        Ok(())
+    }
+}
+
 pub fn drop_body(id: &str, stock: u32) -> Value {
     json!({
         "id": id, "title": "Fall hoodies",

@@ -124,11 +124,22 @@ async fn expired_holds_return_stock_to_the_waitlist() -> anyhow::Result<()> {
         .collect();
     assert_eq!(promoted, ["second", "third"], "FIFO promotion");
 
+    // Late payments: every hold has lapsed, the unit is back in stock. The first to pay gets it
+    // (paid late); the next finds nothing left: a refund is due. Never oversold.
     world.hold(&drop, "first", true).await?;
     let late =
         collect(&reader, Duration::from_secs(30), |seen| seen.iter().any(|o| o.order_id == "first")).await?;
     let answer = late.iter().find(|o| o.order_id == "first").expect("answer");
-    assert_eq!(status(answer), S::Expired, "paying after the window: {answer:?}");
+    assert_eq!(status(answer), S::Confirmed, "paying after the window, a unit left: {answer:?}");
+    assert!(answer.reason.contains("paid after the hold was EXPIRED"), "{answer:?}");
+    assert_eq!((answer.buyer_id.as_str(), answer.channel.as_str()), ("ann", "twitch:#test"), "addressed");
+    world.hold(&drop, "second", true).await?;
+    let late =
+        collect(&reader, Duration::from_secs(30), |seen| seen.iter().any(|o| o.order_id == "second")).await?;
+    let answer = late.iter().find(|o| o.order_id == "second").expect("answer");
+    assert_eq!(status(answer), S::RefundDue, "paying after the window, nothing left: {answer:?}");
+    assert_eq!(common::drop_field(&world.settings, &drop, "sold", "HOODIE-M").await?, 1);
+    assert_eq!(common::drop_field(&world.settings, &drop, "stock", "HOODIE-M").await?, 0);
 
     stop.cancel();
     matcher.await?;

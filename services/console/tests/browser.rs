@@ -237,8 +237,9 @@ async fn the_live_page_shows_stock_fall_and_the_gallery_shows_clips() -> Result<
 }
 
 /// The claim page on a phone-sized window: a live countdown, test-mode Pay → CONFIRMED without a
-/// reload, Cancel (two taps) → RELEASED and the waitlist's head promoted; then the overlay at
-/// 1920×1080 with stock, names and how to buy, and nothing private in it.
+/// reload; a waitlisted page turning RESERVED by itself when the unit ahead is given back; Cancel
+/// (two taps) → RELEASED; then the overlay at 1920×1080 with stock, a sold-out banner, names and how
+/// to buy, and nothing private in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_claim_page_pays_cancels_and_the_overlay_shows_the_drop() -> Result<()> {
     let c = console().await?;
@@ -289,17 +290,21 @@ async fn the_claim_page_pays_cancels_and_the_overlay_shows_the_drop() -> Result<
     ensure!(browser.shows(status, "CONFIRMED", 100).await?, "test-mode Pay never showed CONFIRMED");
     browser.screenshot("claim-paid").await?;
 
-    // Bob waits; Ada cancels (two taps) and the hoodie goes to Bob.
+    // Bob waits. Ada gives her hoodie back: Bob's page, left open, turns RESERVED by itself.
     browser.open(&format!("{}/c/{}", c.base, bob.claim_code)).await?;
     ensure!(browser.shows(status, "WAITLISTED", 50).await?, "Bob's page never showed the waitlist");
+    let line = browser.eval("return document.getElementById('hint').textContent").await?;
+    ensure!(line.as_str().is_some_and(|t| t.contains("#1 in line")), "Bob's place: {line}");
     browser.screenshot("claim-waitlisted").await?;
-    browser.open(&format!("{}/c/{}", c.base, ada.claim_code)).await?;
-    ensure!(browser.shows(status, "RESERVED", 50).await?, "Ada's page never showed her hold");
-    browser
-        .eval("document.getElementById('cancel').click(); document.getElementById('cancel').click()")
-        .await?;
+    c.expect(Method::POST, &format!("/api/claims/{}/cancel", ada.claim_code), None, None, 202, "").await?;
+    ensure!(browser.shows(status, "RESERVED", 100).await?, "Bob's page never showed his promotion");
+    claim_until(&c, &ada.claim_code, "RELEASED").await?;
+    // Bob cancels on the page (two taps: one alone does nothing).
+    browser.eval("document.getElementById('cancel').click()").await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ensure!(browser.eval(status).await? == "RESERVED", "one tap must not cancel");
+    browser.eval("document.getElementById('cancel').click()").await?;
     ensure!(browser.shows(status, "RELEASED", 100).await?, "Cancel never showed RELEASED");
-    claim_until(&c, &bob.claim_code, "RESERVED").await?;
 
     // A wrong code: the not-found page.
     let mut altered = ada.claim_code.clone();
@@ -307,13 +312,16 @@ async fn the_claim_page_pays_cancels_and_the_overlay_shows_the_drop() -> Result<
     let page = c.client.get(format!("{}/c/{altered}", c.base)).send().await?;
     ensure!(page.status() == 404, "an altered code: {}", page.status());
 
+    // Di takes the hoodie Bob gave back: sold out again.
+    place(&c, &[chat_order(&id, 4, "Di", "!buy hoodie L")]).await?;
+
     // The overlay, as OBS shows it over the stream (a dark backdrop stands in for the video).
     browser.command(Method::POST, "window/rect", json!({"width": 1920, "height": 1080})).await?;
     browser.open(&format!("{}/overlay/{id}", c.base)).await?;
     let mut shown = String::new();
     for _ in 0..100 {
         shown = browser.eval("return document.body.innerText").await?.as_str().unwrap_or_default().to_owned();
-        if shown.contains("Bob got HOODIE-L") {
+        if shown.contains("Di got HOODIE-L") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -201,22 +201,29 @@ pub async fn events(
     let first = current(&state, &code).await?;
     let record = load(&state, &first.drop_id).await?;
     let changes = state.claims.version.subscribe();
+    // Pushed when the claim itself or its place on the waitlist changed (other claims moving do
+    // not wake the page), and every 15 s regardless (the countdown's clock).
+    let shown = (first.version, first.waitlist_position);
     let stream = futures::stream::unfold(
-        (state, code, record, changes, Some(first)),
-        |(state, code, record, mut changes, first)| async move {
+        (state, code, record, changes, Some(first), shown),
+        |(state, code, record, mut changes, first, mut shown)| async move {
             let view = match first {
                 Some(view) => view,
                 None => loop {
-                    let _ = tokio::time::timeout(Duration::from_secs(15), changes.changed()).await;
+                    let quiet =
+                        tokio::time::timeout(Duration::from_secs(15), changes.changed()).await.is_err();
                     tokio::time::sleep(PUSH_EVERY).await;
                     changes.borrow_and_update();
                     if let Ok((claim, position)) = find(&state, &code) {
-                        break view(&state, &record, &claim, position);
+                        if quiet || (claim.version, position) != shown {
+                            break view(&state, &record, &claim, position);
+                        }
                     }
                 },
             };
+            shown = (view.version, view.waitlist_position);
             let event = Event::default().event("claim").json_data(&view).unwrap_or_default();
-            Some((Ok(event), (state, code, record, changes, None)))
+            Some((Ok(event), (state, code, record, changes, None, shown)))
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

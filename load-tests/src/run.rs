@@ -177,7 +177,7 @@ where
     let catalog = catalog(run, &scenario);
     open_drops(settings, &producer, &scenario, &catalog).await?;
     for drop_id in &catalog.drops {
-        let key = format!("dl:{{drop:{drop_id}}}:meta");
+        let key = dropline_core::keys::drop_key(drop_id, "meta");
         let mut open = false;
         for _ in 0..300 {
             let state: Option<String> = redis.hget(&key, "state").await?;
@@ -694,7 +694,7 @@ async fn check_redis(
     for drop_id in &catalog.drops {
         let mut sums: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
         for id in dropline_core::shards::key_ids(drop_id, scenario.drops.shards) {
-            let key = |name: &str| format!("dl:{{drop:{id}}}:{name}");
+            let key = |name: &str| dropline_core::keys::drop_key(&id, name);
             let mut pipe = redis::pipe();
             pipe.hgetall(key("stock")).hgetall(key("held")).hgetall(key("sold")).hgetall(key("total"));
             pipe.cmd("HGETALL").arg(key("meta"));
@@ -729,7 +729,7 @@ async fn check_redis(
                 let mut marker = b"x\x1f".to_vec();
                 marker.extend_from_slice(transfer);
                 let given: bool = redis::cmd("HEXISTS")
-                    .arg(format!("dl:{{drop:{to}}}:decisions"))
+                    .arg(dropline_core::keys::drop_key(to, "decisions"))
                     .arg(marker)
                     .query_async(redis)
                     .await?;
@@ -750,7 +750,8 @@ async fn check_redis(
                         .report(format!("{id} {sku}: {s} for sale + {h} held + {d} sold != {t} put on sale"));
                 }
                 if settled && h != 0 {
-                    checker.report(format!("{id} {sku}: {h} units still held after every hold ended"));
+                    let why = stuck_holds(redis, &id, sku).await.unwrap_or_else(|e| format!("({e})"));
+                    checker.report(format!("{id} {sku}: {h} units still held after every hold ended: {why}"));
                 }
                 let sum = sums.entry(sku.as_str()).or_default();
                 *sum = (sum.0 + s, sum.1 + h, sum.2 + d, sum.3 + t + get(&in_transit));
@@ -766,6 +767,37 @@ async fn check_redis(
         }
     }
     Ok(())
+}
+
+/// What a shard says about its holds of `sku` that never ended: each hold's decision (source
+/// stream and offset), its expiry, and the shard's applied offsets per stream — what the sweeper's
+/// "expire only once the reservation is out" rule compares.
+async fn stuck_holds(redis: &mut dropline_core::redis::Conn, id: &str, sku: &str) -> Result<String> {
+    let key = |name: &str| dropline_core::keys::drop_key(id, name);
+    let holds: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(key("holds")).query_async(redis).await?;
+    let offsets: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(key("offsets")).query_async(redis).await?;
+    let now = kafka::now_ms();
+    let mut out = Vec::new();
+    for (order, hold) in holds.iter().filter(|(_, h)| h.split('\u{1f}').next() == Some(sku)) {
+        let decision: Option<String> =
+            redis::cmd("HGET").arg(key("decisions")).arg(order).query_async(redis).await?;
+        let expires: Option<f64> =
+            redis::cmd("ZSCORE").arg(key("expiry")).arg(order).query_async(redis).await?;
+        let d: Vec<String> = decision.unwrap_or_default().split('\u{1f}').map(str::to_owned).collect();
+        out.push(format!(
+            "hold {order} ({}) decided {} from {}@{}, due {} ms ago",
+            hold.replace('\u{1f}', " "),
+            d.first().map_or("?", |s| s.as_str()),
+            d.get(6).map_or("?", |s| s.as_str()),
+            d.get(7).map_or("?", |s| s.as_str()),
+            expires.map_or(-1, |e| now - e as i64),
+        ));
+    }
+    let mut offsets: Vec<String> = offsets.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    offsets.sort();
+    Ok(format!("{}; applied offsets {}", out.join("; "), offsets.join(",")))
 }
 
 /// The matcher's own view of how long an order spends inside it (arrival → outcome handed to the

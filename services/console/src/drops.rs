@@ -216,7 +216,7 @@ impl CreateDrop {
 
 /// Where the console keeps drop records: one hash per deployment (per triggers topic).
 pub fn records_key(state: &AppState) -> String {
-    format!("dl:console:{}:drops", state.settings.topics.name(TopicKind::DropTriggers))
+    dropline_core::keys::console_drops(state.settings.topics.name(TopicKind::DropTriggers))
 }
 
 pub async fn load(state: &AppState, id: &str) -> Result<DropRecord, ApiError> {
@@ -316,7 +316,7 @@ pub async fn read_state(state: &AppState, record: DropRecord) -> Result<DropStat
     let (mut stock, mut held, mut sold, mut total, mut waiting, mut holds) =
         (Hash::new(), Hash::new(), Hash::new(), Hash::new(), Hash::new(), 0);
     for id in &ids {
-        let keys = |name: &str| format!("dl:{{drop:{id}}}:{name}");
+        let keys = |name: &str| dropline_core::keys::drop_key(id, name);
         let mut redis = state.redis.clone();
         let (s, h, d, t, w, n): (Hash, Hash, Hash, Hash, Hash, i64) = redis::pipe()
             .hgetall(keys("stock"))

@@ -15,7 +15,7 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// Length of a code: 16 characters of 5 bits = 80 bits.
 pub const CODE_LEN: usize = 16;
 /// Where a deployment without `DROPLINE_CLAIM_SECRET` keeps the secret its matchers share.
-pub const SECRET_KEY: &str = "dl:claim-secret";
+pub use crate::keys::CLAIM_SECRET as SECRET_KEY;
 
 /// The key claim codes are derived with (`DROPLINE_CLAIM_SECRET`, or one kept in Redis).
 #[derive(Clone, PartialEq, Eq)]

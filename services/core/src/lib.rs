@@ -1,10 +1,11 @@
 //! Plumbing every Dropline service shares — settings, telemetry, metrics and health, graceful
-//! shutdown, Kafka and Redis connections, the naming of a split drop's shards, claim codes — and no
-//! business rules.
+//! shutdown, Kafka and Redis connections, the naming of a split drop's shards, claim codes, the Redis key layout
+//! — and no business rules.
 
 pub mod admin;
 pub mod claim;
 pub mod kafka;
+pub mod keys;
 pub mod redis;
 pub mod settings;
 pub mod shards;

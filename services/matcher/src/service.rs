@@ -35,7 +35,7 @@ use crate::step::{self, DropKeys, Op, OpResult, ReplyTo, Source};
 /// Registry of drops to sweep, one per triggers topic (deployments sharing a Redis stay apart):
 /// drop id → partition of its triggers, so only the matcher that owns that partition sweeps it.
 fn drops_key(settings: &Settings) -> String {
-    format!("dl:drops:{}", settings.topics.name(TopicKind::DropTriggers))
+    dropline_core::keys::sweep_registry(settings.topics.name(TopicKind::DropTriggers))
 }
 const SERVICE: &str = "matcher";
 

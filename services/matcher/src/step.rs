@@ -11,57 +11,8 @@ use crate::chat::{BuyerId, Quantity, Sku};
 /// The function library, loaded with `FUNCTION LOAD REPLACE`.
 pub const LIBRARY: &str = include_str!("dropline.lua");
 
-/// Key names of one drop. All share the hash tag `{drop:<id>}` (one Redis Cluster slot).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DropKeys {
-    keys: [String; 15],
-}
-
-/// The names of a drop's keys, in the order the library takes them (`dl:{drop:<id>}:<name>`).
-pub const KEY_NAMES: [&str; 15] = [
-    "meta",
-    "stock",
-    "held",
-    "sold",
-    "total",
-    "buyers",
-    "decisions",
-    "holds",
-    "expiry",
-    "offsets",
-    "waitlist",
-    "waiting",
-    "wlinfo",
-    "outbox",
-    "stats",
-];
-
-impl DropKeys {
-    /// Keys of drop `drop_id`.
-    pub fn new(drop_id: &str) -> Self {
-        Self { keys: KEY_NAMES.map(|name| format!("dl:{{drop:{drop_id}}}:{name}")) }
-    }
-
-    /// The hash of per-SKU stock left for sale.
-    pub fn stock(&self) -> &str {
-        &self.keys[1]
-    }
-
-    /// The hash of waitlisted orders per SKU.
-    pub fn waiting(&self) -> &str {
-        &self.keys[11]
-    }
-
-    /// The drop's metadata hash (state, settings, catalog).
-    pub fn meta(&self) -> &str {
-        &self.keys[0]
-    }
-
-    /// All keys, in the order the library expects them.
-    pub fn all(&self) -> &[String; 15] {
-        &self.keys
-    }
-}
+/// A drop's keys (`dl:{drop:<id>}:<name>`), as the library takes them: the layout lives in the core.
+pub use dropline_core::keys::{DropKeys, DROP_KEY_NAMES as KEY_NAMES};
 
 /// Where a Kafka message came from: topic letter + partition (e.g. `o3`), and its offset.
 /// The step records the highest offset applied per source so a redelivered message is

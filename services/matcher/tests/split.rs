@@ -60,7 +60,7 @@ async fn a_split_drop_sells_every_unit_and_never_one_more() -> anyhow::Result<()
     let (mut held, mut left, mut total) = (0, 0, 0);
     for k in 0..4 {
         let shard = split::shard_id(&drop_id, k);
-        let key = |name: &str| format!("dl:{{drop:{shard}}}:{name}");
+        let key = |name: &str| dropline_core::keys::drop_key(&shard, name);
         type H = HashMap<String, i64>;
         let (s, h, d, t): (H, H, H, H) = redis::pipe()
             .hgetall(key("stock"))

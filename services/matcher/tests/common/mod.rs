@@ -104,7 +104,7 @@ impl World {
     pub async fn open_and_wait(&self, drop_id: &str, open: OpenDrop) -> anyhow::Result<()> {
         self.open(drop_id, open).await?;
         let mut conn = dropline_core::redis::connect(&self.settings.redis).await?;
-        let meta = format!("dl:{{drop:{drop_id}}}:meta");
+        let meta = dropline_core::keys::drop_key(drop_id, "meta");
         for _ in 0..300 {
             let state: Option<String> =
                 redis::cmd("HGET").arg(&meta).arg("state").query_async(&mut conn).await?;
@@ -257,7 +257,7 @@ pub fn by_order(outcomes: &[ReservationOutcome]) -> HashMap<String, Vec<Reservat
 pub async fn drop_field(settings: &Settings, drop_id: &str, hash: &str, field: &str) -> anyhow::Result<i64> {
     let mut conn = dropline_core::redis::connect(&settings.redis).await?;
     let value: Option<i64> = redis::cmd("HGET")
-        .arg(format!("dl:{{drop:{drop_id}}}:{hash}"))
+        .arg(dropline_core::keys::drop_key(drop_id, hash))
         .arg(field)
         .query_async(&mut conn)
         .await?;

@@ -35,8 +35,8 @@ pub struct Checker {
     decided: HashSet<String>,
     /// Orders waiting on a waitlist (their promotion is a second RESERVED).
     waiting: HashSet<String>,
-    /// Orders with an active hold (to be confirmed, cancelled or expired).
-    holding: HashSet<String>,
+    /// Orders with an active hold (to be confirmed, cancelled or expired), and when it lapses.
+    holding: HashMap<String, i64>,
     /// Orders whose hold or place in line ended by expiry or release.
     ended: HashSet<String>,
     /// Buyer of each reserved or waitlisted order (later outcomes of a hold may not name them).
@@ -103,13 +103,13 @@ impl Checker {
             S::Reserved if self.waiting.remove(&o.order_id) => {
                 // Promotion from the waitlist: units go out; the buyer's count already had them.
                 *self.out.entry(sku_key.clone()).or_default() += qty;
-                self.holding.insert(o.order_id.clone());
+                self.holding.insert(o.order_id.clone(), o.hold_expires_at_ms);
             }
             S::Reserved => {
                 first = self.first(&o.order_id);
                 *self.out.entry(sku_key.clone()).or_default() += qty;
                 *self.buyer.entry(buyer_key.clone()).or_default() += qty;
-                self.holding.insert(o.order_id.clone());
+                self.holding.insert(o.order_id.clone(), o.hold_expires_at_ms);
             }
             S::Waitlisted => {
                 first = self.first(&o.order_id);
@@ -120,11 +120,11 @@ impl Checker {
             // matcher was down meanwhile): it repeats that the hold is over, nothing moves.
             S::Released | S::Expired
                 if self.ended.contains(&o.order_id)
-                    && !self.holding.contains(&o.order_id)
+                    && !self.holding.contains_key(&o.order_id)
                     && !self.waiting.contains(&o.order_id) => {}
             S::Released | S::Expired => {
                 self.ended.insert(o.order_id.clone());
-                if self.holding.remove(&o.order_id) {
+                if self.holding.remove(&o.order_id).is_some() {
                     *self.out.entry(sku_key.clone()).or_default() -= qty;
                 } else if !self.waiting.remove(&o.order_id) {
                     self.violate(format!(
@@ -137,14 +137,14 @@ impl Checker {
                 *self.buyer.entry(buyer_key.clone()).or_default() -= qty;
             }
             // Paid after the hold ended, with units still in stock: they go out again (late payment).
-            S::Confirmed if self.ended.remove(&o.order_id) && !self.holding.contains(&o.order_id) => {
+            S::Confirmed if self.ended.remove(&o.order_id) && !self.holding.contains_key(&o.order_id) => {
                 *self.out.entry(sku_key.clone()).or_default() += qty;
                 *self.buyer.entry(buyer_key.clone()).or_default() += qty;
             }
             // Paid after the hold ended with nothing left: a refund is due, nothing moves.
             S::RefundDue => {}
             S::Confirmed => {
-                if !self.holding.remove(&o.order_id) {
+                if self.holding.remove(&o.order_id).is_none() {
                     self.violate(format!(
                         "{}: CONFIRMED without an active hold ({})",
                         o.order_id,
@@ -218,6 +218,13 @@ impl Checker {
         self.holding.len()
     }
 
+    /// Holds still open more than `grace_ms` after they should have lapsed: the sweeper did not
+    /// end them. (A hold that is merely open may be a fresh promotion from the waitlist: after the
+    /// load, every unpaid hold that expires hands its unit to the next buyer in line.)
+    pub fn overdue_holds(&self, now_ms: i64, grace_ms: i64) -> usize {
+        self.holding.values().filter(|expires| **expires + grace_ms < now_ms).count()
+    }
+
     /// Orders decided so far.
     pub fn decided(&self) -> usize {
         self.decided.len()
@@ -241,6 +248,9 @@ impl Checker {
 mod tests {
     use super::*;
 
+    /// When the test's holds lapse.
+    const HOLD: i64 = 60_000;
+
     fn o(id: &str, buyer: &str, status: S, qty: u32, remaining: i64) -> ReservationOutcome {
         ReservationOutcome {
             order_id: id.into(),
@@ -250,6 +260,7 @@ mod tests {
             quantity: qty,
             status: status as i32,
             remaining,
+            hold_expires_at_ms: if status == S::Reserved { HOLD } else { 0 },
             ..Default::default()
         }
     }
@@ -271,6 +282,8 @@ mod tests {
         assert_eq!(c.add(&o("5", "", S::Released, 1, 1)), Fold::Later);
         assert_eq!(c.add(&o("3", "c", S::Reserved, 1, 0)), Fold::Later); // promoted
         assert_eq!(c.open_holds(), 2);
+        assert_eq!(c.overdue_holds(0, 15_000), 0);
+        assert_eq!(c.overdue_holds(HOLD + 15_001, 15_000), 2, "both lapse at {HOLD}");
         assert_eq!(c.add(&o("3", "c", S::Confirmed, 1, 0)), Fold::Later);
         assert_eq!(c.add(&o("4", "a", S::SoldOut, 1, 0)), Fold::First);
         assert_eq!(c.add(&o("2", "", S::Expired, 1, 1)), Fold::Later);

@@ -119,7 +119,17 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match main_inner().await {
+    // SIGINT/SIGTERM: the command's future is dropped, and with it every process it started
+    // (matchers, the fault suite's Redis and broker stop when their handles drop).
+    let stop = dropline_core::shutdown::on_signals();
+    let result = tokio::select! {
+        result = main_inner() => result,
+        () = stop.cancelled() => {
+            eprintln!("dropline-load: interrupted; what this run started is stopped");
+            return ExitCode::from(130);
+        }
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("dropline-load: {e:#}");

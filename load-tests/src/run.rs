@@ -35,6 +35,10 @@ use crate::scenario::Scenario;
 
 /// Longest wait for the last answers after the last line was sent.
 const DRAIN: Duration = Duration::from_secs(30);
+/// A hold open this long after its expiry was not ended by the sweeper: stuck.
+const OVERDUE_GRACE_MS: i64 = 15_000;
+/// Longest wait after the load for every hold to end (waitlists drain one hold at a time).
+const SETTLE_CAP: Duration = Duration::from_secs(120);
 
 /// Which matcher decides the orders.
 #[derive(Debug, Clone)]
@@ -264,11 +268,19 @@ where
     }
     let finished = start.elapsed();
     if settle_holds {
-        // Every hold ends: paid, cancelled, or expired by the sweeper (its stock back on sale).
-        let settled_by = Instant::now() + Duration::from_secs(u64::from(scenario.drops.hold_s) + 15);
-        while tally.lock().unwrap_or_else(PoisonError::into_inner).checker.open_holds() > 0
-            && Instant::now() < settled_by
-        {
+        // Every hold ends: paid, cancelled, or expired by the sweeper (its stock back on sale). A
+        // hold still open may be a fresh promotion — after the load each unpaid hold that expires
+        // hands its unit to the next buyer in line, so a waitlist drains hold by hold — so wait
+        // while any open hold is within its window (+ grace), up to SETTLE_CAP.
+        let cap = Instant::now() + SETTLE_CAP;
+        loop {
+            let (open, overdue) = {
+                let t = tally.lock().unwrap_or_else(PoisonError::into_inner);
+                (t.checker.open_holds(), t.checker.overdue_holds(kafka::now_ms(), OVERDUE_GRACE_MS))
+            };
+            if open == 0 || overdue == open || Instant::now() >= cap {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -291,10 +303,12 @@ where
         ));
     }
     if settle_holds && tally.checker.open_holds() > 0 {
+        let overdue = tally.checker.overdue_holds(kafka::now_ms(), OVERDUE_GRACE_MS);
         tally.checker.report(format!(
-            "{} holds neither paid, cancelled nor expired {} s after the load",
+            "{} holds neither paid, cancelled nor expired after the load ({overdue} of them more than {} s \
+             past their expiry; waited at most {SETTLE_CAP:?} for the waitlists to drain)",
             tally.checker.open_holds(),
-            u64::from(scenario.drops.hold_s) + 15
+            OVERDUE_GRACE_MS / 1000,
         ));
     }
     tally.checker.finish();

@@ -23,8 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
@@ -571,21 +570,12 @@ async fn enqueue(
     counters: &Counters,
     deliveries: &mpsc::Sender<DeliveryFuture>,
 ) {
-    let mut record = FutureRecord::to(topic).key(key).payload(payload);
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => {
-                let _ = deliveries.send(delivery).await;
-                return;
-            }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(_) => {
-                counters.producer_errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+    match kafka::enqueue(producer, topic, key, payload, &tokio_util::sync::CancellationToken::new()).await {
+        Ok(delivery) => {
+            let _ = deliveries.send(delivery).await;
+        }
+        Err(_) => {
+            counters.producer_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

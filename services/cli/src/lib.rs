@@ -11,8 +11,6 @@ use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -282,15 +280,9 @@ async fn produce(
         }
         let (payload, key) = kind.encode_json(&line).with_context(|| format!("line {}", index + 1))?;
         let key = key.unwrap_or_default();
-        let delivery = loop {
-            match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
-                Ok(delivery) => break delivery,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(e).with_context(|| format!("line {}: cannot produce", index + 1)),
-            }
-        };
+        let delivery = kafka::enqueue(&producer, topic, &key, &payload, &CancellationToken::new())
+            .await
+            .with_context(|| format!("line {}: cannot produce", index + 1))?;
         pending.push_back((index + 1, delivery));
         if pending.len() >= IN_FLIGHT {
             report(topic, pending.pop_front(), out).await?;

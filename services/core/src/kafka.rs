@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -301,6 +301,34 @@ pub async fn publish<M: prost::Message>(
     let record = FutureRecord::to(topic).key(key).payload(&payload);
     let delivery = producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e)?;
     Ok((delivery.partition, delivery.offset))
+}
+
+/// How long to wait for room when the producer's local queue is full.
+const ROOM_WAIT: Duration = Duration::from_millis(2);
+
+/// Hands a message to the producer, waiting (asynchronously) while its local queue is full — the
+/// one "send while the queue is full" of every service and tool. Any other error is returned at
+/// once, for the caller to decide (a message too large will never fit); `stop` cancelled while
+/// waiting is `KafkaError::Canceled`. The returned future resolves when the broker has it.
+pub async fn enqueue(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    stop: &CancellationToken,
+) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::select! {
+                    () = stop.cancelled() => return Err(KafkaError::Canceled),
+                    () = tokio::time::sleep(ROOM_WAIT) => {}
+                }
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -11,8 +11,8 @@ use dropline_proto::v1::DropTrigger;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use prost::Message as _;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -61,7 +61,11 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// Routes `line` and, if it is an order, hands it to the producer (in call order, so orders
     /// keep their chat order within a drop). The future resolves when the broker has it.
-    fn enqueue(&self, source: &str, line: &ChatLine) -> Result<(Routed, Option<DeliveryFuture>), KafkaError> {
+    async fn enqueue(
+        &self,
+        source: &str,
+        line: &ChatLine,
+    ) -> Result<(Routed, Option<DeliveryFuture>), KafkaError> {
         let routed = {
             let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
             live.route(line, now_ms(), || uuid::Uuid::new_v4().simple().to_string())
@@ -69,26 +73,20 @@ impl Pipeline {
         self.metrics.lines.with_label_values(&[source, routed.label()]).inc();
         let Routed::Order(order) = &routed else { return Ok((routed, None)) };
         let payload = order.encode_to_vec();
-        let mut record = FutureRecord::to(&self.topic).key(order.drop_id.as_str()).payload(&payload);
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => return Ok((routed, Some(delivery))),
-                // The local queue is full: let the producer drain it, then try again.
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    self.metrics.publish_errors.inc();
-                    return Err(e);
-                }
+        match kafka::enqueue(&self.producer, &self.topic, &order.drop_id, &payload, &CancellationToken::new())
+            .await
+        {
+            Ok(delivery) => Ok((routed, Some(delivery))),
+            Err(e) => {
+                self.metrics.publish_errors.inc();
+                Err(e)
             }
         }
     }
 
     /// Routes and publishes `line`, waiting for the broker.
     pub async fn handle(&self, source: &str, line: ChatLine) -> Result<Routed, KafkaError> {
-        let (routed, delivery) = self.enqueue(source, &line)?;
+        let (routed, delivery) = self.enqueue(source, &line).await?;
         if let Some(delivery) = delivery {
             self.confirm(delivery).await?;
         }
@@ -221,7 +219,7 @@ async fn publish_lines(pipeline: Pipeline, mut lines: mpsc::Receiver<ChatLine>) 
         tokio::select! {
             line = lines.recv(), if pending.len() < IN_FLIGHT => {
                 let Some(line) = line else { break };
-                match pipeline.enqueue("irc", &line) {
+                match pipeline.enqueue("irc", &line).await {
                     Ok((_, Some(delivery))) => pending.push(pipeline.confirm(delivery)),
                     Ok((_, None)) => {}
                     Err(e) => warn!(error = %e, channel = %line.channel, "order not published"),

@@ -21,7 +21,7 @@ use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -1008,13 +1008,12 @@ async fn hand_off(
     payload: &[u8],
 ) -> Option<DeliveryFuture> {
     loop {
-        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+        match kafka::enqueue(producer, topic, key, payload, shutdown).await {
             Ok(delivery) => return Some(delivery),
-            Err((e, _)) => {
-                if !matches!(e, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) {
-                    metrics.publish_errors.inc();
-                    warn!(error = %e, topic, "cannot enqueue; retrying");
-                }
+            Err(KafkaError::Canceled) => return None,
+            Err(e) => {
+                metrics.publish_errors.inc();
+                warn!(error = %e, topic, "cannot enqueue; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
                     () = tokio::time::sleep(Duration::from_millis(5)) => {}

@@ -14,7 +14,6 @@ use dropline_core::{kafka, Settings, TopicKind};
 use dropline_proto::v1::ChatReply;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use rdkafka::consumer::Consumer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -168,9 +167,7 @@ pub async fn run(settings: &Settings, crowd: &IrcCrowd) -> Result<IrcSummary> {
 
 /// Every answer of `drop_id` on `chat-replies`: how many, and their delay (decided → sent) p50/p99.
 pub async fn reply_delays(settings: &Settings, drop_id: &str) -> Result<(u64, u64, u64)> {
-    let group = format!("irc-crowd-{}", uuid::Uuid::new_v4().simple());
-    let consumer = kafka::consumer(settings, "dropline-load", &group)?;
-    consumer.subscribe(&[settings.topics.name(TopicKind::ChatReplies)])?;
+    let consumer = kafka::reader(settings, "dropline-load", settings.topics.name(TopicKind::ChatReplies))?;
     let mut delays = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
     let mut stream = consumer.stream();
     // Until the topic has been quiet for 3 s.

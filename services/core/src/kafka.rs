@@ -305,6 +305,42 @@ pub async fn publish<M: prost::Message>(
     Ok((delivery.partition, delivery.offset))
 }
 
+/// A consumer of `topic` in a fresh group of its own — it reads from the beginning and moves
+/// nobody's offsets — for tools and tests that watch a topic.
+pub fn reader(settings: &Settings, client_id: &str, topic: &str) -> Result<StreamConsumer, KafkaError> {
+    static READERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let group = format!("{client_id}-reader-{}-{}-{n}", std::process::id(), now_ms());
+    let consumer = consumer(settings, client_id, &group)?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// Why [`next_event`] has no event.
+#[derive(Debug, thiserror::Error)]
+pub enum NextError {
+    #[error("nothing within {0:?}")]
+    Quiet(Duration),
+    #[error("the consumer's stream ended")]
+    Ended,
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// The next message on `consumer`, decoded, within `wait`.
+pub async fn next_event<M: prost::Message + Default>(
+    consumer: &StreamConsumer,
+    wait: Duration,
+) -> Result<M, NextError> {
+    let message = tokio::time::timeout(wait, consumer.stream().next())
+        .await
+        .map_err(|_| NextError::Quiet(wait))?
+        .ok_or(NextError::Ended)??;
+    Ok(decode(&message)?)
+}
+
 /// How long to wait for room when the producer's local queue is full.
 const ROOM_WAIT: Duration = Duration::from_millis(2);
 

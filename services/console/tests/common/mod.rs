@@ -5,10 +5,9 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use dropline_core::{kafka, Settings, TopicKind, Topics};
-use futures::StreamExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -137,17 +136,11 @@ pub fn unique(name: &str) -> String {
 }
 
 pub async fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
-    let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
-    consumer.subscribe(&[settings.topics.name(kind)])?;
-    Ok(consumer)
+    Ok(kafka::reader(settings, "test", settings.topics.name(kind))?)
 }
 
 pub async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> Result<M> {
-    let message = tokio::time::timeout(Duration::from_secs(30), consumer.stream().next())
-        .await
-        .context("nothing within 30 s")?
-        .context("stream ended")??;
-    Ok(kafka::decode(&message)?)
+    Ok(kafka::next_event(consumer, Duration::from_secs(30)).await?)
 }
 
 /// Polls `GET path` until `done` holds (30 s at most).

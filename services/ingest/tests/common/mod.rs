@@ -11,8 +11,7 @@ use dropline_core::{kafka, Settings, TopicKind, Topics};
 use dropline_ingest::client::IrcConfig;
 use dropline_ingest::IngestConfig;
 use dropline_proto::v1::{drop_trigger, CatalogItem, DropTrigger, OpenDrop};
-use futures::StreamExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -123,17 +122,11 @@ pub async fn world() -> Result<World> {
 }
 
 pub fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
-    let consumer = kafka::consumer(settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
-    consumer.subscribe(&[settings.topics.name(kind)])?;
-    Ok(consumer)
+    Ok(kafka::reader(settings, "test", settings.topics.name(kind))?)
 }
 
 pub async fn next<M: prost::Message + Default>(consumer: &StreamConsumer) -> Result<M> {
-    let message = tokio::time::timeout(Duration::from_secs(30), consumer.stream().next())
-        .await
-        .context("nothing within 30 s")?
-        .context("stream ended")??;
-    Ok(kafka::decode(&message)?)
+    Ok(kafka::next_event(consumer, Duration::from_secs(30)).await?)
 }
 
 pub fn open_drop(drop_id: &str, channels: &[&str]) -> DropTrigger {

@@ -361,9 +361,15 @@ impl Matcher {
     /// Decides a batch and commits it. False when shutdown interrupted it (nothing committed).
     async fn process(&mut self, batch: Vec<(OwnedMessage, Instant)>) -> bool {
         self.load_catalogs(&batch).await;
+        // Triggers first: the step applies a drop's opens before its other operations of the batch,
+        // so an order consumed a moment before the open (another topic) parses against its catalog
+        // too, instead of being answered as an unknown SKU.
+        let triggers = self.shared.settings.topics.name(TopicKind::DropTriggers).to_owned();
+        let mut works: Vec<Option<Work>> =
+            batch.iter().map(|(msg, _)| (msg.topic() == triggers).then(|| self.classify(msg))).collect();
         let mut items: Vec<Item> = Vec::with_capacity(batch.len());
-        for (msg, received) in batch {
-            let work = self.classify(&msg);
+        for ((msg, received), work) in batch.into_iter().zip(works.iter_mut()) {
+            let work = work.take().unwrap_or_else(|| self.classify(&msg));
             items.push(Item { msg, received, work });
         }
 

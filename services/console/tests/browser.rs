@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,7 +28,23 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // Ending the session makes chromedriver quit Chromium; killing chromedriver alone leaves
+        // Chromium running. (A plain HTTP request: Drop cannot await the async client.)
+        if !self.session.is_empty() {
+            let host = self.base.trim_start_matches("http://").to_owned();
+            if let Ok(mut conn) = std::net::TcpStream::connect(&host) {
+                use std::io::{Read, Write};
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let request = format!(
+                    "DELETE /session/{} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+                    self.session
+                );
+                let _ = conn.write_all(request.as_bytes());
+                let _ = conn.read_to_end(&mut Vec::new());
+            }
+        }
+        // Whatever is left of its process group (chromedriver and the browsers it started) goes too.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.driver.id())]).status();
         let _ = self.driver.wait();
     }
 }
@@ -37,6 +54,8 @@ impl Browser {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Its own process group, so Drop can end everything it started.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

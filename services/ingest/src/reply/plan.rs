@@ -95,11 +95,6 @@ impl Planner {
         self.queues.values().map(Vec::len).sum()
     }
 
-    /// Everything still waiting, taken out (at shutdown: they are answered after the restart).
-    pub fn drain(&mut self) -> Vec<Queued> {
-        std::mem::take(&mut self.queues).into_values().flatten().collect()
-    }
-
     fn urgency(q: &Queued) -> (Rank, i64, u64) {
         (q.answer.rank(), q.answer.deadline_ms.unwrap_or(i64::MAX), q.seq)
     }
@@ -254,6 +249,6 @@ mod tests {
         assert_eq!(sent.len(), 4, "the connection's budget covers both channels: {sent:?}");
         let requeued = Queued { answer: answer("z", "#a", sold_out(), None), at: (0, 99), seq: 0 };
         p.requeue(vec![requeued]);
-        assert_eq!(p.drain().first().map(|q| q.at), Some((0, 99)), "a requeued answer keeps its place");
+        assert_eq!(p.queues["#a"].first().map(|q| q.at), Some((0, 99)), "a requeued answer keeps its place");
     }
 }

@@ -10,7 +10,6 @@ use dropline_core::kafka::{self, now_ms};
 use dropline_core::settings::SettingsError;
 use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1::{clip_event, ClipEvent, ClipFailed, ClipReady, ClipRequest};
-use futures::FutureExt;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -204,13 +203,8 @@ pub async fn run(
                 continue;
             }
         };
-        let mut batch = vec![first];
-        while batch.len() < config.workers {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push(m.detach()),
-                _ => break,
-            }
-        }
+        let batch: Vec<_> =
+            kafka::arrived(&consumer, first, config.workers).into_iter().map(|(m, _)| m).collect();
         // Cut the batch's clips at once, each on its own blocking thread.
         let jobs: Vec<_> = batch
             .iter()

@@ -9,8 +9,9 @@ use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
@@ -69,9 +70,36 @@ pub fn producer(settings: &Settings, client_id: &str) -> Result<FutureProducer, 
 
 /// A consumer in `group` with manual commits and low-latency fetches. Not yet subscribed.
 pub fn consumer(settings: &Settings, client_id: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
+    consumer_with(settings, client_id, group, DefaultConsumerContext)
+}
+
+/// [`consumer`] with a context of the caller's (rebalance callbacks, for instance).
+pub fn consumer_with<C: ConsumerContext + 'static>(
+    settings: &Settings,
+    client_id: &str,
+    group: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaError> {
     let mut config = client_config(settings, client_id, CONSUMER_DEFAULTS);
     config.set("group.id", group);
-    config.create()
+    config.create_with_context(context)
+}
+
+/// `first` and whatever else has already arrived, up to `max` messages: one message when idle (no
+/// waiting for a batch to fill), up to `max` under load — the one "take a batch" of every consumer.
+pub fn arrived<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    first: OwnedMessage,
+    max: usize,
+) -> Vec<(OwnedMessage, std::time::Instant)> {
+    let mut batch = vec![(first, std::time::Instant::now())];
+    while batch.len() < max {
+        match futures::FutureExt::now_or_never(consumer.recv()) {
+            Some(Ok(message)) => batch.push((message.detach(), std::time::Instant::now())),
+            _ => break,
+        }
+    }
+    batch
 }
 
 /// An admin client.
@@ -277,18 +305,73 @@ where
     M::decode(payload).map_err(|e| error(format!("invalid protobuf: {e}")))
 }
 
-/// The dead letter for a message a service gave up on: raw key and payload kept, with the reason.
+/// Most payload bytes a dead letter keeps: a message near the broker's size limit still yields a
+/// dead letter that fits (the whole is named by its size and SHA-256).
+pub const DEAD_LETTER_PAYLOAD_MAX: usize = 64 * 1024;
+
+/// The dead letter for a message a service gave up on: raw key and payload kept (the payload up to
+/// [`DEAD_LETTER_PAYLOAD_MAX`]), with the reason.
 pub fn dead_letter<K: Message>(message: &K, reason: &str, service: &str) -> v1::DeadLetter {
+    let at = Position { topic: message.topic(), partition: message.partition(), offset: message.offset() };
+    letter(at, message.key().unwrap_or_default(), message.payload().unwrap_or_default(), reason, service)
+}
+
+/// The dead letter for output the broker refused for good ([`is_permanent`]): the topic it was
+/// for, partition and offset -1.
+pub fn refused_letter(
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    reason: &str,
+    service: &str,
+) -> v1::DeadLetter {
+    letter(Position { topic, partition: -1, offset: -1 }, key, payload, reason, service)
+}
+
+struct Position<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+}
+
+fn letter(at: Position<'_>, key: &[u8], payload: &[u8], reason: &str, service: &str) -> v1::DeadLetter {
+    use sha2::Digest as _;
+    let kept = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_MAX)];
+    let key = &key[..key.len().min(DEAD_LETTER_PAYLOAD_MAX)];
     v1::DeadLetter {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(|k| k.to_vec().into()).unwrap_or_default(),
-        payload: message.payload().map(|p| p.to_vec().into()).unwrap_or_default(),
-        reason: reason.to_owned(),
+        topic: at.topic.to_owned(),
+        partition: at.partition,
+        offset: at.offset,
+        key: key.to_vec().into(),
+        payload: kept.to_vec().into(),
+        reason: reason.chars().take(4096).collect(),
         service: service.to_owned(),
         failed_at_ms: now_ms(),
+        payload_size: payload.len() as u64,
+        payload_sha256: sha2::Sha256::digest(payload).to_vec().into(),
     }
+}
+
+/// Whether a produce error can never succeed however often the message is sent again: too large
+/// for the broker or the client, or refused as invalid. Such a message is dead-lettered; any other
+/// error (broker down, leader moving, timeouts) is worth retrying.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        other => match other.rdkafka_error_code() {
+            Some(code) => code,
+            None => return false,
+        },
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::BadMessage
+    )
 }
 
 /// Publishes `event` to `topic` keyed by `key` and waits for the broker's acknowledgement.

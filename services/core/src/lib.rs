@@ -1,8 +1,9 @@
 //! Plumbing every Dropline service shares — settings, telemetry, metrics and health, graceful
-//! shutdown, Kafka and Redis connections, the naming of a split drop's shards, claim codes, the Redis key layout
+//! shutdown, retry backoff, Kafka and Redis connections, the naming of a split drop's shards, claim codes, the Redis key layout
 //! — and no business rules.
 
 pub mod admin;
+pub mod backoff;
 pub mod claim;
 pub mod kafka;
 pub mod keys;

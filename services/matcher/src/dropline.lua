@@ -560,7 +560,7 @@ end
 
 -- FCALL dropline_sweep 15 <keys> now max_expire max_outbox [n [stream settled] * n]
 -- Expires due holds (returning their stock and promoting waitlisted orders), then returns
--- { state, active holds, outbox entries (oldest first, up to max_outbox) }. Entries stay in the
+-- { state, active holds, outbox entries (oldest first, up to max_outbox), waitlisted orders }. Entries stay in the
 -- outbox until dropline_ack removes them, so an outcome is published at least once.
 -- With settled offsets per source stream (outcomes published and acknowledged up to there), a
 -- due hold whose decision came from a later offset of such a stream is left for a later sweep:
@@ -594,7 +594,7 @@ local function sweep(keys, args)
     end
   end
   local entries = redis.call('LRANGE', K.outbox, 0, max_outbox - 1)
-  return { st.state, redis.call('ZCARD', K.expiry), entries }
+  return { st.state, redis.call('ZCARD', K.expiry), entries, redis.call('ZCARD', K.waitlist) }
 end
 
 -- FCALL dropline_ack 15 <keys> n [first]: the first n outbox entries were published. With

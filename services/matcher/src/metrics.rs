@@ -1,8 +1,12 @@
 //! Every metric the matcher exports, defined in one place and registered in one registry.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Counter, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+/// Buckets of the decision latencies: 0.1 ms to 100 ms in 1–2–5 steps, then the slow tail.
+const LATENCY_BUCKETS: [f64; 12] =
+    [0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0];
 
 /// The matcher's metrics.
 #[derive(Debug, Clone)]
@@ -15,6 +19,11 @@ pub struct Metrics {
     pub ignored: IntCounter,
     /// `dropline_decision_latency_seconds`: message received → outcome handed to the producer.
     pub decision_latency: Histogram,
+    /// `dropline_decision_acked_seconds`: message received → its outcome acknowledged by the broker.
+    pub decision_acked: Histogram,
+    /// `dropline_producer_blocked_seconds_total`: time spent handing records to the producer
+    /// (mostly waiting for room in its queue).
+    pub producer_blocked: Counter,
     /// `dropline_batch_size`: messages decided together.
     pub batch_size: Histogram,
     /// `dropline_consumer_lag{topic,partition}`: messages not yet consumed.
@@ -27,7 +36,8 @@ pub struct Metrics {
     pub dead_letters: IntCounter,
     /// `dropline_redis_errors_total`: failed Redis calls (retried).
     pub redis_errors: IntCounter,
-    /// `dropline_publish_errors_total`: failed produce attempts (retried).
+    /// `dropline_publish_errors_total`: failed produce attempts (retried, or dead-lettered when
+    /// the broker refuses a record for good).
     pub publish_errors: IntCounter,
     /// `dropline_replica_waits_total`: `WAIT`s that returned before enough replicas acknowledged
     /// (outcomes held back; only with `DROPLINE_MATCHER_WAIT_REPLICAS`).
@@ -48,10 +58,18 @@ impl Metrics {
                 "dropline_decision_latency_seconds",
                 "Time from a message's arrival in the matcher to its outcome handed to the producer.",
             )
-            .buckets(vec![
-                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                1.0,
-            ]),
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let decision_acked = Histogram::with_opts(
+            HistogramOpts::new(
+                "dropline_decision_acked_seconds",
+                "Time from a message's arrival in the matcher to its outcome acknowledged by the broker.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let producer_blocked = Counter::new(
+            "dropline_producer_blocked_seconds_total",
+            "Time spent handing records to the producer, mostly waiting for room in its queue.",
         )?;
         let batch_size = Histogram::with_opts(
             HistogramOpts::new("dropline_batch_size", "Messages decided in one batch.")
@@ -74,6 +92,8 @@ impl Metrics {
         registry.register(Box::new(orders.clone()))?;
         registry.register(Box::new(ignored.clone()))?;
         registry.register(Box::new(decision_latency.clone()))?;
+        registry.register(Box::new(decision_acked.clone()))?;
+        registry.register(Box::new(producer_blocked.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(holds_active.clone()))?;
@@ -87,6 +107,8 @@ impl Metrics {
             orders,
             ignored,
             decision_latency,
+            decision_acked,
+            producer_blocked,
             batch_size,
             consumer_lag,
             holds_active,

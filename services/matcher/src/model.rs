@@ -361,8 +361,8 @@ impl Model {
     }
 
     /// `dropline_sweep`: expires at most `max_expire` holds due at or before `now_ms` (returning their
-    /// units and promoting waitlisted orders), then returns the state, the number of active holds and
-    /// up to `max_outbox` outbox events, oldest first. As in the library (`LRANGE 0 max-1`),
+    /// units and promoting waitlisted orders), then returns the state, the number of active holds, of
+    /// waitlisted orders and up to `max_outbox` outbox events, oldest first. As in the library (`LRANGE 0 max-1`),
     /// `max_outbox == 0` returns the whole outbox.
     pub fn sweep(&mut self, now_ms: i64, max_expire: usize, max_outbox: usize) -> Swept {
         let due: Vec<String> = self
@@ -394,6 +394,7 @@ impl Model {
         Swept {
             state: self.state.as_str().to_owned(),
             active_holds: i64::try_from(self.expiry.len()).unwrap_or(i64::MAX),
+            waitlisted: i64::try_from(self.waitlist.len()).unwrap_or(i64::MAX),
             events: self.outbox.iter().take(take).cloned().collect(),
         }
     }

@@ -208,6 +208,8 @@ pub struct Swept {
     pub state: String,
     /// Holds still waiting for payment.
     pub active_holds: i64,
+    /// Orders on the waitlist.
+    pub waitlisted: i64,
     /// Outcomes to publish (then acknowledge with [`ack`]).
     pub events: Vec<OutboxEvent>,
 }
@@ -357,26 +359,48 @@ pub async fn sweep<C: ConnectionLike>(
     max_outbox: usize,
     settled: &[(String, i64)],
 ) -> Result<Swept, RedisError> {
-    let (raw,): ((String, i64, Vec<String>),) = with_library(conn, || {
+    let mut swept =
+        sweep_pipelined(conn, std::slice::from_ref(keys), now_ms, max_expire, max_outbox, settled).await?;
+    swept.pop().ok_or_else(|| RedisError::from((ErrorKind::UnexpectedReturnType, "no sweep result")))
+}
+
+/// [`sweep`] of several drops in one round trip (one atomic call each).
+pub async fn sweep_pipelined<C: ConnectionLike>(
+    conn: &mut C,
+    drops: &[DropKeys],
+    now_ms: i64,
+    max_expire: usize,
+    max_outbox: usize,
+    settled: &[(String, i64)],
+) -> Result<Vec<Swept>, RedisError> {
+    if drops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<(String, i64, Vec<String>, i64)> = with_library(conn, || {
         let mut pipe = redis::pipe();
-        let call = pipe
-            .cmd("FCALL")
-            .arg("dropline_sweep")
-            .arg(keys.all().len())
-            .arg(keys.all())
-            .arg(now_ms)
-            .arg(max_expire)
-            .arg(max_outbox)
-            .arg(settled.len());
-        for (stream, offset) in settled {
-            call.arg(stream).arg(offset);
+        for keys in drops {
+            let call = pipe
+                .cmd("FCALL")
+                .arg("dropline_sweep")
+                .arg(keys.all().len())
+                .arg(keys.all())
+                .arg(now_ms)
+                .arg(max_expire)
+                .arg(max_outbox)
+                .arg(settled.len());
+            for (stream, offset) in settled {
+                call.arg(stream).arg(offset);
+            }
         }
         pipe
     })
     .await?;
-    let (state, active_holds, entries) = raw;
-    let events = entries.iter().map(|e| parse_event(e)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Swept { state, active_holds, events })
+    raw.into_iter()
+        .map(|(state, active_holds, entries, waitlisted)| {
+            let events = entries.iter().map(|e| parse_event(e)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Swept { state, active_holds, waitlisted, events })
+        })
+        .collect()
 }
 
 /// Removes the first `count` outbox entries (they were published). With `first` (the

@@ -111,7 +111,7 @@ pub async fn run(settings: &Settings, crowd: &Crowd, templates: &[(u32, String)]
                         sent_at_ms: kafka::now_ms(),
                         ..Default::default()
                     };
-                    if dropline_matcher::chat::is_command(text) {
+                    if dropline_core::domain::is_command(text) {
                         summary.orders += 1;
                         sent_at.insert(order.order_id.clone(), Instant::now());
                     }

@@ -4,7 +4,8 @@
 //! (a) `redis-benchmark` calling the project's own reservation function once per order, pipelined
 //!     (the best one-order-at-a-time use of Redis); (b) a naive WATCH/MULTI/EXEC transaction per
 //!     order, one client, as hand-written flash sales do; (c) the matcher's batched step alone (256
-//!     orders per call); (d) a bare consume → produce passthrough over the same broker; (e) the
+//!     orders per call, [`STEP_IN_FLIGHT`] calls in flight so Redis never idles while the client
+//!     builds the next, as (a)'s 50 clients keep it busy); (d) a bare consume → produce passthrough over the same broker; (e) the
 //!     matcher end to end, draining a backlog through the broker and Redis.
 
 use std::process::Command;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dropline_core::{kafka, Settings, TopicKind, Topics};
-use dropline_matcher::chat::{BuyerId, Quantity, Sku};
+use dropline_core::domain::{BuyerId, Quantity, Sku};
 use dropline_matcher::step::{self, DropKeys, Op, ReplyTo, Source};
 use dropline_proto::v1::{drop_trigger, CatalogItem, ChatOrder, DropTrigger, OpenDrop, ReservationOutcome};
 use futures::StreamExt;
@@ -29,7 +30,10 @@ pub struct Sizes {
     pub messages: u64,
 }
 
-/// One line of numbers, orders (or messages) per second.
+/// Step calls each shard keeps in flight in (c).
+pub const STEP_IN_FLIGHT: usize = 3;
+
+/// One line of numbers, orders (or messages) per second, and Redis CPU per order.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
     pub evalsha: f64,
@@ -37,18 +41,23 @@ pub struct Limits {
     pub step: f64,
     pub passthrough: f64,
     pub matcher: f64,
+    /// µs of Redis CPU per order in (a) and (c), from `INFO commandstats` (`cmdstat_fcall`).
+    pub evalsha_redis_us: f64,
+    pub step_redis_us: f64,
 }
 
 impl Limits {
     /// The last line of `make bench-limits`, for machines to read.
     pub fn line(&self) -> String {
         format!(
-            "limits: evalsha={:.0}/s naive={:.0}/s step={:.0}/s passthrough={:.0}/s matcher={:.0}/s step/evalsha={:.2} step/naive={:.2} matcher/passthrough={:.2}",
+            "limits: evalsha={:.0}/s naive={:.0}/s step={:.0}/s passthrough={:.0}/s matcher={:.0}/s redis_us_per_order: evalsha={:.2} step={:.2} step/evalsha={:.2} step/naive={:.2} matcher/passthrough={:.2}",
             self.evalsha,
             self.naive,
             self.step,
             self.passthrough,
             self.matcher,
+            self.evalsha_redis_us,
+            self.step_redis_us,
             self.step / self.evalsha.max(1e-9),
             self.step / self.naive.max(1e-9),
             self.matcher / self.passthrough.max(1e-9),
@@ -71,10 +80,11 @@ fn open_op(trigger: &str) -> Result<Op> {
     })
 }
 
-fn order_op(stream: char, n: u64) -> Result<Op> {
+/// Order `n` of lane `lane` (each lane its own stream letter and ids).
+fn order_op(stream: char, lane: usize, n: u64) -> Result<Op> {
     Ok(Op::Order {
         source: Source::new(stream, 0, i64::try_from(n)?),
-        order_id: format!("o{n}"),
+        order_id: format!("o{lane}-{n}"),
         buyer: BuyerId::parse(&format!("b{}", n % 10_000))?,
         item: Some((Sku::parse(SKU)?, Quantity::ONE)),
         verdict: None,
@@ -86,9 +96,25 @@ async fn clean(conn: &mut dropline_core::redis::Conn, keys: &DropKeys) {
     let _: Result<i64, _> = redis::cmd("DEL").arg(keys.all().as_slice()).query_async(conn).await;
 }
 
+/// Redis's own count of `FCALL`s and the CPU they took (µs), from `INFO commandstats`.
+async fn fcall_cpu(conn: &mut dropline_core::redis::Conn) -> Result<(u64, u64)> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
+    let line = info.lines().find_map(|l| l.strip_prefix("cmdstat_fcall:")).unwrap_or("calls=0,usec=0");
+    let field = |name: &str| -> u64 {
+        line.split(',').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok()).unwrap_or(0)
+    };
+    Ok((field("calls"), field("usec")))
+}
+
+/// µs of Redis CPU per order between two [`fcall_cpu`] readings.
+fn per_order(before: (u64, u64), after: (u64, u64), orders: u64) -> f64 {
+    after.1.saturating_sub(before.1) as f64 / orders.max(1) as f64
+}
+
 /// (a) `redis-benchmark`: one `FCALL dropline_apply` per order (a fresh order id and Kafka stream
-/// each time, so every call takes the full decision path), 50 clients, pipelines of 16.
-pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64> {
+/// each time, so every call takes the full decision path), 50 clients, pipelines of 16. Orders/s
+/// and µs of Redis CPU per order.
+pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<(f64, f64)> {
     let mut conn = dropline_core::redis::connect(&settings.redis).await?;
     step::load(&mut conn).await?;
     let keys = DropKeys::new(&format!("{run}-evalsha"));
@@ -120,12 +146,14 @@ pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64
         _ => bail!("redis-benchmark needs a TCP Redis"),
     };
     let requests = (sizes.redis_for.as_secs_f64() * 40_000.0) as u64;
+    let cpu_before = fcall_cpu(&mut conn).await?;
     let output = Command::new("redis-benchmark")
         .args(["-h", &host, "-p", &port.to_string(), "-c", "50", "-P", "16", "-r", "1000000000"])
         .args(["-n", &requests.max(10_000).to_string(), "-q", "--csv"])
         .args(&args)
         .output()
         .context("running redis-benchmark (Debian package redis-tools)")?;
+    let cpu_after = fcall_cpu(&mut conn).await?;
     // Every call must have taken the full path: a unit reserved per request.
     let left: i64 = conn.hget(keys.stock(), SKU).await?;
     let reserved = 2_000_000_000 - left;
@@ -144,7 +172,7 @@ pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64
         .with_context(|| {
             format!("no rate in redis-benchmark's output: {text} {}", String::from_utf8_lossy(&output.stderr))
         })?;
-    Ok(rps)
+    Ok((rps, per_order(cpu_before, cpu_after, requests)))
 }
 
 /// (b) The naive way: per order WATCH stock, read it, MULTI, take a unit and record the order,
@@ -184,37 +212,63 @@ pub async fn naive(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64> 
     Ok(rate)
 }
 
-/// (c) The matcher's step alone: `dropline_apply` with 256 orders per call, one call at a time.
-pub async fn batched_step(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64> {
-    split_step(settings, run, 1, sizes.redis_for).await
+/// (c) The matcher's step alone: `dropline_apply` with 256 orders per call, [`STEP_IN_FLIGHT`]
+/// calls in flight. Orders/s and µs of Redis CPU per order.
+pub async fn batched_step(settings: &Settings, run: &str, sizes: Sizes) -> Result<(f64, f64)> {
+    let mut conn = dropline_core::redis::connect(&settings.redis).await?;
+    let before = fcall_cpu(&mut conn).await?;
+    let (rate, orders) = step_lanes(settings, run, 1, STEP_IN_FLIGHT, sizes.redis_for).await?;
+    let after = fcall_cpu(&mut conn).await?;
+    Ok((rate, per_order(before, after, orders)))
 }
 
-/// One drop's batched step with its stock split over `shards` shards, each shard driven by its own
-/// loop of `dropline_apply` calls (256 orders each) for `time`: orders/s over all shards. On a
-/// Redis Cluster the shards' slots spread over the primaries (`load-tests/split-cluster.sh`).
+/// One drop's batched step with its stock split over `shards` shards, each shard driven by
+/// [`STEP_IN_FLIGHT`] loops of `dropline_apply` calls (256 orders each) for `time`: orders/s over
+/// all shards. On a Redis Cluster the shards' slots spread over the primaries
+/// (`load-tests/split-cluster.sh`).
 pub async fn split_step(settings: &Settings, run: &str, shards: u32, time: Duration) -> Result<f64> {
+    Ok(step_lanes(settings, run, shards, STEP_IN_FLIGHT, time).await?.0)
+}
+
+/// `lanes` loops per shard, each its own Kafka stream (so its offsets rise call after call whatever
+/// order the calls run in): orders/s and orders decided.
+async fn step_lanes(
+    settings: &Settings,
+    run: &str,
+    shards: u32,
+    lanes: usize,
+    time: Duration,
+) -> Result<(f64, u64)> {
     let conn = dropline_core::redis::connect(&settings.redis).await?;
     step::load(&mut conn.clone()).await?;
     let drop_id = format!("{run}-split{shards}");
     let ids = dropline_core::shards::key_ids(&drop_id, shards);
+    for id in &ids {
+        step::apply(&mut conn.clone(), 0, &[(&DropKeys::new(id), &[open_op("open")?])]).await?;
+    }
     let started = Instant::now();
-    let loops = ids.iter().map(|id| {
+    let loops = ids.iter().flat_map(|id| (0..lanes).map(move |lane| (id.clone(), lane))).map(|(id, lane)| {
         let mut conn = conn.clone();
-        let keys = DropKeys::new(id);
+        let keys = DropKeys::new(&id);
         async move {
-            step::apply(&mut conn, 0, &[(&keys, &[open_op("open")?])]).await?;
+            let stream = char::from(b'a' + u8::try_from(lane).unwrap_or(0));
             let mut n = 0u64;
             while started.elapsed() < time {
-                let ops: Vec<Op> = (n..n + 256).map(|i| order_op('o', i + 1)).collect::<Result<_>>()?;
+                let ops: Vec<Op> =
+                    (n..n + 256).map(|i| order_op(stream, lane, i + 1)).collect::<Result<_>>()?;
                 step::apply(&mut conn, 1, &[(&keys, ops.as_slice())]).await?;
                 n += 256;
             }
-            clean(&mut conn, &keys).await;
             anyhow::Ok(n)
         }
     });
     let counts = futures::future::try_join_all(loops).await?;
-    Ok(counts.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed();
+    for id in &ids {
+        clean(&mut conn.clone(), &DropKeys::new(id)).await;
+    }
+    let orders = counts.iter().sum::<u64>();
+    Ok((orders as f64 / elapsed.as_secs_f64(), orders))
 }
 
 fn world(settings: &Settings, name: &str) -> Settings {

@@ -150,14 +150,17 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             anyhow::ensure!(binary.exists(), "{} is missing: build it too", binary.display());
             let mut l = limits::Limits::default();
             eprintln!("(a) redis-benchmark: FCALL dropline_apply, one order per call, 50 clients, pipelines of 16 …");
-            l.evalsha = limits::evalsha(&settings, &run, sizes).await?;
-            eprintln!("    {:.0} orders/s", l.evalsha);
+            (l.evalsha, l.evalsha_redis_us) = limits::evalsha(&settings, &run, sizes).await?;
+            eprintln!("    {:.0} orders/s, {:.2} µs of Redis CPU per order", l.evalsha, l.evalsha_redis_us);
             eprintln!("(b) naive: WATCH/GET/MULTI/DECR/HSET/EXEC per order, one client …");
             l.naive = limits::naive(&settings, &run, sizes).await?;
             eprintln!("    {:.0} orders/s", l.naive);
-            eprintln!("(c) the batched step alone: 256 orders per dropline_apply …");
-            l.step = limits::batched_step(&settings, &run, sizes).await?;
-            eprintln!("    {:.0} orders/s", l.step);
+            eprintln!(
+                "(c) the batched step alone: 256 orders per dropline_apply, {} calls in flight …",
+                limits::STEP_IN_FLIGHT
+            );
+            (l.step, l.step_redis_us) = limits::batched_step(&settings, &run, sizes).await?;
+            eprintln!("    {:.0} orders/s, {:.2} µs of Redis CPU per order", l.step, l.step_redis_us);
             eprintln!("(d) bare consume → produce passthrough over the broker, {messages} messages …");
             l.passthrough = limits::passthrough(&settings, &run, sizes).await?;
             eprintln!("    {:.0} messages/s", l.passthrough);
@@ -329,8 +332,9 @@ async fn load(scenario: PathBuf, report: PathBuf, external_matcher: bool) -> any
     }
     if let Some(inside) = &result.matcher_inside_ms {
         println!(
-            "inside the matcher (arrival → outcome handed to the producer): p50 ≤ {} ms, p99 ≤ {} ms",
-            inside.p50_le_ms, inside.p99_le_ms
+            "inside the matcher over the run: arrival → handed to the producer p50 {:.2} ms, p99 {:.2} ms; \
+             → acknowledged by the broker p50 {:.2} ms, p99 {:.2} ms",
+            inside.handed_p50_ms, inside.handed_p99_ms, inside.acked_p50_ms, inside.acked_p99_ms
         );
     }
     println!("report: {} · chart: {}", report.display(), svg.display());

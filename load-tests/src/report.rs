@@ -21,11 +21,14 @@ pub struct Latency {
     pub mean: f64,
 }
 
-/// The matcher's own latency histogram: p50 and p99 lie at or below these bucket bounds.
+/// The matcher's own latency histograms over the run (interpolated within buckets of 0.1–100 ms):
+/// arrival → outcome handed to the producer, and → acknowledged by the broker.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inside {
-    pub p50_le_ms: f64,
-    pub p99_le_ms: f64,
+    pub handed_p50_ms: f64,
+    pub handed_p99_ms: f64,
+    pub acked_p50_ms: f64,
+    pub acked_p99_ms: f64,
     /// Messages it timed (outcomes and dead letters).
     pub orders: u64,
 }

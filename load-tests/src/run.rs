@@ -196,6 +196,11 @@ where
     }
 
     let cpu_before = watch.pid.and_then(Matcher::cpu_of);
+    // The matcher's histograms count from its start: the run's share is the difference.
+    let inside_before = match watch.admin {
+        Some(port) => matcher_histograms(port).await,
+        None => None,
+    };
     let counters = Arc::new(Counters::default());
     let tally = Arc::new(Mutex::new(Tally {
         checker: Checker::new(Rules {
@@ -313,7 +318,7 @@ where
     tally.checker.finish();
     check_redis(&mut redis, &scenario, &catalog, settle_holds, &mut tally.checker).await?;
     let inside = match watch.admin {
-        Some(port) => matcher_latency(port).await,
+        Some(port) => matcher_histograms(port).await.and_then(|after| after.since(inside_before.as_ref())),
         None => None,
     };
 
@@ -804,27 +809,97 @@ async fn stuck_holds(redis: &mut dropline_core::redis::Conn, id: &str, sku: &str
     Ok(format!("{}; applied offsets {}", out.join("; "), offsets.join(",")))
 }
 
-/// The matcher's own view of how long an order spends inside it (arrival → outcome handed to the
-/// producer), from its `/metrics` histogram: the upper bounds of the buckets holding p50 and p99.
-async fn matcher_latency(port: u16) -> Option<crate::report::Inside> {
+/// The matcher's own latency histograms as its `/metrics` shows them: cumulative bucket counts of
+/// arrival → outcome handed to the producer, and → acknowledged by the broker.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Histograms {
+    handed: Vec<(f64, f64)>,
+    acked: Vec<(f64, f64)>,
+}
+
+async fn matcher_histograms(port: u16) -> Option<Histograms> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await.ok()?;
-    let mut buckets: Vec<(f64, f64)> = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("dropline_decision_latency_seconds_bucket{le=\"") else {
-            continue;
+    Some(Histograms {
+        handed: buckets(&text, "dropline_decision_latency_seconds_bucket{le=\""),
+        acked: buckets(&text, "dropline_decision_acked_seconds_bucket{le=\""),
+    })
+}
+
+fn buckets(text: &str, prefix: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (le, count) = line.strip_prefix(prefix)?.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+impl Histograms {
+    /// What was counted since `before` (the whole history without it), as p50/p99.
+    fn since(&self, before: Option<&Histograms>) -> Option<crate::report::Inside> {
+        let diff = |now: &[(f64, f64)], then: Option<&[(f64, f64)]>| -> Vec<(f64, f64)> {
+            now.iter()
+                .enumerate()
+                .map(|(i, (le, n))| (*le, n - then.and_then(|t| t.get(i)).map_or(0.0, |(_, m)| *m)))
+                .collect()
         };
-        let (le, count) = rest.split_once("\"} ")?;
-        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-        buckets.push((le, count.trim().parse().ok()?));
+        let handed = diff(&self.handed, before.map(|b| b.handed.as_slice()));
+        let acked = diff(&self.acked, before.map(|b| b.acked.as_slice()));
+        Some(crate::report::Inside {
+            handed_p50_ms: quantile(&handed, 0.5)?,
+            handed_p99_ms: quantile(&handed, 0.99)?,
+            acked_p50_ms: quantile(&acked, 0.5).unwrap_or(f64::NAN),
+            acked_p99_ms: quantile(&acked, 0.99).unwrap_or(f64::NAN),
+            orders: handed.last()?.1 as u64,
+        })
     }
+}
+
+/// The `q` quantile in milliseconds of cumulative buckets, interpolated linearly within its bucket
+/// (as Prometheus' `histogram_quantile` does); the bucket's lower bound when it is the last, open one.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     let total = buckets.last()?.1;
     if total <= 0.0 {
         return None;
     }
-    let bound = |q: f64| buckets.iter().find(|(_, n)| *n >= q * total).map(|(le, _)| le * 1000.0);
-    Some(crate::report::Inside { p50_le_ms: bound(0.5)?, p99_le_ms: bound(0.99)?, orders: total as u64 })
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for (le, n) in buckets {
+        if *n >= rank {
+            if le.is_infinite() {
+                return Some(lower.0 * 1000.0);
+            }
+            let within = if *n > lower.1 { (rank - lower.1) / (n - lower.1) } else { 1.0 };
+            return Some((lower.0 + (le - lower.0) * within) * 1000.0);
+        }
+        lower = (*le, *n);
+    }
+    None
+}
+
+#[cfg(test)]
+mod inside_tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_and_diff_the_run() {
+        let before =
+            Histograms { handed: vec![(0.001, 10.0), (0.002, 10.0), (f64::INFINITY, 10.0)], acked: vec![] };
+        let after = Histograms {
+            handed: vec![(0.001, 60.0), (0.002, 110.0), (f64::INFINITY, 110.0)],
+            acked: vec![(0.01, 100.0), (f64::INFINITY, 100.0)],
+        };
+        let inside = after.since(Some(&before)).expect("counts");
+        // The run's 100: 50 at ≤ 1 ms, 50 in (1, 2] ms: p50 at 1 ms, p99 at 1.98 ms.
+        assert_eq!(inside.orders, 100);
+        assert!((inside.handed_p50_ms - 1.0).abs() < 1e-9, "{}", inside.handed_p50_ms);
+        assert!((inside.handed_p99_ms - 1.98).abs() < 1e-9, "{}", inside.handed_p99_ms);
+        assert!((inside.acked_p50_ms - 5.0).abs() < 1e-9, "{}", inside.acked_p50_ms);
+        assert!(quantile(&[(0.001, 0.0), (f64::INFINITY, 0.0)], 0.5).is_none());
+    }
 }

@@ -1,10 +1,11 @@
 //! Plumbing every Dropline service shares — settings, telemetry, metrics and health, graceful
-//! shutdown, retry backoff, Kafka and Redis connections, the naming of a split drop's shards, claim codes, the Redis key layout
+//! shutdown, retry backoff, Kafka and Redis connections, the naming of a split drop's shards, claim codes, the domain's values and their validators, the Redis key layout
 //! — and no business rules.
 
 pub mod admin;
 pub mod backoff;
 pub mod claim;
+pub mod domain;
 pub mod kafka;
 pub mod keys;
 pub mod redis;

@@ -127,7 +127,7 @@ impl LiveDrops {
     /// Turns `line` into an order for the live drop, or says why not. `now_ms` stands in for a
     /// missing platform time; `fresh_id` for a missing platform message id.
     pub fn route(&self, line: &ChatLine, now_ms: i64, fresh_id: impl FnOnce() -> String) -> Routed {
-        if !dropline_matcher::chat::is_command(&line.text) {
+        if !dropline_core::domain::is_command(&line.text) {
             return Routed::NotOrder;
         }
         let Some(drop_id) = self.drop_for(line) else { return Routed::NoDrop };

@@ -35,13 +35,11 @@
 //!   deterministic.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-use std::sync::Arc;
 
 use dropline_proto::v1::CatalogItem;
 
-/// The chat command, matched case-insensitively at the start of a line.
-pub const COMMAND: &str = "!buy";
+use dropline_core::domain::strip_command;
+pub use dropline_core::domain::{is_command, BuyerId, DomainError, Quantity, Sku, COMMAND};
 
 /// Longest accepted text after the command, in bytes (surrounding whitespace not counted).
 pub const MAX_LINE_BYTES: usize = 500;
@@ -77,211 +75,6 @@ const MAX_LISTED: usize = 8;
 /// Punctuation ignored around tokens and descriptor words (`hoodie,` is `hoodie`).
 const PUNCTUATION: &[char] =
     &[',', '.', ';', ':', '!', '?', '"', '\'', '(', ')', '[', ']', '{', '}', '…', '¡', '¿', '«', '»'];
-
-/// What is wrong with a raw value at the domain boundary.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DomainError {
-    /// The SKU string is empty or only whitespace.
-    #[error("SKU is empty")]
-    EmptySku,
-    /// The SKU contains a character other than ASCII letters, digits, `-` and `_`.
-    #[error("SKU {sku:?} contains {ch:?}; only letters A-Z, digits, '-' and '_' are allowed")]
-    SkuInvalidChar {
-        /// The SKU as given (possibly shortened).
-        sku: String,
-        /// The first offending character.
-        ch: char,
-    },
-    /// The SKU is longer than [`Sku::MAX_LEN`].
-    #[error("SKU {sku:?} is {len} characters long; at most {max} are allowed", max = Sku::MAX_LEN)]
-    SkuTooLong {
-        /// The SKU as given (possibly shortened).
-        sku: String,
-        /// Its length.
-        len: usize,
-    },
-    /// The SKU is made only of `-` and `_`.
-    #[error("SKU {sku:?} has no letter or digit")]
-    SkuWithoutAlphanumeric {
-        /// The SKU as given.
-        sku: String,
-    },
-    /// The buyer id is empty.
-    #[error("buyer id is empty")]
-    EmptyBuyerId,
-    /// The buyer id is longer than [`BuyerId::MAX_BYTES`].
-    #[error("buyer id is {len} bytes long; at most {max} are allowed", max = BuyerId::MAX_BYTES)]
-    BuyerIdTooLong {
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// The buyer id contains a control character.
-    #[error("buyer id contains the control character {ch:?}")]
-    BuyerIdControlChar {
-        /// The first control character.
-        ch: char,
-    },
-    /// A quantity of zero.
-    #[error("quantity must be between 1 and {max}, not 0")]
-    ZeroQuantity {
-        /// The largest quantity allowed.
-        max: u32,
-    },
-    /// A quantity above the allowed maximum.
-    #[error("quantity {value} is more than the maximum of {max} per order")]
-    QuantityTooLarge {
-        /// The quantity asked for.
-        value: u32,
-        /// The largest quantity allowed.
-        max: u32,
-    },
-    /// A drop's catalog without items.
-    #[error("the catalog is empty: a drop needs at least one item")]
-    EmptyCatalog,
-    /// One catalog item is invalid.
-    #[error("catalog item #{index}: {reason}")]
-    InvalidCatalogItem {
-        /// Position of the item in the catalog (0-based).
-        index: usize,
-        /// What is wrong with it.
-        reason: Box<DomainError>,
-    },
-    /// Two catalog items have the same SKU (compared after canonicalisation to uppercase).
-    #[error("SKU {sku} appears twice in the catalog (items #{first} and #{second})")]
-    DuplicateSku {
-        /// The repeated SKU.
-        sku: Sku,
-        /// Position of its first occurrence (0-based).
-        first: usize,
-        /// Position of the repeat (0-based).
-        second: usize,
-    },
-}
-
-/// A stock keeping unit code in canonical form: uppercase ASCII letters, digits, `-` and `_`, at most
-/// [`Sku::MAX_LEN`] characters, with at least one letter or digit. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sku(Arc<str>);
-
-impl Sku {
-    /// Longest SKU code accepted.
-    pub const MAX_LEN: usize = 64;
-
-    /// Parses a raw SKU (surrounding whitespace ignored) into its canonical uppercase form.
-    pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let code = raw.trim();
-        if code.is_empty() {
-            return Err(DomainError::EmptySku);
-        }
-        if let Some(ch) = code.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            return Err(DomainError::SkuInvalidChar { sku: excerpt(code), ch });
-        }
-        if code.len() > Self::MAX_LEN {
-            return Err(DomainError::SkuTooLong { sku: excerpt(code), len: code.len() });
-        }
-        if !code.bytes().any(|b| b.is_ascii_alphanumeric()) {
-            return Err(DomainError::SkuWithoutAlphanumeric { sku: code.to_owned() });
-        }
-        Ok(Self(Arc::from(code.to_ascii_uppercase())))
-    }
-
-    /// The canonical code, e.g. `HOODIE-L`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Sku {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for Sku {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A viewer's platform user id: non-empty, at most [`BuyerId::MAX_BYTES`] bytes, no control
-/// characters. Kept exactly as given (ids are compared byte for byte).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BuyerId(String);
-
-impl BuyerId {
-    /// Longest buyer id accepted, in bytes.
-    pub const MAX_BYTES: usize = 128;
-
-    /// Validates a raw buyer id.
-    pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        if raw.is_empty() {
-            return Err(DomainError::EmptyBuyerId);
-        }
-        if raw.len() > Self::MAX_BYTES {
-            return Err(DomainError::BuyerIdTooLong { len: raw.len() });
-        }
-        if let Some(ch) = raw.chars().find(|c| c.is_control()) {
-            return Err(DomainError::BuyerIdControlChar { ch });
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    /// The id as given.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for BuyerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for BuyerId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Units in one order: between 1 and [`Quantity::MAX`] (and the drop's per-order maximum).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Quantity(u32);
-
-impl Quantity {
-    /// Largest quantity any single order may have, whatever the drop configures.
-    pub const MAX: u32 = 1_000;
-    /// One unit.
-    pub const ONE: Quantity = Quantity(1);
-
-    /// A quantity between 1 and [`Quantity::MAX`].
-    pub fn new(value: u32) -> Result<Self, DomainError> {
-        Self::at_most(value, Self::MAX)
-    }
-
-    /// A quantity between 1 and `max` (itself capped at [`Quantity::MAX`]).
-    pub fn at_most(value: u32, max: u32) -> Result<Self, DomainError> {
-        let max = max.min(Self::MAX);
-        if value == 0 {
-            Err(DomainError::ZeroQuantity { max })
-        } else if value > max {
-            Err(DomainError::QuantityTooLarge { value, max })
-        } else {
-            Ok(Self(value))
-        }
-    }
-
-    /// The number of units.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for Quantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// What one chat line means for a drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -849,26 +642,6 @@ impl CatalogIndex {
     }
 }
 
-/// True when the line is an order attempt (starts with the `!buy` command), whatever follows.
-pub fn is_command(line: &str) -> bool {
-    strip_command(line).is_some()
-}
-
-/// The text after `!buy` when the line is the command, `None` for ordinary chat.
-fn strip_command(line: &str) -> Option<&str> {
-    let line = line.trim_start();
-    let head = line.get(..COMMAND.len())?;
-    if !head.eq_ignore_ascii_case(COMMAND) {
-        return None;
-    }
-    let rest = line.get(COMMAND.len()..)?;
-    match rest.chars().next() {
-        None => Some(rest),
-        Some(c) if c.is_whitespace() => Some(rest),
-        Some(_) => None,
-    }
-}
-
 /// Lowercases `text` into `buf` (char by char, like the index), `None` if it does not fit.
 fn lowercase_into<'b>(text: &str, buf: &'b mut [u8]) -> Option<&'b str> {
     let mut len = 0;
@@ -1139,15 +912,6 @@ fn display_text(text: &str) -> String {
 }
 
 /// A raw value shortened for an error message.
-fn excerpt(text: &str) -> String {
-    let mut chars = text.chars();
-    let mut out: String = chars.by_ref().take(Sku::MAX_LEN + 8).collect();
-    if chars.next().is_some() {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1263,7 +1027,7 @@ mod tests {
             Quantity::at_most(6, 5).unwrap_err().to_string(),
             "quantity 6 is more than the maximum of 5 per order"
         );
-        assert_eq!(Quantity::at_most(5, 5).unwrap(), Quantity(5));
+        assert_eq!(Quantity::at_most(5, 5).unwrap(), Quantity::new(5).unwrap());
         assert_eq!(Quantity::ONE.get(), 1);
     }
 

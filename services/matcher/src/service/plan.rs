@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use dropline_core::domain::{check_drop_id, check_id};
 use dropline_core::{kafka, TopicKind, Topics};
 use dropline_proto::v1::{
     drop_trigger, ChatOrder, DropTrigger, HoldAction, HoldActionKind, ReservationStatus,
@@ -391,15 +392,6 @@ fn to_shards(drop_id: &str, shards: u32, op: impl Fn(u32) -> Option<Op>) -> Vec<
     (0..shards).filter_map(|k| Some((split::shard_id(drop_id, k), op(k)?))).collect()
 }
 
-/// A drop id: an id that is not a shard's (`#` separates a split drop from its shard number).
-fn check_drop_id(value: &str) -> Result<(), String> {
-    check_id("drop_id", value)?;
-    if value.contains('#') {
-        return Err("drop_id contains '#' (reserved for the shards of a split drop)".into());
-    }
-    Ok(())
-}
-
 /// One answer for an operation sent to several shards. A payment or cancel: the first that is not
 /// `INVALID` (the shard holding the order), else the first. A trigger (`all_must_apply`): the first
 /// `INVALID` if any shard refused it (it goes to dead letters with that reason), else the first.
@@ -415,19 +407,6 @@ fn combine(results: Vec<Option<OpResult>>, all_must_apply: bool) -> Option<OpRes
         results.iter().find(|r| r.status != invalid)
     };
     pick.or(results.first()).cloned()
-}
-
-/// Ids become parts of Redis keys and fields: non-empty, bounded, no control characters.
-fn check_id(field: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        Err(format!("{field} is empty"))
-    } else if value.len() > 200 {
-        Err(format!("{field} is longer than 200 bytes"))
-    } else if value.chars().any(|c| c.is_control() || c == '{' || c == '}') {
-        Err(format!("{field} contains a control character or a brace"))
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

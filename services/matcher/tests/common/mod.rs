@@ -47,6 +47,15 @@ impl World {
 
     /// Starts a matcher in this process; cancel the token to stop it.
     pub fn spawn_matcher(&self, group: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        self.spawn_matcher_with(self.settings.clone(), group)
+    }
+
+    /// [`World::spawn_matcher`] with settings of the test's own (client properties, for instance).
+    pub fn spawn_matcher_with(
+        &self,
+        settings: Settings,
+        group: &str,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let token = CancellationToken::new();
         let config = dropline_matcher::config::MatcherConfig {
             group: group.to_owned(),
@@ -54,7 +63,6 @@ impl World {
             admin: "127.0.0.1:0".parse().expect("addr"),
             ..Default::default()
         };
-        let settings = self.settings.clone();
         let stop = token.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = dropline_matcher::service::run(settings, config, stop).await {

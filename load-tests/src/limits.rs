@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dropline_core::{kafka, Settings, TopicKind, Topics};
 use dropline_core::domain::{BuyerId, Quantity, Sku};
+use dropline_core::{kafka, Settings, TopicKind, Topics};
 use dropline_matcher::step::{self, DropKeys, Op, ReplyTo, Source};
 use dropline_proto::v1::{drop_trigger, CatalogItem, ChatOrder, DropTrigger, OpenDrop, ReservationOutcome};
 use futures::StreamExt;

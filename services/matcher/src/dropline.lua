@@ -72,11 +72,12 @@ local function hget(key, field)
   return v
 end
 
+-- Inside the cache numbers stay numbers (a counter changed by several orders of a batch is
+-- formatted once, when written back).
 local function hset(key, field, value)
   if not cache then redis.call('HSET', key, field, value); return end
   local c = cache[key]
   if not c then c = { vals = {}, dirty = {} }; cache[key] = c end
-  if type(value) == 'number' then value = string.format('%d', value) end
   c.vals[field] = value
   c.dirty[field] = true
 end
@@ -124,7 +125,11 @@ local function flush()
     local sets, dels = {}, {}
     for f, _ in pairs(c.dirty) do
       local v = c.vals[f]
-      if v == false then dels[#dels + 1] = f else sets[#sets + 1] = f; sets[#sets + 1] = v end
+      if v == false then dels[#dels + 1] = f
+      else
+        if type(v) == 'number' then v = string.format('%d', v) end
+        sets[#sets + 1] = f; sets[#sets + 1] = v
+      end
     end
     for i = 1, #sets, 1000 do redis.call('HSET', key, unpack(sets, i, math.min(i + 999, #sets))) end
     for i = 1, #dels, 500 do redis.call('HDEL', key, unpack(dels, i, math.min(i + 499, #dels))) end
@@ -479,8 +484,9 @@ end
 -- FCALL dropline_apply 15 <keys> now n [kind src offset id buyer sku qty extra1 extra2 who] * n
 -- kinds: o order (extra1 = pre-decided status or 0, extra2 = its reason, who = its reply-to record),
 -- O open (sku = "SKU=n" SEP ..., extra1 = limit SEP hold_ms SEP waitlist SEP cap, extra2 = catalog
--- bytes), R restock, C close, c confirm, x cancel. Returns, per op: status, sku, qty, remaining,
--- hold_expires_at_ms, decided_at_ms, reason, waitlist position, reply-to record (hold actions).
+-- bytes), R restock, C close, c confirm, x cancel. Returns { version, flat } with nine fields per op
+-- in flat: status, sku, qty, remaining, hold_expires_at_ms, decided_at_ms, reason, waitlist position,
+-- reply-to record (hold actions).
 local function apply(keys, args)
   local K = keyset(keys)
   local now = tonumber(args[1])
@@ -546,6 +552,12 @@ local function apply(keys, args)
   end
   for src, _ in pairs(touched) do hset(K.offsets, src, last[src]) end
   if cache then flush() end
+  -- One flat reply: nine fields per operation.
+  local flat = {}
+  for i = 1, #out do
+    local r = out[i]
+    for j = 1, 9 do flat[#flat + 1] = r[j] end
+  end
   if st.state == 'none' then
     -- Orders for a drop that never opened: remember their decisions for a day, not forever.
     for _, key in ipairs({ K.decisions, K.offsets, K.stats }) do redis.call('EXPIRE', key, UNSEEN_DROP_TTL) end
@@ -555,7 +567,7 @@ local function apply(keys, args)
       redis.call('EXPIRE', key, CLOSED_DROP_TTL)
     end
   end
-  return { st.version, out }
+  return { st.version, flat }
 end
 
 -- FCALL dropline_sweep 15 <keys> now max_expire max_outbox [n [stream settled] * n]

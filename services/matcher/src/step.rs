@@ -273,28 +273,32 @@ pub fn apply_cmd(keys: &DropKeys, now_ms: i64, ops: &[Op]) -> redis::Cmd {
     cmd
 }
 
-type RawResult = (i64, String, i64, i64, i64, i64, String, i64, String);
+/// Fields per operation in `dropline_apply`'s flat reply.
+const RESULT_FIELDS: usize = 9;
 
-fn to_applied((version, raw): (i64, Vec<RawResult>)) -> Applied {
-    let results = raw
-        .into_iter()
-        .map(
-            |(status, sku, quantity, remaining, hold_expires_at_ms, decided_at_ms, reason, position, who)| {
-                OpResult {
-                    status: i32::try_from(status).unwrap_or(0),
-                    sku,
-                    quantity: u32::try_from(quantity).unwrap_or(0),
-                    remaining,
-                    hold_expires_at_ms,
-                    decided_at_ms,
-                    reason,
-                    waitlist_position: u32::try_from(position).unwrap_or(0),
-                    reply_to: ReplyTo::decode(&who),
-                }
-            },
-        )
-        .collect();
-    Applied { version, results }
+fn to_applied((version, flat): (i64, Vec<redis::Value>)) -> Result<Applied, RedisError> {
+    if flat.len() % RESULT_FIELDS != 0 {
+        return Err(RedisError::from((ErrorKind::UnexpectedReturnType, "a step reply of uneven length")));
+    }
+    let results = flat
+        .chunks_exact(RESULT_FIELDS)
+        .map(|f| {
+            let int = |v: &redis::Value| redis::from_redis_value_ref::<i64>(v);
+            let text = |v: &redis::Value| redis::from_redis_value_ref::<String>(v);
+            Ok(OpResult {
+                status: i32::try_from(int(&f[0])?).unwrap_or(0),
+                sku: text(&f[1])?,
+                quantity: u32::try_from(int(&f[2])?).unwrap_or(0),
+                remaining: int(&f[3])?,
+                hold_expires_at_ms: int(&f[4])?,
+                decided_at_ms: int(&f[5])?,
+                reason: text(&f[6])?,
+                waitlist_position: u32::try_from(int(&f[7])?).unwrap_or(0),
+                reply_to: ReplyTo::decode(&text(&f[8])?),
+            })
+        })
+        .collect::<Result<Vec<_>, redis::ParsingError>>()?;
+    Ok(Applied { version, results })
 }
 
 fn is_missing_library(e: &RedisError) -> bool {
@@ -334,7 +338,7 @@ pub async fn apply<C: ConnectionLike>(
     if batches.is_empty() {
         return Ok(Vec::new());
     }
-    let raw: Vec<(i64, Vec<RawResult>)> = with_library(conn, || {
+    let raw: Vec<(i64, Vec<redis::Value>)> = with_library(conn, || {
         let mut pipe = redis::pipe();
         for (keys, ops) in batches {
             pipe.add_command(apply_cmd(keys, now_ms, ops));
@@ -342,7 +346,7 @@ pub async fn apply<C: ConnectionLike>(
         pipe
     })
     .await?;
-    Ok(raw.into_iter().map(to_applied).collect())
+    raw.into_iter().map(to_applied).collect()
 }
 
 /// Expires the drop's due holds (at most `max_expire`) and returns up to `max_outbox` outcomes

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dropline_core::admin::{self, Health};
 use dropline_core::kafka::{self, now_ms};
-use dropline_core::settings::SettingsError;
+use dropline_core::settings::{SettingsError, Vars};
 use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1::{clip_event, ClipEvent, ClipFailed, ClipReady, ClipRequest};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
@@ -58,37 +58,17 @@ impl WorkerConfig {
             vertical: Some(VerticalOptions::default()),
             moments: true,
         };
-        if let Ok(v) = std::env::var("DROPLINE_CLIPPER_MOMENTS") {
-            config.moments = match v.trim() {
-                "on" | "yes" | "1" => true,
-                "off" | "no" | "0" => false,
-                _ => {
-                    return Err(SettingsError {
-                        var: "DROPLINE_CLIPPER_MOMENTS".into(),
-                        value: v,
-                        expected: "`on` or `off`".into(),
-                    })
-                }
-            };
+        let vars = Vars::new(|var| std::env::var(var).ok());
+        if let Some(on) = vars.switch("DROPLINE_CLIPPER_MOMENTS")? {
+            config.moments = on;
         }
-        if let Ok(group) = std::env::var("DROPLINE_CLIPPER_GROUP") {
-            if !group.trim().is_empty() {
-                config.group = group.trim().to_owned();
-            }
+        if let Some(group) = vars.get("DROPLINE_CLIPPER_GROUP") {
+            config.group = group;
         }
-        if let Ok(v) = std::env::var("DROPLINE_CLIPPER_WORKERS") {
-            config.workers = v.trim().parse().ok().filter(|n| (1..=64).contains(n)).ok_or(SettingsError {
-                var: "DROPLINE_CLIPPER_WORKERS".into(),
-                value: v,
-                expected: "a whole number from 1 to 64".into(),
-            })?;
+        if let Some(n) = vars.number("DROPLINE_CLIPPER_WORKERS", 1..=64)? {
+            config.workers = n;
         }
-        if let Ok(v) = std::env::var("DROPLINE_CLIPPER_WAIT") {
-            let secs = v.trim().parse::<u64>().ok().filter(|s| *s <= 3600).ok_or(SettingsError {
-                var: "DROPLINE_CLIPPER_WAIT".into(),
-                value: v,
-                expected: "whole seconds from 0 to 3600".into(),
-            })?;
+        if let Some(secs) = vars.number("DROPLINE_CLIPPER_WAIT", 0..=3600)? {
             config.wait.max_wait = Duration::from_secs(secs);
         }
         if let Ok(v) = std::env::var("DROPLINE_CLIPPER_VERTICAL") {
@@ -110,18 +90,7 @@ impl WorkerConfig {
 }
 
 /// The worker could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    /// Kafka client error.
-    #[error("kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    /// Metrics registration.
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    /// Admin endpoint or directories.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
+pub type WorkerError = dropline_core::StartError;
 
 /// The clipper's metrics, in one place.
 #[derive(Debug, Clone)]

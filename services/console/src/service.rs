@@ -12,7 +12,6 @@ use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use dropline_core::admin::{self, Health};
 use dropline_core::{kafka, Settings};
-use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -25,17 +24,7 @@ use crate::state::AppState;
 use crate::{claims, clips, drops, live, overlay, report, stripe};
 
 /// Could not start or serve.
-#[derive(Debug, thiserror::Error)]
-pub enum ConsoleError {
-    #[error("kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("http: {0}")]
-    Io(#[from] std::io::Error),
-}
+pub type ConsoleError = dropline_core::StartError;
 
 /// Every route of the console.
 pub fn router(state: AppState) -> Router {

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backoff;
 pub mod claim;
 pub mod domain;
+pub mod error;
 pub mod kafka;
 pub mod keys;
 pub mod redis;
@@ -15,5 +16,6 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
 
+pub use error::StartError;
 pub use settings::Settings;
 pub use topics::{TopicKind, Topics};

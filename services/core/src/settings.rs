@@ -21,6 +21,62 @@ pub struct SettingsError {
     pub expected: String,
 }
 
+/// A service's own `DROPLINE_<SERVICE>_*` variables, read through a lookup (the process
+/// environment, or a map in tests) and parsed the one way every service parses them: surrounding
+/// whitespace ignored, empty means unset, errors name the variable.
+pub struct Vars<F> {
+    lookup: F,
+}
+
+impl<F> std::fmt::Debug for Vars<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vars")
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    pub fn new(lookup: F) -> Self {
+        Self { lookup }
+    }
+
+    /// The trimmed value; `None` when unset or empty.
+    pub fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    /// A whole number within `range`.
+    pub fn number<T>(&self, var: &str, range: std::ops::RangeInclusive<T>) -> Result<Option<T>, SettingsError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        let Some(v) = self.get(var) else { return Ok(None) };
+        match v.parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(var, &v, &format!("a whole number from {} to {}", range.start(), range.end()))),
+        }
+    }
+
+    /// A positive duration such as `100ms` or `5m`.
+    pub fn duration(&self, var: &str) -> Result<Option<Duration>, SettingsError> {
+        let Some(v) = self.get(var) else { return Ok(None) };
+        humantime::parse_duration(&v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(Some)
+            .ok_or_else(|| invalid(var, &v, "a positive duration such as `100ms` or `5m`"))
+    }
+
+    /// `on`/`yes`/`1` or `off`/`no`/`0`.
+    pub fn switch(&self, var: &str) -> Result<Option<bool>, SettingsError> {
+        let Some(v) = self.get(var) else { return Ok(None) };
+        match v.as_str() {
+            "on" | "yes" | "1" => Ok(Some(true)),
+            "off" | "no" | "0" => Ok(Some(false)),
+            _ => Err(invalid(var, &v, "`on` or `off`")),
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -172,7 +228,8 @@ impl Settings {
     }
 }
 
-fn invalid(var: &str, value: &str, expected: &str) -> SettingsError {
+/// The error for `var` holding `value`, saying what was `expected`.
+pub fn invalid(var: &str, value: &str, expected: &str) -> SettingsError {
     SettingsError { var: var.into(), value: value.into(), expected: expected.into() }
 }
 
@@ -263,6 +320,29 @@ fn check_topic_name(var: &str, v: &str) -> Result<(), SettingsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_variables_parse_one_way() {
+        let vars = Vars::new(|var: &str| match var {
+            "N" => Some(" 12 ".into()),
+            "BIG" => Some("5000".into()),
+            "D" => Some("250ms".into()),
+            "ZERO" => Some("0s".into()),
+            "ON" => Some("yes".into()),
+            "EMPTY" => Some("  ".into()),
+            _ => None,
+        });
+        assert_eq!(vars.number("N", 1..=64u32), Ok(Some(12)));
+        assert_eq!(
+            vars.number("BIG", 1..=64u32).map_err(|e| e.expected),
+            Err("a whole number from 1 to 64".into())
+        );
+        assert_eq!(vars.duration("D"), Ok(Some(Duration::from_millis(250))));
+        assert_eq!(vars.duration("ZERO").map_err(|e| e.var), Err("ZERO".into()));
+        assert_eq!(vars.switch("ON"), Ok(Some(true)));
+        assert_eq!(vars.get("EMPTY"), None);
+        assert_eq!(vars.number("UNSET", 1..=2u32), Ok(None));
+    }
     use std::collections::HashMap;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {

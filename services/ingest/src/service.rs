@@ -32,15 +32,7 @@ const IN_FLIGHT: usize = 1_000;
 const OUTGOING: usize = 16;
 
 /// Could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
+pub type IngestError = dropline_core::StartError;
 
 /// What every source shares: routing and publishing.
 #[derive(Clone)]

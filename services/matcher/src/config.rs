@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dropline_core::claim::ClaimSecret;
-use dropline_core::settings::SettingsError;
+use dropline_core::settings::{invalid, SettingsError, Vars};
 
 /// How the matcher consumes, batches and sweeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,51 +62,33 @@ impl MatcherConfig {
     where
         F: Fn(&str) -> Option<String>,
     {
-        let get = |var: &str| lookup(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let invalid = |var: &str, value: &str, expected: &str| SettingsError {
-            var: var.into(),
-            value: value.into(),
-            expected: expected.into(),
-        };
-        let duration = |var: &str, v: &str| {
-            humantime::parse_duration(v)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| invalid(var, v, "a positive duration such as `100ms` or `5m`"))
-        };
+        let vars = Vars::new(lookup);
         let mut c = Self::default();
         if let Some(admin) = admin {
             c.admin = admin;
         }
-        if let Some(v) = get("DROPLINE_MATCHER_GROUP") {
+        if let Some(v) = vars.get("DROPLINE_MATCHER_GROUP") {
             c.group = v;
         }
-        if let Some(v) = get("DROPLINE_MATCHER_MAX_BATCH") {
-            c.max_batch =
-                v.parse().ok().filter(|n| (1..=4096).contains(n)).ok_or_else(|| {
-                    invalid("DROPLINE_MATCHER_MAX_BATCH", &v, "a whole number from 1 to 4096")
-                })?;
+        if let Some(n) = vars.number("DROPLINE_MATCHER_MAX_BATCH", 1..=4096)? {
+            c.max_batch = n;
         }
-        if let Some(v) = get("DROPLINE_MATCHER_SWEEP") {
-            c.sweep_interval = duration("DROPLINE_MATCHER_SWEEP", &v)?;
+        if let Some(d) = vars.duration("DROPLINE_MATCHER_SWEEP")? {
+            c.sweep_interval = d;
         }
-        if let Some(v) = get("DROPLINE_MATCHER_DEFAULT_HOLD") {
-            c.default_hold = duration("DROPLINE_MATCHER_DEFAULT_HOLD", &v)?;
+        if let Some(d) = vars.duration("DROPLINE_MATCHER_DEFAULT_HOLD")? {
+            c.default_hold = d;
         }
-        if let Some(v) = get("DROPLINE_MATCHER_MAX_QUANTITY") {
-            c.max_quantity = v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                invalid("DROPLINE_MATCHER_MAX_QUANTITY", &v, "a whole number from 1 to 1000")
-            })?;
+        if let Some(n) = vars.number("DROPLINE_MATCHER_MAX_QUANTITY", 1..=1000)? {
+            c.max_quantity = n;
         }
-        if let Some(v) = get("DROPLINE_MATCHER_WAIT_REPLICAS") {
-            c.wait_replicas = v.parse().ok().filter(|n| *n <= 16).ok_or_else(|| {
-                invalid("DROPLINE_MATCHER_WAIT_REPLICAS", &v, "a whole number from 0 to 16")
-            })?;
+        if let Some(n) = vars.number("DROPLINE_MATCHER_WAIT_REPLICAS", 0..=16)? {
+            c.wait_replicas = n;
         }
-        if let Some(v) = get("DROPLINE_MATCHER_WAIT_TIMEOUT") {
-            c.wait_timeout = duration("DROPLINE_MATCHER_WAIT_TIMEOUT", &v)?;
+        if let Some(d) = vars.duration("DROPLINE_MATCHER_WAIT_TIMEOUT")? {
+            c.wait_timeout = d;
         }
-        if let Some(v) = get("DROPLINE_CLAIM_SECRET") {
+        if let Some(v) = vars.get("DROPLINE_CLAIM_SECRET") {
             if v.len() < 16 {
                 return Err(invalid("DROPLINE_CLAIM_SECRET", "(hidden)", "at least 16 bytes"));
             }

@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod config;
 pub mod metrics;
+#[cfg(any(test, feature = "model"))]
 pub mod model;
 pub mod service;
 pub mod split;

@@ -35,21 +35,7 @@ use crate::metrics::Metrics;
 use crate::step;
 
 /// The matcher could not start or had to stop.
-#[derive(Debug, thiserror::Error)]
-pub enum MatcherError {
-    /// Kafka client error.
-    #[error("kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    /// Redis error.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// Metrics registration.
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    /// Admin endpoint.
-    #[error("admin endpoint: {0}")]
-    Io(#[from] std::io::Error),
-}
+pub type MatcherError = dropline_core::StartError;
 
 /// Runs the matcher until `shutdown` is cancelled, then drains within the grace period.
 pub async fn run(

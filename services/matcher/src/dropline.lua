@@ -104,6 +104,15 @@ local function hsetnx(key, field, value)
   return 1
 end
 
+-- Inside dropline_apply, decisions per status are counted here and added with one HINCRBY each
+-- at the end; elsewhere straight away.
+local counts = nil
+
+local function count(K, status)
+  if not counts then redis.call('HINCRBY', K.stats, NAMES[status], 1); return end
+  counts[status] = (counts[status] or 0) + 1
+end
+
 -- Fills the cache for many fields of one key with one HMGET (fields not yet cached).
 local function prefetch(key, fields)
   local c = cache[key]
@@ -143,6 +152,12 @@ local function flush()
     for i = 1, #rems, 500 do redis.call('ZREM', expiry_key, unpack(rems, i, math.min(i + 499, #rems))) end
   end
   cache, expiry_key, expiry_changes = nil, nil, nil
+end
+
+-- Adds the counted decisions to the stats hash.
+local function flush_counts(K)
+  for status, n in pairs(counts) do redis.call('HINCRBY', K.stats, NAMES[status], n) end
+  counts = nil
 end
 
 local function split(s)
@@ -209,7 +224,7 @@ end
 
 local function emit(K, id, buyer, sku, qty, status, remaining, expires, now, reason)
   redis.call('RPUSH', K.outbox, join(id, buyer, sku, qty, status, remaining, expires, now, reason, reply_to(K, id)))
-  hincr(K.stats, NAMES[status], 1)
+  count(K, status)
 end
 
 -- Returned stock goes to the oldest waitlisted order of the SKU first (strict FIFO: an order
@@ -312,7 +327,7 @@ local function decide_order(K, st, now, src, off, id, buyer, sku, qty, pre, why,
   end
   if status == RESERVED or status == WAITLISTED then hset(K.decisions, 'w' .. SEP .. id, who) end
   hset(K.decisions, id, join(status, sku, qty, remaining, expires, now, src, off, reason, pos))
-  hincr(K.stats, NAMES[status], 1)
+  count(K, status)
   return result(status, sku, qty, remaining, expires, now, reason, pos)
 end
 
@@ -361,7 +376,7 @@ local function late_payment(K, st, now, src, off, id, sku, qty, was, who)
     reason = late .. ' and the buyer already has ' .. have .. ' of the limit of ' .. st.limit .. ': refund due'
   end
   hset(K.decisions, 'h' .. SEP .. id, join(status, src, off, reason, sku, qty, remaining, now))
-  hincr(K.stats, NAMES[status], 1)
+  count(K, status)
   return result(status, sku, qty, remaining, 0, now, reason, 0, who)
 end
 
@@ -409,7 +424,7 @@ local function hold_action(K, st, now, src, off, id, confirm)
     return answer(K, src, off, result(INVALID, '', 0, 0, 0, now, 'order ' .. id .. ' has no hold in this drop', 0, who))
   end
   hset(K.decisions, 'h' .. SEP .. id, join(status, src, off, reason, sku, qty, remaining, now))
-  hincr(K.stats, NAMES[status], 1)
+  count(K, status)
   if status == RELEASED then promote(K, st, now, sku) end
   return result(status, sku, qty, remaining, 0, now, reason, 0, who)
 end
@@ -493,9 +508,9 @@ local function apply(keys, args)
   local n = tonumber(args[2])
   -- Small batches go straight to Redis; larger ones through the write-back cache (it costs a few
   -- table allocations per call and saves about ten commands per order).
-  cache, expiry_key, expiry_changes = nil, nil, nil
+  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
   if n >= 4 then
-    cache, expiry_changes = {}, {}
+    cache, expiry_changes, counts = {}, {}, {}
     -- What the batch's orders will read, fetched in one go per key.
     local ids, buyers, skus = {}, {}, {}
     for i = 0, n - 1 do
@@ -551,7 +566,7 @@ local function apply(keys, args)
     out[#out + 1] = r
   end
   for src, _ in pairs(touched) do hset(K.offsets, src, last[src]) end
-  if cache then flush() end
+  if cache then flush(); flush_counts(K) end
   -- One flat reply: nine fields per operation.
   local flat = {}
   for i = 1, #out do
@@ -579,7 +594,7 @@ end
 -- its RESERVED is not out yet (a replay after a crash, a re-send after a broker failure), and its
 -- EXPIRED must not overtake it.
 local function sweep(keys, args)
-  cache, expiry_key, expiry_changes = nil, nil, nil -- straight to Redis (never a failed call's leftovers)
+  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil -- straight to Redis (never a failed call's leftovers)
   local K = keyset(keys)
   local now, max_expire, max_outbox = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])
   local settled = {}
@@ -612,7 +627,7 @@ end
 -- FCALL dropline_ack 15 <keys> n [first]: the first n outbox entries were published. With
 -- `first`, nothing is removed unless the outbox still starts with that entry (returns -1).
 local function ack(keys, args)
-  cache, expiry_key, expiry_changes = nil, nil, nil
+  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
   local K = keyset(keys)
   if args[2] and redis.call('LINDEX', K.outbox, 0) ~= args[2] then return -1 end
   redis.call('LTRIM', K.outbox, tonumber(args[1]), -1)
@@ -628,7 +643,7 @@ end
 
 -- FCALL dropline_take 15 <donor keys> id sku units recipient -> units taken (0 if none)
 local function take(keys, args)
-  cache, expiry_key, expiry_changes = nil, nil, nil
+  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
   local K = keyset(keys)
   local id, sku, want, recipient = args[1], args[2], tonumber(args[3]), args[4]
   local have = tonumber(redis.call('HGET', K.stock, sku)) or 0
@@ -642,7 +657,7 @@ end
 
 -- FCALL dropline_give 15 <recipient keys> id sku units now -> 1 when given now, 0 when given before
 local function give(keys, args)
-  cache, expiry_key, expiry_changes = nil, nil, nil
+  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
   local K = keyset(keys)
   local id, sku, units, now = args[1], args[2], tonumber(args[3]), tonumber(args[4])
   if redis.call('HSETNX', K.decisions, 'x' .. SEP .. id, units) == 0 then return 0 end

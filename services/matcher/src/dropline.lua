@@ -33,6 +33,9 @@ local RESERVED, SOLD_OUT, LIMIT_EXCEEDED, DUPLICATE, DROP_NOT_OPEN, UNKNOWN_SKU,
 local NAMES = { 'RESERVED', 'SOLD_OUT', 'LIMIT_EXCEEDED', 'DUPLICATE', 'DROP_NOT_OPEN', 'UNKNOWN_SKU',
   'INVALID', 'WAITLISTED', 'CONFIRMED', 'RELEASED', 'EXPIRED', 'REFUND_DUE' }
 local UNSEEN_DROP_TTL = 86400
+-- Waitlisted orders answered per call when a drop closes; the sweeps answer the rest, so a long
+-- waitlist never blocks Redis in one call.
+local CLOSE_CHUNK = 100
 local CLOSED_DROP_TTL = 7 * 86400
 
 -- Hash access of one call. Inside dropline_apply every hash field read is cached and every write is
@@ -230,6 +233,8 @@ end
 -- Returned stock goes to the oldest waitlisted order of the SKU first (strict FIFO: an order
 -- that wants more than is back waits, and so do the ones behind it).
 local function promote(K, st, now, sku)
+  -- A closed drop's waitlist is being answered SOLD_OUT (close_chunk): nobody is promoted.
+  if st.state ~= 'open' then return end
   while true do
     local avail = stock_of(K, sku)
     if avail <= 0 then return end
@@ -482,17 +487,23 @@ local function restock(K, st, now, sku, qty)
   return result(0, sku, qty, remaining, 0, now, 'restocked')
 end
 
-local function close_drop(K, st, now)
-  if st.state ~= 'open' then return result(DUPLICATE, '', 0, 0, 0, now, 'the drop is not open') end
-  hset(K.meta, 'state', 'closed')
-  hset(K.meta, 'closed_at', now)
-  local members = redis.call('ZRANGE', K.waitlist, 0, -1)
+-- A closed drop's waitlisted orders are answered SOLD_OUT, at most CLOSE_CHUNK per call, oldest
+-- first; close does the first chunk, each sweep the next.
+local function close_chunk(K, now)
+  local members = redis.call('ZRANGE', K.waitlist, 0, CLOSE_CHUNK - 1)
   for _, member in ipairs(members) do
     local f = split(member)
     local id = f[3]
     local sku, qty, buyer = leave_waitlist(K, id)
     if sku then emit(K, id, buyer, sku, qty, SOLD_OUT, stock_of(K, sku), 0, now, 'the drop closed before stock came back') end
   end
+end
+
+local function close_drop(K, st, now)
+  if st.state ~= 'open' then return result(DUPLICATE, '', 0, 0, 0, now, 'the drop is not open') end
+  hset(K.meta, 'state', 'closed')
+  hset(K.meta, 'closed_at', now)
+  close_chunk(K, now)
   return result(0, '', 0, 0, 0, now, 'closed')
 end
 
@@ -620,6 +631,7 @@ local function sweep(keys, args)
       promote(K, st, now, sku)
     end
   end
+  if st.state == 'closed' then close_chunk(K, now) end
   local entries = redis.call('LRANGE', K.outbox, 0, max_outbox - 1)
   return { st.state, redis.call('ZCARD', K.expiry), entries, redis.call('ZCARD', K.waitlist) }
 end

@@ -60,6 +60,10 @@ use crate::step::{Applied, Op, OpResult, OutboxEvent, ReplyTo, Source, Swept};
 pub use crate::step::{KEY_NAMES, SEP};
 
 /// Status numbers as the library returns them (`dropline.v1.ReservationStatus`).
+/// Waitlisted orders a closing drop answers per call (`CLOSE_CHUNK` in the library); the sweeps
+/// answer the rest.
+pub const CLOSE_CHUNK: usize = 100;
+
 pub const RESERVED: i32 = ReservationStatus::Reserved as i32;
 pub const SOLD_OUT: i32 = ReservationStatus::SoldOut as i32;
 pub const LIMIT_EXCEEDED: i32 = ReservationStatus::LimitExceeded as i32;
@@ -389,6 +393,9 @@ impl Model {
                 self.emit(&id, &buyer, &sku, qty, EXPIRED, remaining, 0, now_ms, "the payment window ended");
                 self.promote(now_ms, &sku);
             }
+        }
+        if self.state == DropState::Closed {
+            self.close_chunk(now_ms);
         }
         let take = if max_outbox == 0 { self.outbox.len() } else { max_outbox };
         Swept {
@@ -865,6 +872,10 @@ impl Model {
     /// Returned stock goes to the oldest waitlisted order of the SKU first (strict FIFO: an order
     /// that wants more than is back waits, and so do the ones behind it).
     fn promote(&mut self, now: i64, sku: &str) {
+        // A closed drop's waitlist is being answered SOLD_OUT: nobody is promoted.
+        if self.state != DropState::Open {
+            return;
+        }
         let prefix = format!("{sku}{SEP}");
         loop {
             let avail = self.stock(sku);
@@ -1100,7 +1111,13 @@ impl Model {
         }
         self.state = DropState::Closed;
         self.closed_at = Some(now);
-        let members: Vec<String> = self.waitlist.iter().cloned().collect();
+        self.close_chunk(now);
+        result(0, "", 0, 0, 0, now, "closed")
+    }
+
+    /// Answers up to [`CLOSE_CHUNK`] of a closed drop's waitlisted orders SOLD_OUT, oldest first.
+    fn close_chunk(&mut self, now: i64) {
+        let members: Vec<String> = self.waitlist.iter().take(CLOSE_CHUNK).cloned().collect();
         for member in members {
             let id = member.split(SEP).nth(2).unwrap_or_default().to_owned();
             if let Some((sku, qty, buyer)) = self.leave_waitlist(&id) {
@@ -1109,7 +1126,6 @@ impl Model {
                 self.emit(&id, &buyer, &sku, qty, SOLD_OUT, remaining, 0, now, reason);
             }
         }
-        result(0, "", 0, 0, 0, now, "closed")
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dropline_core::redis::Conn;
 use dropline_matcher::chat::{BuyerId, Quantity, Sku};
-use dropline_matcher::model::{self, KeyContents, Model, KEY_NAMES};
+use dropline_matcher::model::{self, KeyContents, Model, CLOSE_CHUNK, KEY_NAMES};
 use dropline_matcher::step::{self, DropKeys, Op, OpResult, ReplyTo, Source};
 use dropline_proto::v1::ReservationStatus;
 use proptest::prelude::*;
@@ -1097,5 +1097,82 @@ fn a_transfer_between_shards_arrives_exactly_once() {
         assert_eq!(step::take(&mut conn, &donor, "t3", "CAP", 1, &b).await.expect("take"), 0);
         delete_drop(&mut conn, &donor).await;
         delete_drop(&mut conn, &recipient).await;
+    });
+}
+
+/// A drop closed with a long waitlist answers it in chunks — the close the first `CLOSE_CHUNK`,
+/// each sweep the next — so no call walks the whole waitlist; meanwhile an expiring hold of the
+/// closed drop promotes nobody. Redis and the model agree after every call, byte for byte.
+#[test]
+fn closing_a_long_waitlist_answers_it_in_chunks() {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = connect().await;
+        let keys = DropKeys::new(&unique_drop());
+        let mut model = Model::new();
+        let waiting = 2 * CLOSE_CHUNK + 37;
+        let mut ops = vec![match open_cap("open-1", 1, 1_000) {
+            Op::Open {
+                source, trigger_id, stock, limit_per_buyer, hold_ms, waitlist_cap, catalog, ..
+            } => Op::Open {
+                source,
+                trigger_id,
+                stock,
+                limit_per_buyer,
+                hold_ms,
+                waitlist: true,
+                waitlist_cap,
+                catalog,
+            },
+            other => other,
+        }];
+        ops.extend((0..=waiting).map(|n| Op::Order {
+            source: Source::new('o', 0, i64::try_from(n).expect("small")),
+            order_id: format!("o{n}"),
+            buyer: buyer(&format!("b{n}")),
+            item: Some((sku("CAP"), qty(1))),
+            verdict: None,
+            reply_to: reply_to(&format!("b{n}")),
+        }));
+        let close = Op::Close { source: Source::new('t', 0, 2), trigger_id: "close-1".into() };
+        let mut batches: Vec<Vec<Op>> = ops.chunks(64).map(<[Op]>::to_vec).collect();
+        batches.push(vec![close]);
+        for batch in &batches {
+            let got = step::apply(&mut conn, T0, &[(&keys, batch.as_slice())]).await.expect("apply");
+            assert_eq!(got[0], model.apply(T0, batch));
+        }
+        assert_eq!(read_contents(&mut conn, &keys).await.expect("read"), model.contents().to_vec());
+        let sold_out = |events: &[step::OutboxEvent]| {
+            events
+                .iter()
+                .filter(|e| e.status == dropline_proto::v1::ReservationStatus::SoldOut as i32)
+                .count()
+        };
+        // The close answered one chunk; the first sweep (the hold of o0 now due) answers the next
+        // and expires the hold without promoting anyone. Nothing is acknowledged, so each sweep
+        // returns the whole outbox.
+        let mut answered = 0;
+        let mut swept_times = 0;
+        let mut later = T0 + 2_000;
+        while answered < waiting {
+            let got = step::sweep(&mut conn, &keys, later, 100, 10_000, &[]).await.expect("sweep");
+            let want = model.sweep(later, 100, 10_000);
+            assert_eq!(got, want, "sweep {swept_times}");
+            assert_eq!(read_contents(&mut conn, &keys).await.expect("read"), model.contents().to_vec());
+            assert!(
+                got.events.iter().all(|e| e.status != dropline_proto::v1::ReservationStatus::Reserved as i32),
+                "a closed drop promoted a waitlisted order"
+            );
+            answered = sold_out(&got.events);
+            swept_times += 1;
+            later += 100;
+            assert!(swept_times <= 5, "the waitlist was not answered: {answered} of {waiting}");
+        }
+        assert_eq!(answered, waiting);
+        assert_eq!(
+            swept_times, 2,
+            "close + two sweeps for {waiting} waitlisted orders in chunks of {CLOSE_CHUNK}"
+        );
+        delete_drop(&mut conn, &keys).await;
     });
 }

@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dropline_core::admin::{self, Health};
+use dropline_core::backoff::Backoff;
 use dropline_core::kafka::{self, now_ms};
 use dropline_core::settings::{SettingsError, Vars};
 use dropline_core::{Settings, TopicKind};
@@ -222,22 +223,35 @@ pub async fn run(
             };
             // Retried until the broker takes it: a later batch's commit would otherwise skip
             // this request. Only shutdown stops the retries (the batch is then not committed and
-            // is redone after a restart).
-            let mut backoff = Duration::from_millis(200);
+            // is redone after a restart). A record the broker refuses for good (too large) is
+            // replaced by its dead letter, and that is not retried forever either.
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+            let (mut topic, mut payload) = (topic, payload);
             loop {
                 match publish_raw(&producer, &topic, &key, &payload).await {
                     Ok(()) => {
                         health.set("kafka", true, "ok");
                         break;
                     }
+                    Err(e) if kafka::is_permanent(&e) => {
+                        let dead_letters = settings.topics.name(TopicKind::DeadLetters);
+                        if topic == dead_letters {
+                            warn!(error = %e, size = payload.len(), "dead letter refused by the broker; dropped");
+                            break;
+                        }
+                        warn!(error = %e, topic = %topic, size = payload.len(), "record refused for good; dead-lettered");
+                        let reason = format!("the broker refused this {topic} record for good: {e}");
+                        let letter =
+                            kafka::refused_letter(&topic, key.as_bytes(), &payload, &reason, "clipper");
+                        (topic, payload) = (dead_letters.to_owned(), prost::Message::encode_to_vec(&letter));
+                    }
                     Err(e) => {
                         health.set("kafka", false, e.to_string());
                         warn!(error = %e, "cannot publish; retrying");
-                        tokio::select! {
-                            () = shutdown.cancelled() => { ok = false; break; }
-                            () = tokio::time::sleep(backoff) => {}
+                        if !backoff.wait(&shutdown).await {
+                            ok = false;
+                            break;
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use dropline_core::backoff::Backoff;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -87,7 +88,7 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     while !shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
         let result = session(&config, &lines, &mut outgoing, &link, &metrics, &shutdown).await;
@@ -99,14 +100,14 @@ pub async fn run(
             Err(e) => {
                 metrics.irc_reconnects.inc();
                 if started.elapsed() > Duration::from_secs(60) {
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                 }
-                warn!(server = %config.server, error = %e, retry_in = ?backoff, "irc session ended");
+                let retry_in = backoff.next_delay();
+                warn!(server = %config.server, error = %e, retry_in = ?retry_in, "irc session ended");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(retry_in) => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }

@@ -2,13 +2,12 @@
 //! so the sweeper never asks the consumer on its tick.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
-use rdkafka::{ClientContext, TopicPartitionList};
-use tracing::{info, warn};
+use rdkafka::ClientContext;
+use tracing::info;
 
 /// The partitions assigned now and a generation that moves on every change.
 #[derive(Debug, Default)]
@@ -30,28 +29,10 @@ impl Membership {
     }
 }
 
-/// At most one offset commit in flight: a broker slow to store commits (the development broker
-/// writes each to SQLite) is not handed a queue of them that delays its fetches and produces.
-#[derive(Debug, Default)]
-pub(crate) struct Committing(AtomicBool);
-
-impl Committing {
-    /// Claims the right to send a commit; false while the previous one is unanswered.
-    pub fn start(&self) -> bool {
-        !self.0.swap(true, Ordering::AcqRel)
-    }
-
-    /// The commit was answered (or never sent).
-    pub fn done(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-/// The consumer's context: keeps [`Membership`] current and learns when a commit is answered.
+/// The consumer's context: keeps [`Membership`] current.
 #[derive(Clone, Default)]
 pub(crate) struct GroupContext {
     pub membership: Arc<Membership>,
-    pub committing: Arc<Committing>,
 }
 
 impl ClientContext for GroupContext {}
@@ -62,14 +43,6 @@ impl ConsumerContext for GroupContext {
         if let Rebalance::Revoke(_) = rebalance {
             self.membership.set(HashSet::new());
         }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            // Not fatal: the next commit covers these offsets; a replay would be recognised.
-            warn!(error = %e, "commit failed");
-        }
-        self.committing.done();
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -169,7 +169,6 @@ async fn run(parts: PublisherParts, mut rx: mpsc::Receiver<(Publication, OwnedSe
     let mut tick = tokio::time::interval(COMMIT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut latency = Latency::new();
-    let mut uncommitted = false;
     let mut open = true;
     while open || !pending.is_empty() {
         tokio::select! {
@@ -196,12 +195,12 @@ async fn run(parts: PublisherParts, mut rx: mpsc::Receiver<(Publication, OwnedSe
                 None => open = false,
             },
             _ = tick.tick() => {
-                commit(&parts, &mut to_commit, &mut uncommitted, CommitMode::Async);
+                commit(&parts, &mut to_commit, CommitMode::Async);
                 latency.log_every(Duration::from_secs(10));
             }
         }
     }
-    commit(&parts, &mut to_commit, &mut uncommitted, CommitMode::Async);
+    commit(&parts, &mut to_commit, CommitMode::Async);
 }
 
 /// Latencies of the last period (exact, hdrhistogram), logged every 10 s.
@@ -411,52 +410,29 @@ impl Sender {
     }
 }
 
-/// Stores the acknowledged offsets and commits what is stored, unless a commit is still in
-/// flight (then the next tick does: `uncommitted` remembers).
-fn commit(
-    parts: &PublisherParts,
-    to_commit: &mut BTreeMap<(String, i32), i64>,
-    uncommitted: &mut bool,
-    mode: CommitMode,
-) {
-    if !to_commit.is_empty() {
-        if !store(parts, std::mem::take(to_commit)) {
-            return;
-        }
-        *uncommitted = true;
-    }
-    if !*uncommitted {
+/// Stores and commits the acknowledged offsets.
+fn commit(parts: &PublisherParts, to_commit: &mut BTreeMap<(String, i32), i64>, mode: CommitMode) {
+    if to_commit.is_empty() {
         return;
     }
-    // One commit in flight at a time; offsets stored meanwhile go with the next one.
-    let committing = &parts.consumer.context().committing;
-    if !committing.start() {
-        return;
-    }
-    *uncommitted = false;
-    if let Err(e) = parts.consumer.commit_consumer_state(mode) {
-        committing.done();
-        if !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) {
-            // Not fatal: a later commit covers these offsets; a replay would be recognised.
-            warn!(error = %e, "commit failed");
-        }
-    }
-}
-
-/// Stores offsets in the consumer (what its next commit sends). False when they cannot be.
-fn store(parts: &PublisherParts, offsets: BTreeMap<(String, i32), i64>) -> bool {
+    let offsets = std::mem::take(to_commit);
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in offsets {
         if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
             warn!(error = %e, "cannot build commit");
-            return false;
+            return;
         }
     }
     // Stored offsets are what the final synchronous commit at shutdown commits.
     if let Err(e) = parts.consumer.store_offsets(&tpl) {
         // A partition moved to another member meanwhile: it replays, and recognises, from there.
         warn!(error = %e, "cannot store offsets");
-        return false;
+        return;
     }
-    true
+    if let Err(e) = parts.consumer.commit_consumer_state(mode) {
+        if !matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) {
+            // Not fatal: a later commit covers these offsets; a replay would be recognised.
+            warn!(error = %e, "commit failed");
+        }
+    }
 }

@@ -4,8 +4,10 @@
 pub mod check;
 pub mod crowd;
 pub mod faults;
+mod inside;
 pub mod irc_crowd;
 pub mod limits;
+mod matcher;
 pub mod process;
 pub mod report;
 pub mod rtt;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,7 +27,8 @@ use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
 use crate::check::{is_decision, Checker, Fold, Rules};
-use crate::process::Process;
+use crate::inside::matcher_histograms;
+pub(crate) use crate::matcher::{free_port, Matcher};
 use crate::report::{Latency, Report, Second};
 use crate::scenario::Scenario;
 
@@ -48,17 +48,6 @@ pub enum MatcherMode {
     InProcess,
     /// One is already running on the configured topics (`DROPLINE_TOPIC_PREFIX`).
     External,
-}
-
-/// A started matcher process, stopped (SIGTERM, then SIGKILL) when dropped.
-pub(crate) struct Matcher {
-    pub process: Process,
-    /// Its `/metrics` and `/healthz` port on 127.0.0.1.
-    pub admin: u16,
-}
-
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The drops of the run: ids and, per drop, its SKUs with the words a viewer types.
@@ -380,53 +369,6 @@ impl Tally {
             by_status: BTreeMap::new(),
             waits: Vec::new(),
         }
-    }
-}
-
-impl Matcher {
-    /// Starts `binary` on `settings`' broker, Redis and topics, in consumer group `group`, and
-    /// waits (30 s at most) until its admin endpoint answers.
-    pub(crate) async fn start(binary: &std::path::Path, settings: &Settings, group: &str) -> Result<Matcher> {
-        let admin = free_port()?;
-        let mut command = Command::new(binary);
-        for (kind, name) in settings.topics.all() {
-            command.env(kind.env_var(), name);
-        }
-        let child = command
-            .env("DROPLINE_KAFKA", &settings.kafka)
-            .env("DROPLINE_REDIS", &settings.redis)
-            .env("DROPLINE_MATCHER_GROUP", group)
-            .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
-            .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let matcher = Matcher { process: Process::new(child), admin };
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() {
-                return Ok(matcher);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("the matcher did not start within 30 s")
-    }
-
-    /// CPU time (user + system) process `pid` has used so far, seconds (Linux `/proc`).
-    fn cpu_of(pid: u32) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        // utime and stime are in clock ticks: USER_HZ, 100 on Linux x86-64 and arm64.
-        Some(ticks / 100.0)
-    }
-
-    /// Resident memory of process `pid` now, MiB (Linux `/proc`).
-    fn rss_of(pid: u32) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kib: f64 =
-            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
     }
 }
 
@@ -807,99 +749,4 @@ async fn stuck_holds(redis: &mut dropline_core::redis::Conn, id: &str, sku: &str
     let mut offsets: Vec<String> = offsets.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     offsets.sort();
     Ok(format!("{}; applied offsets {}", out.join("; "), offsets.join(",")))
-}
-
-/// The matcher's own latency histograms as its `/metrics` shows them: cumulative bucket counts of
-/// arrival → outcome handed to the producer, and → acknowledged by the broker.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Histograms {
-    handed: Vec<(f64, f64)>,
-    acked: Vec<(f64, f64)>,
-}
-
-async fn matcher_histograms(port: u16) -> Option<Histograms> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    Some(Histograms {
-        handed: buckets(&text, "dropline_decision_latency_seconds_bucket{le=\""),
-        acked: buckets(&text, "dropline_decision_acked_seconds_bucket{le=\""),
-    })
-}
-
-fn buckets(text: &str, prefix: &str) -> Vec<(f64, f64)> {
-    text.lines()
-        .filter_map(|line| {
-            let (le, count) = line.strip_prefix(prefix)?.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-impl Histograms {
-    /// What was counted since `before` (the whole history without it), as p50/p99.
-    fn since(&self, before: Option<&Histograms>) -> Option<crate::report::Inside> {
-        let diff = |now: &[(f64, f64)], then: Option<&[(f64, f64)]>| -> Vec<(f64, f64)> {
-            now.iter()
-                .enumerate()
-                .map(|(i, (le, n))| (*le, n - then.and_then(|t| t.get(i)).map_or(0.0, |(_, m)| *m)))
-                .collect()
-        };
-        let handed = diff(&self.handed, before.map(|b| b.handed.as_slice()));
-        let acked = diff(&self.acked, before.map(|b| b.acked.as_slice()));
-        Some(crate::report::Inside {
-            handed_p50_ms: quantile(&handed, 0.5)?,
-            handed_p99_ms: quantile(&handed, 0.99)?,
-            acked_p50_ms: quantile(&acked, 0.5).unwrap_or(f64::NAN),
-            acked_p99_ms: quantile(&acked, 0.99).unwrap_or(f64::NAN),
-            orders: handed.last()?.1 as u64,
-        })
-    }
-}
-
-/// The `q` quantile in milliseconds of cumulative buckets, interpolated linearly within its bucket
-/// (as Prometheus' `histogram_quantile` does); the bucket's lower bound when it is the last, open one.
-fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
-    let total = buckets.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    let rank = q * total;
-    let mut lower = (0.0, 0.0);
-    for (le, n) in buckets {
-        if *n >= rank {
-            if le.is_infinite() {
-                return Some(lower.0 * 1000.0);
-            }
-            let within = if *n > lower.1 { (rank - lower.1) / (n - lower.1) } else { 1.0 };
-            return Some((lower.0 + (le - lower.0) * within) * 1000.0);
-        }
-        lower = (*le, *n);
-    }
-    None
-}
-
-#[cfg(test)]
-mod inside_tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_interpolate_within_the_bucket_and_diff_the_run() {
-        let before =
-            Histograms { handed: vec![(0.001, 10.0), (0.002, 10.0), (f64::INFINITY, 10.0)], acked: vec![] };
-        let after = Histograms {
-            handed: vec![(0.001, 60.0), (0.002, 110.0), (f64::INFINITY, 110.0)],
-            acked: vec![(0.01, 100.0), (f64::INFINITY, 100.0)],
-        };
-        let inside = after.since(Some(&before)).expect("counts");
-        // The run's 100: 50 at ≤ 1 ms, 50 in (1, 2] ms: p50 at 1 ms, p99 at 1.98 ms.
-        assert_eq!(inside.orders, 100);
-        assert!((inside.handed_p50_ms - 1.0).abs() < 1e-9, "{}", inside.handed_p50_ms);
-        assert!((inside.handed_p99_ms - 1.98).abs() < 1e-9, "{}", inside.handed_p99_ms);
-        assert!((inside.acked_p50_ms - 5.0).abs() < 1e-9, "{}", inside.acked_p50_ms);
-        assert!(quantile(&[(0.001, 0.0), (f64::INFINITY, 0.0)], 0.5).is_none());
-    }
 }

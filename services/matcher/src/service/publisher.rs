@@ -184,7 +184,9 @@ async fn run(parts: PublisherParts, mut rx: mpsc::Receiver<(Publication, OwnedSe
                     let at = to_commit.entry((topic, partition)).or_insert(next);
                     *at = (*at).max(next);
                 }
-                latency.acked.extend(done.acked);
+                for micros in done.acked {
+                    Latency::record(&mut latency.acked, micros);
+                }
                 drop(done.permit);
             }
             next = rx.recv(), if open => match next {
@@ -206,23 +208,24 @@ async fn run(parts: PublisherParts, mut rx: mpsc::Receiver<(Publication, OwnedSe
 /// Latencies of the last period (exact, hdrhistogram), logged every 10 s.
 struct Latency {
     handed: hdrhistogram::Histogram<u64>,
-    acked: Vec<u64>,
-    acked_hist: hdrhistogram::Histogram<u64>,
+    acked: hdrhistogram::Histogram<u64>,
     since: Instant,
 }
 
 impl Latency {
     fn new() -> Self {
         let hist = || {
-            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable_hist())
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("1 µs to 60 s at 3 significant digits are valid bounds")
         };
-        Self { handed: hist(), acked: Vec::new(), acked_hist: hist(), since: Instant::now() }
+        Self { handed: hist(), acked: hist(), since: Instant::now() }
+    }
+
+    fn record(hist: &mut hdrhistogram::Histogram<u64>, micros: u64) {
+        let _ = hist.record(micros.clamp(1, 60_000_000));
     }
 
     fn log_every(&mut self, period: Duration) {
-        for micros in self.acked.drain(..) {
-            let _ = self.acked_hist.record(micros.clamp(1, 60_000_000));
-        }
         if self.since.elapsed() < period {
             return;
         }
@@ -233,21 +236,14 @@ impl Latency {
                 handed_p50_us = self.handed.value_at_quantile(0.5),
                 handed_p99_us = self.handed.value_at_quantile(0.99),
                 handed_max_us = self.handed.max(),
-                acked_p50_us = self.acked_hist.value_at_quantile(0.5),
-                acked_p99_us = self.acked_hist.value_at_quantile(0.99),
+                acked_p50_us = self.acked.value_at_quantile(0.5),
+                acked_p99_us = self.acked.value_at_quantile(0.99),
                 "decision latency (received → handed to the producer, → acknowledged), last 10 s"
             );
         }
         self.handed.reset();
-        self.acked_hist.reset();
+        self.acked.reset();
     }
-}
-
-/// `new_with_bounds(1, 60 s, 3)` cannot fail (the bounds are valid); a histogram of default bounds
-/// stands in rather than a panic.
-fn unreachable_hist() -> hdrhistogram::Histogram<u64> {
-    hdrhistogram::Histogram::new(3)
-        .unwrap_or_else(|_| hdrhistogram::Histogram::new(1).expect("sigfig 1 is valid"))
 }
 
 /// A publication acknowledged.
@@ -319,9 +315,7 @@ impl Sender {
             if let Some(received) = record.received {
                 let elapsed = received.elapsed();
                 self.metrics.decision_latency.observe(elapsed.as_secs_f64());
-                let _ = latency
-                    .handed
-                    .record(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000));
+                Latency::record(&mut latency.handed, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
             }
             deliveries.push((delivery, record));
         }

@@ -724,28 +724,27 @@ async fn check_redis(
 /// stream and offset), its expiry, and the shard's applied offsets per stream — what the sweeper's
 /// "expire only once the reservation is out" rule compares.
 async fn stuck_holds(redis: &mut dropline_core::redis::Conn, id: &str, sku: &str) -> Result<String> {
-    let key = |name: &str| dropline_core::keys::drop_key(id, name);
-    let holds: std::collections::HashMap<String, String> =
-        redis::cmd("HGETALL").arg(key("holds")).query_async(redis).await?;
+    let keys = dropline_core::keys::DropKeys::new(id);
+    let holds = dropline_matcher::step::holds(redis, &keys, 50).await?;
     let offsets: std::collections::HashMap<String, String> =
-        redis::cmd("HGETALL").arg(key("offsets")).query_async(redis).await?;
+        redis::cmd("HGETALL").arg(dropline_core::keys::drop_key(id, "offsets")).query_async(redis).await?;
     let now = kafka::now_ms();
-    let mut out = Vec::new();
-    for (order, hold) in holds.iter().filter(|(_, h)| h.split('\u{1f}').next() == Some(sku)) {
-        let decision: Option<String> =
-            redis::cmd("HGET").arg(key("decisions")).arg(order).query_async(redis).await?;
-        let expires: Option<f64> =
-            redis::cmd("ZSCORE").arg(key("expiry")).arg(order).query_async(redis).await?;
-        let d: Vec<String> = decision.unwrap_or_default().split('\u{1f}').map(str::to_owned).collect();
-        out.push(format!(
-            "hold {order} ({}) decided {} from {}@{}, due {} ms ago",
-            hold.replace('\u{1f}', " "),
-            d.first().map_or("?", |s| s.as_str()),
-            d.get(6).map_or("?", |s| s.as_str()),
-            d.get(7).map_or("?", |s| s.as_str()),
-            expires.map_or(-1, |e| now - e as i64),
-        ));
-    }
+    let out: Vec<String> = holds
+        .iter()
+        .filter(|h| h.sku == sku)
+        .map(|h| {
+            format!(
+                "hold {} ({} x{} for {}) decided from {}@{}, due {} ms ago",
+                h.order_id,
+                h.sku,
+                h.quantity,
+                h.buyer,
+                h.source.stream,
+                h.source.offset,
+                now - h.expires_at_ms
+            )
+        })
+        .collect();
     let mut offsets: Vec<String> = offsets.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     offsets.sort();
     Ok(format!("{}; applied offsets {}", out.join("; "), offsets.join(",")))

@@ -318,13 +318,13 @@ pub async fn read_state(state: &AppState, record: DropRecord) -> Result<DropStat
     for id in &ids {
         let keys = |name: &str| dropline_core::keys::drop_key(id, name);
         let mut redis = state.redis.clone();
-        let (s, h, d, t, w, n): (Hash, Hash, Hash, Hash, Hash, i64) = redis::pipe()
+        let (s, h, d, t, w, n): (Hash, Hash, Hash, Hash, Hash, Option<i64>) = redis::pipe()
             .hgetall(keys("stock"))
             .hgetall(keys("held"))
             .hgetall(keys("sold"))
             .hgetall(keys("total"))
             .hgetall(keys("waiting"))
-            .hlen(keys("holds"))
+            .hget(keys("meta"), dropline_core::keys::ACTIVE_HOLDS)
             .query_async(&mut redis)
             .await?;
         for (sum, part) in
@@ -334,7 +334,7 @@ pub async fn read_state(state: &AppState, record: DropRecord) -> Result<DropStat
                 *sum.entry(sku).or_default() += units;
             }
         }
-        holds += n;
+        holds += n.unwrap_or(0);
     }
     let get = |hash: &Hash, sku: &str| hash.get(sku).copied().unwrap_or(0);
     let skus: Vec<SkuState> = record

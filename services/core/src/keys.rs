@@ -28,6 +28,10 @@ pub const DROP_KEY_NAMES: [&str; 15] = [
     "stats",
 ];
 
+/// The field of a drop's `meta` hash that counts its active holds (holds live in the order records
+/// of `decisions`; `holds` and `expiry` index them by expiry time, one entry per call).
+pub const ACTIVE_HOLDS: &str = "holds";
+
 /// One key of a drop: `dl:{drop:<id>}:<name>` (`name` one of [`DROP_KEY_NAMES`]).
 pub fn drop_key(drop_id: &str, name: &str) -> String {
     format!("dl:{{drop:{drop_id}}}:{name}")

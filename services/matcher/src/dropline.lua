@@ -5,18 +5,24 @@ waitlist and decisions. Loaded with FUNCTION LOAD REPLACE; each call is atomic.
 
 Every key of one drop shares the hash tag {drop:<id>}, so a call touches one Redis Cluster slot.
 KEYS (in this order, all `dl:{drop:<id>}:<name>`):
-  1 meta       hash  state (open|closed), limit, hold_ms, waitlist (0|1), cap, catalog, version, wl_seq
+  1 meta       hash  state (open|closed), limit, hold_ms, waitlist (0|1), cap, catalog, version, wl_seq,
+                     holds (active holds), exp_seq (last expiry tag)
   2 stock      hash  sku -> units for sale now
   3 held       hash  sku -> units reserved, waiting for payment
   4 sold       hash  sku -> units confirmed
   5 total      hash  sku -> units ever put on sale (opening stock + restocks)
   6 buyers     hash  buyer -> units held + sold + waitlisted (the per-buyer limit counts these)
-  7 decisions  hash  order_id -> first decision; h SEP order_id -> hold lifecycle; t SEP trigger_id ->
-                     trigger applied; w SEP order_id -> where the order's answers go (buyer SEP channel
-                     SEP display name SEP origin SEP platform message id), kept for orders that
-                     reserved or waitlisted (ids never contain control characters, so these cannot collide)
-  8 holds      hash  order_id -> sku SEP qty SEP buyer   (active holds)
-  9 expiry     zset  order_id scored by hold expiry (ms)
+  7 decisions  hash  order_id -> the order's record: its first decision, its buyer and, for orders
+                     that reserved or waitlisted, where its answers go (buyer SEP channel SEP display
+                     name SEP origin SEP platform message id). A RESERVED record IS the hold while no
+                     lifecycle record says otherwise.
+                     h SEP order_id -> hold lifecycle: how the hold ended (CONFIRMED, RELEASED, EXPIRED,
+                     REFUND_DUE), or RESERVED for a hold a promotion from the waitlist made;
+                     t SEP trigger_id -> trigger applied; a SEP stream SEP offset -> a hold action's
+                     answer (ids never contain control characters, so these cannot collide)
+  8 holds      hash  expiry tag -> the order ids (SEP-joined) of the holds one call made: they share
+                     one expiry time, so a call adds one entry here and one to `expiry`
+  9 expiry     zset  expiry tag scored by the expiry time (ms) of its holds
  10 offsets    hash  <topic-letter><partition> -> last consumed Kafka offset applied here
  11 waitlist   zset  all score 0, member sku SEP seq(12 digits) SEP order_id: lex order = FIFO per SKU
  12 waiting    hash  sku -> waitlisted orders
@@ -32,7 +38,12 @@ local RESERVED, SOLD_OUT, LIMIT_EXCEEDED, DUPLICATE, DROP_NOT_OPEN, UNKNOWN_SKU,
   1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 local NAMES = { 'RESERVED', 'SOLD_OUT', 'LIMIT_EXCEEDED', 'DUPLICATE', 'DROP_NOT_OPEN', 'UNKNOWN_SKU',
   'INVALID', 'WAITLISTED', 'CONFIRMED', 'RELEASED', 'EXPIRED', 'REFUND_DUE' }
+-- Status numbers as record text (formatting a Lua number is a float conversion; these are constants).
+local STATUS_TEXT = { '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12' }
 local UNSEEN_DROP_TTL = 86400
+-- Waitlisted orders promoted per call; the sweeps promote the rest, so a restock of thousands of
+-- units never blocks Redis in one call.
+local PROMOTE_CHUNK = 100
 -- Waitlisted orders answered per call when a drop closes; the sweeps answer the rest, so a long
 -- waitlist never blocks Redis in one call.
 local CLOSE_CHUNK = 100
@@ -43,20 +54,12 @@ local CLOSED_DROP_TTL = 7 * 86400
 -- costs a few Redis commands per key instead of about ten per order. Outside it (sweep), these
 -- go straight to Redis. Values are kept as Redis returns them: strings (false = deleted).
 local cache = nil
--- Inside dropline_apply, the hold expiry index's changes too: member -> score, or false (removed).
-local expiry_key, expiry_changes = nil, nil
-
-local function expiry_add(key, score, id)
-  if not cache then redis.call('ZADD', key, score, id); return end
-  expiry_key = key
-  expiry_changes[id] = score
-end
-
-local function expiry_remove(key, id)
-  if not cache then redis.call('ZREM', key, id); return end
-  expiry_key = key
-  expiry_changes[id] = false
-end
+-- The holds one call makes, grouped by expiry time (a call's holds share one unless the drop
+-- reopens with another payment window inside the call): { at, text of at, ids } in order. Written
+-- at the end of the call as one `holds` field and one `expiry` member per group (`flush_tags`).
+local tags = nil
+-- Promotions this call may still make (PROMOTE_CHUNK at the start of every call).
+local promote_left = 0
 
 local function hget(key, field)
   if not cache then
@@ -146,15 +149,7 @@ local function flush()
     for i = 1, #sets, 1000 do redis.call('HSET', key, unpack(sets, i, math.min(i + 999, #sets))) end
     for i = 1, #dels, 500 do redis.call('HDEL', key, unpack(dels, i, math.min(i + 499, #dels))) end
   end
-  if expiry_key then
-    local adds, rems = {}, {}
-    for id, score in pairs(expiry_changes) do
-      if score == false then rems[#rems + 1] = id else adds[#adds + 1] = score; adds[#adds + 1] = id end
-    end
-    for i = 1, #adds, 1000 do redis.call('ZADD', expiry_key, unpack(adds, i, math.min(i + 999, #adds))) end
-    for i = 1, #rems, 500 do redis.call('ZREM', expiry_key, unpack(rems, i, math.min(i + 499, #rems))) end
-  end
-  cache, expiry_key, expiry_changes = nil, nil, nil
+  cache = nil
 end
 
 -- Adds the counted decisions to the stats hash.
@@ -188,6 +183,11 @@ local function keyset(keys)
   }
 end
 
+-- Every call starts from a clean slate: straight to Redis, nothing left over from a failed call.
+local function begin_call()
+  cache, counts, tags, promote_left = nil, nil, {}, PROMOTE_CHUNK
+end
+
 local function load_state(K)
   local m
   if cache then
@@ -210,19 +210,62 @@ local function stock_of(K, sku)
   return tonumber(hget(K.stock, sku)) or 0
 end
 
--- Holds `qty` of `sku` for order `id` until now + hold window. Returns remaining stock, expiry.
-local function reserve(K, st, now, id, buyer, sku, qty)
-  local remaining = hincr(K.stock, sku, -qty)
-  hincr(K.held, sku, qty)
-  local expires = now + st.hold_ms
-  hset(K.holds, id, join(sku, qty, buyer))
-  expiry_add(K.expiry, expires, id)
-  return remaining, expires
+-- The expiry group of holds made now (see `tags`); returns its expiry time as text.
+local function tag_hold(K, st, now, id)
+  local at = now + st.hold_ms
+  local g = tags[#tags]
+  if not g or g.at ~= at then
+    g = { at = at, text = string.format('%d', at), ids = {} }
+    tags[#tags + 1] = g
+  end
+  g.ids[#g.ids + 1] = id
+  return g
 end
 
--- Where the answers of order `id` go ('' when it never reserved or waitlisted here).
+-- Writes the call's expiry groups: one `holds` field (tag -> ids) and one `expiry` member each.
+local function flush_tags(K)
+  for _, g in ipairs(tags) do
+    local tag = string.format('%012d', redis.call('HINCRBY', K.meta, 'exp_seq', 1))
+    redis.call('HSET', K.holds, tag, table.concat(g.ids, SEP))
+    redis.call('ZADD', K.expiry, g.at, tag)
+  end
+  tags = {}
+end
+
+-- Holds `qty` of `sku` for order `id` until now + hold window. Returns remaining stock, expiry
+-- (number), expiry (text).
+local function reserve(K, st, now, id, sku, qty)
+  local remaining = hincr(K.stock, sku, -qty)
+  hincr(K.held, sku, qty)
+  hincr(K.meta, 'holds', 1)
+  local g = tag_hold(K, st, now, id)
+  return remaining, g.at, g.text
+end
+
+-- Where the answers of order `id` go ('' when it never reserved or waitlisted here): the order's
+-- record from its 12th field on.
 local function reply_to(K, id)
-  return hget(K.decisions, 'w' .. SEP .. id) or ''
+  local d = hget(K.decisions, id)
+  if not d then return '' end
+  local f = split(d)
+  if #f < 12 then return '' end
+  return table.concat(f, SEP, 12)
+end
+
+-- The active hold of order `id`: sku, qty, buyer, or nil. An order's RESERVED record is its hold
+-- until a lifecycle record ends it; a promotion's hold is its lifecycle record (RESERVED).
+local function active_hold(K, id)
+  local h = hget(K.decisions, 'h' .. SEP .. id)
+  local d = hget(K.decisions, id)
+  if not d then return nil end
+  local f = split(d)
+  if h then
+    local l = split(h)
+    if l[1] ~= STATUS_TEXT[RESERVED] then return nil end
+    return l[5], tonumber(l[6]), f[11] or ''
+  end
+  if f[1] ~= STATUS_TEXT[RESERVED] then return nil end
+  return f[2], tonumber(f[3]), f[11] or ''
 end
 
 local function emit(K, id, buyer, sku, qty, status, remaining, expires, now, reason)
@@ -231,11 +274,12 @@ local function emit(K, id, buyer, sku, qty, status, remaining, expires, now, rea
 end
 
 -- Returned stock goes to the oldest waitlisted order of the SKU first (strict FIFO: an order
--- that wants more than is back waits, and so do the ones behind it).
+-- that wants more than is back waits, and so do the ones behind it). At most `promote_left` per
+-- call: the sweeps go on where a call stopped.
 local function promote(K, st, now, sku)
   -- A closed drop's waitlist is being answered SOLD_OUT (close_chunk): nobody is promoted.
   if st.state ~= 'open' then return end
-  while true do
+  while promote_left > 0 do
     local avail = stock_of(K, sku)
     if avail <= 0 then return end
     local first = redis.call('ZRANGEBYLEX', K.waitlist, '[' .. sku .. SEP, '[' .. sku .. SEP .. '\255', 'LIMIT', 0, 1)
@@ -243,24 +287,37 @@ local function promote(K, st, now, sku)
     local member = first[1]
     local id = string.sub(member, #sku + 15)
     local info = split(hget(K.wlinfo, id))
-    local qty, buyer = tonumber(info[2]), info[3]
+    local qty = tonumber(info[2])
     if qty > avail then return end
+    promote_left = promote_left - 1
     redis.call('ZREM', K.waitlist, member)
     hdel(K.wlinfo, id)
     hincr(K.waiting, sku, -1)
-    local remaining, expires = reserve(K, st, now, id, buyer, sku, qty)
-    emit(K, id, buyer, sku, qty, RESERVED, remaining, expires, now, 'promoted from the waitlist')
+    local remaining, expires = reserve(K, st, now, id, sku, qty)
+    hset(K.decisions, 'h' .. SEP .. id, join(RESERVED, 'promote', -1, '', sku, qty, remaining, now))
+    emit(K, id, info[3], sku, qty, RESERVED, remaining, expires, now, 'promoted from the waitlist')
+  end
+end
+
+-- Every SKU with orders waiting, in byte order (a sweep goes on with promotions a call left).
+local function promote_all(K, st, now)
+  if st.state ~= 'open' then return end
+  local from = '-'
+  while promote_left > 0 do
+    local first = redis.call('ZRANGEBYLEX', K.waitlist, from, '+', 'LIMIT', 0, 1)
+    if #first == 0 then return end
+    local sku = split(first[1])[1]
+    promote(K, st, now, sku)
+    from = '(' .. sku .. SEP .. '\255'
   end
 end
 
 -- Ends an active hold and returns its units to stock. Returns sku, qty, buyer, remaining or nil.
+-- The caller records how it ended (the lifecycle record), which is what ends it.
 local function release_hold(K, id)
-  local h = hget(K.holds, id)
-  if not h then return nil end
-  local f = split(h)
-  local sku, qty, buyer = f[1], tonumber(f[2]), f[3]
-  hdel(K.holds, id)
-  expiry_remove(K.expiry, id)
+  local sku, qty, buyer = active_hold(K, id)
+  if not sku then return nil end
+  hincr(K.meta, 'holds', -1)
   hincr(K.held, sku, -qty)
   local remaining = hincr(K.stock, sku, qty)
   hincr(K.buyers, buyer, -qty)
@@ -286,14 +343,16 @@ local function result(status, sku, qty, remaining, expires, now, reason, pos, wh
   return { status, sku, qty, remaining, expires, now, reason, pos or 0, who or '' }
 end
 
-local function decide_order(K, st, now, src, off, id, buyer, sku, qty, pre, why, who)
+-- c: the call's constants as text (now); o: the order's arguments as text (offset, quantity), so
+-- the record is built from strings and the only number formatted per order is the stock left.
+local function decide_order(K, st, now, nows, src, off, offs, id, buyer, sku, qty, qtys, pre, why, who)
   local prev = hget(K.decisions, id)
   if prev then
     local d = split(prev)
     return result(DUPLICATE, d[2], tonumber(d[3]), stock_of(K, d[2]), 0, now,
       'order ' .. id .. ' was already decided: ' .. NAMES[tonumber(d[1])])
   end
-  local status, remaining, expires, reason, pos = 0, 0, 0, '', 0
+  local status, remaining, expires, exps, reason, pos = 0, 0, 0, '0', '', 0
   if st.state ~= 'open' then
     status = DROP_NOT_OPEN
     reason = st.state == 'closed' and 'the drop is closed' or 'the drop is not open'
@@ -302,49 +361,61 @@ local function decide_order(K, st, now, src, off, id, buyer, sku, qty, pre, why,
   elseif not hget(K.stock, sku) then
     status, reason = UNKNOWN_SKU, 'no SKU ' .. sku .. ' in this drop'
   else
+    -- While anyone waits for the SKU, stock goes to the line first (within this call's
+    -- promotions); when the promotions ran out before the line did, a new order waits behind it.
+    -- (A head that wants more than is left does not hold back units others can take.)
+    local waiting = tonumber(hget(K.waiting, sku)) or 0
+    local behind = false
+    if waiting > 0 then
+      promote(K, st, now, sku)
+      waiting = tonumber(hget(K.waiting, sku)) or 0
+      behind = waiting > 0 and promote_left == 0 and stock_of(K, sku) > 0
+    end
     local avail = stock_of(K, sku)
     local have = tonumber(hget(K.buyers, buyer)) or 0
     remaining = avail
     if st.limit > 0 and have + qty > st.limit then
       status = LIMIT_EXCEEDED
       reason = 'the limit is ' .. st.limit .. ' per buyer and you already have ' .. have
-    elseif avail >= qty then
+    elseif not behind and avail >= qty then
       status = RESERVED
       hincr(K.buyers, buyer, qty)
-      remaining, expires = reserve(K, st, now, id, buyer, sku, qty)
+      remaining, expires, exps = reserve(K, st, now, id, sku, qty)
     else
-      local waiting = tonumber(hget(K.waiting, sku)) or 0
       if st.waitlist and (st.cap == 0 or waiting < st.cap) then
         status = WAITLISTED
         local seq = hincr(K.meta, 'wl_seq', 1)
         local member = sku .. SEP .. string.format('%012d', seq) .. SEP .. id
         redis.call('ZADD', K.waitlist, 0, member)
-        hset(K.wlinfo, id, join(sku, qty, buyer, member))
+        hset(K.wlinfo, id, join(sku, qtys, buyer, member))
         hincr(K.waiting, sku, 1)
         hincr(K.buyers, buyer, qty)
         pos = waiting + 1
         reason = 'sold out; you are number ' .. pos .. ' on the waitlist'
       else
         status = SOLD_OUT
-        if avail > 0 then reason = 'only ' .. avail .. ' left' end
+        if behind then reason = 'the last ' .. avail .. ' go to the waitlist'
+        elseif avail > 0 then reason = 'only ' .. avail .. ' left' end
       end
     end
   end
-  if status == RESERVED or status == WAITLISTED then hset(K.decisions, 'w' .. SEP .. id, who) end
-  hset(K.decisions, id, join(status, sku, qty, remaining, expires, now, src, off, reason, pos))
+  local record = STATUS_TEXT[status] .. SEP .. sku .. SEP .. qtys .. SEP .. remaining .. SEP .. exps .. SEP
+    .. nows .. SEP .. src .. SEP .. offs .. SEP .. reason .. SEP .. (pos == 0 and '0' or pos) .. SEP .. buyer
+  if (status == RESERVED or status == WAITLISTED) and who ~= '' then record = record .. SEP .. who end
+  hset(K.decisions, id, record)
   count(K, status)
   return result(status, sku, qty, remaining, expires, now, reason, pos)
 end
 
 -- A Kafka message applied before (offset at or below the recorded one) changes nothing and
 -- answers what it answered the first time.
-local function replay_order(K, now, src, off, id)
+local function replay_order(K, now, src, offs, id)
   local prev = hget(K.decisions, id)
   if not prev then
     return result(DUPLICATE, '', 0, 0, 0, now, 'replayed order; its decision is no longer stored')
   end
   local d = split(prev)
-  if d[7] == src and d[8] == tostring(off) then
+  if d[7] == src and d[8] == offs then
     return result(tonumber(d[1]), d[2], tonumber(d[3]), tonumber(d[4]), tonumber(d[5]), tonumber(d[6]), d[9],
       tonumber(d[10]) or 0)
   end
@@ -363,7 +434,8 @@ end
 -- SKU still has them and the buyer's limit allows (CONFIRMED, paid late), else REFUND_DUE. Never
 -- oversells: units come only out of stock.
 local function late_payment(K, st, now, src, off, id, sku, qty, was, who)
-  local buyer = split(who)[1]
+  local d = hget(K.decisions, id)
+  local buyer = d and split(d)[11] or ''
   local avail = stock_of(K, sku)
   local have = 0
   if buyer ~= '' then have = tonumber(hget(K.buyers, buyer)) or 0 end
@@ -388,13 +460,11 @@ end
 local function hold_action(K, st, now, src, off, id, confirm)
   local status, sku, qty, remaining, reason = 0, '', 0, 0, ''
   local who = reply_to(K, id)
-  local h = hget(K.holds, id)
-  if h then
-    local f = split(h)
-    sku, qty = f[1], tonumber(f[2])
+  local hsku, hqty = active_hold(K, id)
+  if hsku then
+    sku, qty = hsku, hqty
     if confirm then
-      hdel(K.holds, id)
-      expiry_remove(K.expiry, id)
+      hincr(K.meta, 'holds', -1)
       hincr(K.held, sku, -qty)
       hincr(K.sold, sku, qty)
       status, remaining = CONFIRMED, stock_of(K, sku)
@@ -507,32 +577,45 @@ local function close_drop(K, st, now)
   return result(0, '', 0, 0, 0, now, 'closed')
 end
 
--- FCALL dropline_apply 15 <keys> now n [kind src offset id buyer sku qty extra1 extra2 who] * n
--- kinds: o order (extra1 = pre-decided status or 0, extra2 = its reason, who = its reply-to record),
--- O open (sku = "SKU=n" SEP ..., extra1 = limit SEP hold_ms SEP waitlist SEP cap, extra2 = catalog
--- bytes), R restock, C close, c confirm, x cancel. Returns { version, flat } with nine fields per op
--- in flat: status, sku, qty, remaining, hold_expires_at_ms, decided_at_ms, reason, waitlist position,
--- reply-to record (hold actions).
+-- Arguments per operation, the kind included (a slim wire: an order carries only what it needs).
+local ARITY = { o = 8, v = 10, O = 7, R = 6, C = 4, c = 4, x = 4 }
+
+-- FCALL dropline_apply 15 <keys> now n [op] * n, each op `kind src offset id` then by kind:
+--   o  order:          buyer sku qty who          (who: its reply-to record)
+--   v  decided order:  buyer sku qty status reason who (the matcher already knows the answer)
+--   O  open:           "SKU=n" SEP ... , limit SEP hold_ms SEP waitlist SEP cap, catalog bytes
+--   R  restock:        sku qty
+--   C  close;  c confirm;  x cancel (id: the order whose hold it is)
+-- Returns { version, flat } with nine fields per op in flat: status, sku, qty, remaining,
+-- hold_expires_at_ms, decided_at_ms, reason, waitlist position, reply-to record (hold actions).
 local function apply(keys, args)
   local K = keyset(keys)
-  local now = tonumber(args[1])
+  local nows = args[1]
+  local now = tonumber(nows)
   local n = tonumber(args[2])
+  begin_call()
+  -- Where each op's arguments start.
+  local at, b = {}, 3
+  for i = 1, n do
+    at[i] = b
+    b = b + (ARITY[args[b]] or 4)
+  end
   -- Small batches go straight to Redis; larger ones through the write-back cache (it costs a few
   -- table allocations per call and saves about ten commands per order).
-  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
   if n >= 4 then
-    cache, expiry_changes, counts = {}, {}, {}
+    cache, counts = {}, {}
     -- What the batch's orders will read, fetched in one go per key.
     local ids, buyers, skus = {}, {}, {}
-    for i = 0, n - 1 do
-      local b = 2 + i * 10
-      if args[b + 1] == 'o' then
-        ids[#ids + 1] = args[b + 4]
-        buyers[#buyers + 1] = args[b + 5]
-        if args[b + 6] ~= '' then skus[#skus + 1] = args[b + 6] end
+    for i = 1, n do
+      local p = at[i]
+      local kind = args[p]
+      if kind == 'o' or kind == 'v' then
+        ids[#ids + 1] = args[p + 3]
+        buyers[#buyers + 1] = args[p + 4]
+        if args[p + 5] ~= '' then skus[#skus + 1] = args[p + 5] end
       end
     end
-    prefetch(K.meta, { 'state', 'limit', 'hold_ms', 'waitlist', 'cap', 'version' })
+    prefetch(K.meta, { 'state', 'limit', 'hold_ms', 'waitlist', 'cap', 'version', 'holds' })
     if #ids > 0 then
       prefetch(K.decisions, ids)
       prefetch(K.buyers, buyers)
@@ -542,18 +625,22 @@ local function apply(keys, args)
   end
   local st = load_state(K)
   local last, touched = {}, {}
-  local out = {}
-  for i = 0, n - 1 do
-    local b = 2 + i * 10
-    local kind, src, off, id = args[b + 1], args[b + 2], tonumber(args[b + 3]), args[b + 4]
-    local buyer, sku, qty = args[b + 5], args[b + 6], tonumber(args[b + 7]) or 0
+  local flat = {}
+  for i = 1, n do
+    local p = at[i]
+    local kind, src, offs, id = args[p], args[p + 1], args[p + 2], args[p + 3]
+    local off = tonumber(offs)
     if last[src] == nil then last[src] = tonumber(hget(K.offsets, src)) or -1 end
     local replay = off <= last[src]
     local r
-    if kind == 'o' then
-      if replay then r = replay_order(K, now, src, off, id)
-      else r = decide_order(K, st, now, src, off, id, buyer, sku, qty, tonumber(args[b + 8]) or 0, args[b + 9],
-        args[b + 10] or '') end
+    if kind == 'o' or kind == 'v' then
+      if replay then r = replay_order(K, now, src, offs, id)
+      else
+        local pre, why, who = 0, '', args[p + 7]
+        if kind == 'v' then pre, why, who = tonumber(args[p + 7]) or 0, args[p + 8], args[p + 9] end
+        r = decide_order(K, st, now, nows, src, off, offs, id, args[p + 4], args[p + 5], tonumber(args[p + 6]) or 0,
+          args[p + 6], pre, why, who)
+      end
     elseif kind == 'c' or kind == 'x' then
       if replay then r = replay_hold_action(K, now, src, off, id)
       else r = hold_action(K, st, now, src, off, id, kind == 'c') end
@@ -562,8 +649,8 @@ local function apply(keys, args)
       if replay or seen then
         r = result(DUPLICATE, '', 0, 0, 0, now, 'trigger ' .. id .. ' was already applied')
       else
-        if kind == 'O' then r = open_drop(K, st, now, id, sku, args[b + 8], args[b + 9])
-        elseif kind == 'R' then r = restock(K, st, now, sku, qty)
+        if kind == 'O' then r = open_drop(K, st, now, id, args[p + 4], args[p + 5], args[p + 6])
+        elseif kind == 'R' then r = restock(K, st, now, args[p + 4], tonumber(args[p + 5]) or 0)
         elseif kind == 'C' then r = close_drop(K, st, now)
         else r = result(INVALID, '', 0, 0, 0, now, 'unknown operation ' .. tostring(kind)) end
         hset(K.decisions, 't' .. SEP .. id, join(r[1], src, off))
@@ -574,20 +661,17 @@ local function apply(keys, args)
       last[src] = off
       touched[src] = true
     end
-    out[#out + 1] = r
+    -- One flat reply: nine fields per operation.
+    local f = #flat
+    for j = 1, 9 do flat[f + j] = r[j] end
   end
   for src, _ in pairs(touched) do hset(K.offsets, src, last[src]) end
   if cache then flush(); flush_counts(K) end
-  -- One flat reply: nine fields per operation.
-  local flat = {}
-  for i = 1, #out do
-    local r = out[i]
-    for j = 1, 9 do flat[#flat + 1] = r[j] end
-  end
+  flush_tags(K)
   if st.state == 'none' then
     -- Orders for a drop that never opened: remember their decisions for a day, not forever.
     for _, key in ipairs({ K.decisions, K.offsets, K.stats }) do redis.call('EXPIRE', key, UNSEEN_DROP_TTL) end
-  elseif st.state == 'closed' and redis.call('ZCARD', K.expiry) == 0 then
+  elseif st.state == 'closed' and (tonumber(redis.call('HGET', K.meta, 'holds')) or 0) == 0 then
     for _, key in ipairs({ K.meta, K.stock, K.held, K.sold, K.total, K.buyers, K.decisions, K.holds, K.expiry,
       K.offsets, K.waitlist, K.waiting, K.wlinfo, K.stats }) do
       redis.call('EXPIRE', key, CLOSED_DROP_TTL)
@@ -597,15 +681,17 @@ local function apply(keys, args)
 end
 
 -- FCALL dropline_sweep 15 <keys> now max_expire max_outbox [n [stream settled] * n]
--- Expires due holds (returning their stock and promoting waitlisted orders), then returns
--- { state, active holds, outbox entries (oldest first, up to max_outbox), waitlisted orders }. Entries stay in the
--- outbox until dropline_ack removes them, so an outcome is published at least once.
+-- Expires due holds (returning their stock and promoting waitlisted orders) — at most max_expire
+-- holds looked at — goes on with promotions an earlier call left (at most PROMOTE_CHUNK) and with
+-- a closed drop's waitlist (CLOSE_CHUNK), then returns { state, active holds, outbox entries
+-- (oldest first, up to max_outbox), waitlisted orders }. Entries stay in the outbox until
+-- dropline_ack removes them, so an outcome is published at least once.
 -- With settled offsets per source stream (outcomes published and acknowledged up to there), a
 -- due hold whose decision came from a later offset of such a stream is left for a later sweep:
 -- its RESERVED is not out yet (a replay after a crash, a re-send after a broker failure), and its
 -- EXPIRED must not overtake it.
 local function sweep(keys, args)
-  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil -- straight to Redis (never a failed call's leftovers)
+  begin_call()
   local K = keyset(keys)
   local now, max_expire, max_outbox = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])
   local settled = {}
@@ -613,33 +699,53 @@ local function sweep(keys, args)
     settled[args[3 + 2 * i]] = tonumber(args[4 + 2 * i])
   end
   local st = load_state(K)
+  local budget = max_expire
   local due = redis.call('ZRANGEBYSCORE', K.expiry, '-inf', now, 'LIMIT', 0, max_expire)
-  for _, id in ipairs(due) do
-    local published = true
-    local d = hget(K.decisions, id)
-    if d then
-      local f = split(d)
-      local limit = settled[f[7]]
-      if limit and tonumber(f[8]) and tonumber(f[8]) > limit then published = false end
+  for _, tag in ipairs(due) do
+    if budget <= 0 then break end
+    local ids = split(hget(K.holds, tag) or '')
+    local rest = {}
+    for _, id in ipairs(ids) do
+      if budget <= 0 then rest[#rest + 1] = id
+      elseif id ~= '' then
+        budget = budget - 1
+        local published = true
+        local d = hget(K.decisions, id)
+        if d then
+          local f = split(d)
+          local limit = settled[f[7]]
+          if limit and tonumber(f[8]) and tonumber(f[8]) > limit then published = false end
+        end
+        if not published then rest[#rest + 1] = id
+        else
+          local sku, qty, buyer, remaining = release_hold(K, id)
+          if sku then
+            hset(K.decisions, 'h' .. SEP .. id,
+              join(EXPIRED, 'sweep', -1, 'payment window ended', sku, qty, remaining, now))
+            emit(K, id, buyer, sku, qty, EXPIRED, remaining, 0, now, 'the payment window ended')
+            promote(K, st, now, sku)
+          end
+        end
+      end
     end
-    local sku, qty, buyer, remaining
-    if published then sku, qty, buyer, remaining = release_hold(K, id) end
-    if sku then
-      hset(K.decisions, 'h' .. SEP .. id,
-        join(EXPIRED, 'sweep', -1, 'payment window ended', sku, qty, remaining, now))
-      emit(K, id, buyer, sku, qty, EXPIRED, remaining, 0, now, 'the payment window ended')
-      promote(K, st, now, sku)
+    if #rest == 0 then
+      hdel(K.holds, tag)
+      redis.call('ZREM', K.expiry, tag)
+    else
+      hset(K.holds, tag, table.concat(rest, SEP))
     end
   end
+  promote_all(K, st, now)
   if st.state == 'closed' then close_chunk(K, now) end
+  flush_tags(K)
   local entries = redis.call('LRANGE', K.outbox, 0, max_outbox - 1)
-  return { st.state, redis.call('ZCARD', K.expiry), entries, redis.call('ZCARD', K.waitlist) }
+  return { st.state, tonumber(redis.call('HGET', K.meta, 'holds')) or 0, entries, redis.call('ZCARD', K.waitlist) }
 end
 
 -- FCALL dropline_ack 15 <keys> n [first]: the first n outbox entries were published. With
 -- `first`, nothing is removed unless the outbox still starts with that entry (returns -1).
 local function ack(keys, args)
-  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
+  begin_call()
   local K = keyset(keys)
   if args[2] and redis.call('LINDEX', K.outbox, 0) ~= args[2] then return -1 end
   redis.call('LTRIM', K.outbox, tonumber(args[1]), -1)
@@ -655,7 +761,7 @@ end
 
 -- FCALL dropline_take 15 <donor keys> id sku units recipient -> units taken (0 if none)
 local function take(keys, args)
-  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
+  begin_call()
   local K = keyset(keys)
   local id, sku, want, recipient = args[1], args[2], tonumber(args[3]), args[4]
   local have = tonumber(redis.call('HGET', K.stock, sku)) or 0
@@ -669,7 +775,7 @@ end
 
 -- FCALL dropline_give 15 <recipient keys> id sku units now -> 1 when given now, 0 when given before
 local function give(keys, args)
-  cache, expiry_key, expiry_changes, counts = nil, nil, nil, nil
+  begin_call()
   local K = keyset(keys)
   local id, sku, units, now = args[1], args[2], tonumber(args[3]), tonumber(args[4])
   if redis.call('HSETNX', K.decisions, 'x' .. SEP .. id, units) == 0 then return 0 end
@@ -677,6 +783,7 @@ local function give(keys, args)
   redis.call('HINCRBY', K.total, sku, units)
   local st = load_state(K)
   promote(K, st, now, sku)
+  flush_tags(K)
   return 1
 end
 
@@ -686,10 +793,34 @@ local function settle(keys, args)
   return redis.call('HDEL', K.meta, 'xfer' .. SEP .. args[1])
 end
 
+-- FCALL_RO dropline_holds 15 <keys> max: the drop's active holds, soonest expiry first (at most
+-- max), seven fields each in one flat reply: order id, sku, qty, buyer, expires at (ms), and the
+-- source stream and offset of the order's decision. For operators and checks: it reads every tag.
+local function active_holds(keys, args)
+  begin_call()
+  local K = keyset(keys)
+  local max = tonumber(args[1]) or 100
+  local out = {}
+  local groups = redis.call('ZRANGE', K.expiry, 0, -1, 'WITHSCORES')
+  for i = 1, #groups, 2 do
+    for _, id in ipairs(split(redis.call('HGET', K.holds, groups[i]) or '')) do
+      if #out >= max * 7 then return out end
+      local sku, qty, buyer = nil, 0, ''
+      if id ~= '' then sku, qty, buyer = active_hold(K, id) end
+      if sku then
+        local f = split(redis.call('HGET', K.decisions, id))
+        for _, v in ipairs({ id, sku, qty, buyer, tonumber(groups[i + 1]), f[7], f[8] }) do out[#out + 1] = v end
+      end
+    end
+  end
+  return out
+end
+
 redis.register_function('dropline_apply', apply)
 redis.register_function('dropline_take', take)
 redis.register_function('dropline_give', give)
 redis.register_function('dropline_settle', settle)
 redis.register_function('dropline_sweep', sweep)
 redis.register_function('dropline_ack', ack)
-redis.register_function { function_name = 'dropline_version', callback = function() return '1' end, flags = { 'no-writes' } }
+redis.register_function { function_name = 'dropline_holds', callback = active_holds, flags = { 'no-writes' } }
+redis.register_function { function_name = 'dropline_version', callback = function() return '2' end, flags = { 'no-writes' } }

@@ -18,20 +18,27 @@
 //!   `DROP_NOT_OPEN` (even over a verdict the matcher already reached), then the verdict, then an
 //!   unknown SKU, then the per-buyer limit (counting units held, sold and waitlisted), then a
 //!   reservation with a hold, a place on the waitlist (when on and under the cap) or `SOLD_OUT`.
+//!   While anyone waits for the SKU, the line is promoted first (within the call's promotions);
+//!   when they ran out before the line did, a new order joins the end of it instead of reserving.
 //! * **Waitlist.** Strict FIFO per SKU: when stock comes back (cancel, expiry, restock) or the head
 //!   leaves, the oldest waitlisted order of the SKU is promoted while it fits; an order that does not
-//!   fit blocks the ones behind it. A promotion reserves with a fresh hold window and puts
+//!   fit blocks the ones behind it (a new order may still take the units it cannot use). A promotion reserves with a fresh hold window and puts
 //!   `RESERVED` "promoted from the waitlist" in the outbox. Closing the drop takes every waitlisted
 //!   order off (in `ZRANGE` order of the waitlist members) and puts `SOLD_OUT` in the outbox.
 //! * **Holds.** Confirm turns a hold into a sale, cancel returns it to stock; a sweep at time `T`
-//!   expires holds due at or before `T` — at most `max_expire` of them, in `ZRANGEBYSCORE` order:
-//!   by expiry, then by order id byte order — and puts `EXPIRED` in the outbox. A confirm after the
+//!   expires holds due at or before `T` — at most `max_expire` looked at, by expiry tag (the holds
+//!   one call made share a tag: by expiry, then by the tag's number), in the order the call made
+//!   them — and puts `EXPIRED` in the outbox; holds a tag still has past the budget stay for the
+//!   next sweep. A hold is the order's RESERVED record (or a promotion's RESERVED lifecycle
+//!   record) until a lifecycle record ends it; `meta.holds` counts the active ones. A confirm after the
 //!   hold ended (expired or released) is a **late payment**: the units are taken from stock if the
 //!   SKU has them and the buyer's limit allows (`CONFIRMED`, "paid after the hold was …"), else
 //!   `REFUND_DUE`; other later hold actions answer `DUPLICATE` from the lifecycle record.
-//! * **Reply-to records.** An order that reserves or waitlists keeps where its answers go
-//!   (`decisions["w" SEP order_id]`); every later outcome of it (promotion, expiry, close, hold
+//! * **Reply-to records.** An order that reserves or waitlists keeps where its answers go (at the
+//!   end of its record in `decisions`); every later outcome of it (promotion, expiry, close, hold
 //!   actions and their replays) carries that record.
+//! * **Bounded promotion.** A call promotes at most [`PROMOTE_CHUNK`] orders; each sweep goes on
+//!   with every SKU that has orders waiting, in byte order.
 //!   Holds are expired only by a sweep: a confirm that arrives after the expiry time but before the
 //!   sweep still confirms (as in the library).
 //! * **Triggers.** Open (settings, catalog, opening stock of SKUs not seen before, `version` + 1; a
@@ -63,6 +70,8 @@ pub use crate::step::{KEY_NAMES, SEP};
 /// Waitlisted orders a closing drop answers per call (`CLOSE_CHUNK` in the library); the sweeps
 /// answer the rest.
 pub const CLOSE_CHUNK: usize = 100;
+/// Waitlisted orders promoted per call (`PROMOTE_CHUNK` in the library); the sweeps go on.
+pub const PROMOTE_CHUNK: usize = 100;
 
 pub const RESERVED: i32 = ReservationStatus::Reserved as i32;
 pub const SOLD_OUT: i32 = ReservationStatus::SoldOut as i32;
@@ -167,6 +176,8 @@ pub struct Decision {
     pub reason: String,
     /// WAITLISTED: the place on the waitlist when decided (0 otherwise).
     pub waitlist_position: u32,
+    /// Who ordered (what a hold and a late payment count against the per-buyer limit).
+    pub buyer: String,
 }
 
 /// How a hold (or a place on the waitlist) ended (`decisions["h" SEP order_id]`).
@@ -195,7 +206,7 @@ impl HoldRecord {
     }
 }
 
-/// An active hold (`holds[order_id]` and its `expiry` score).
+/// An active hold: the order's RESERVED record, or a promotion's lifecycle record (RESERVED).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
     /// SKU.
@@ -265,11 +276,22 @@ pub struct Model {
     /// Answers of hold actions that changed nothing, by Kafka position (`decisions["a" SEP stream SEP offset]`).
     answers: BTreeMap<(String, i64), OpResult>,
     triggers: BTreeMap<String, TriggerRecord>,
-    /// Where an order's answers go (`decisions["w" SEP order_id]`), as stored.
+    /// Where an order's answers go (the end of its record in `decisions`), as stored.
     reply_to: BTreeMap<String, String>,
     // holds + expiry
     holds: BTreeMap<String, Hold>,
+    /// `meta.holds`: active holds (the field exists once a hold was made).
+    active: Option<i64>,
+    /// `meta.exp_seq`: the last expiry tag.
+    exp_seq: i64,
+    /// `holds`: expiry tag -> the orders whose holds one call made.
+    tagged: BTreeMap<String, Vec<String>>,
+    /// `expiry`: (expiry time, tag).
     expiry: BTreeSet<(i64, String)>,
+    /// The call's holds not yet tagged, grouped by expiry time, in order.
+    untagged: Vec<(i64, Vec<String>)>,
+    /// Promotions the current call may still make.
+    promote_left: usize,
     offsets: BTreeMap<String, i64>,
     // waitlist
     waitlist: BTreeSet<String>,
@@ -360,8 +382,20 @@ impl Model {
 
     /// `dropline_apply`: applies `ops` in order at `now_ms`, as one atomic call.
     pub fn apply(&mut self, now_ms: i64, ops: &[Op]) -> Applied {
+        self.promote_left = PROMOTE_CHUNK;
         let results = ops.iter().map(|op| self.apply_one(now_ms, op)).collect();
+        self.flush_tags();
         Applied { version: self.version, results }
+    }
+
+    /// The call's holds become one tag per expiry time: `holds[tag]` and its `expiry` member.
+    fn flush_tags(&mut self) {
+        for (at, ids) in std::mem::take(&mut self.untagged) {
+            self.exp_seq += 1;
+            let tag = format!("{:012}", self.exp_seq);
+            self.tagged.insert(tag.clone(), ids);
+            self.expiry.insert((at, tag));
+        }
     }
 
     /// `dropline_sweep`: expires at most `max_expire` holds due at or before `now_ms` (returning their
@@ -369,14 +403,27 @@ impl Model {
     /// waitlisted orders and up to `max_outbox` outbox events, oldest first. As in the library (`LRANGE 0 max-1`),
     /// `max_outbox == 0` returns the whole outbox.
     pub fn sweep(&mut self, now_ms: i64, max_expire: usize, max_outbox: usize) -> Swept {
-        let due: Vec<String> = self
-            .expiry
-            .iter()
-            .take_while(|(at, _)| *at <= now_ms)
-            .take(max_expire)
-            .map(|(_, id)| id.clone())
-            .collect();
-        for id in due {
+        self.promote_left = PROMOTE_CHUNK;
+        let due: Vec<(i64, String)> =
+            self.expiry.iter().take_while(|(at, _)| *at <= now_ms).take(max_expire).cloned().collect();
+        // At most max_expire holds looked at; a tag's unexamined rest stays for the next sweep.
+        let mut budget = max_expire;
+        let mut expire = Vec::new();
+        for (at, tag) in due {
+            if budget == 0 {
+                break;
+            }
+            let ids = self.tagged.remove(&tag).unwrap_or_default();
+            let looked = ids.len().min(budget);
+            budget -= looked;
+            expire.extend_from_slice(&ids[..looked]);
+            if looked < ids.len() {
+                self.tagged.insert(tag, ids[looked..].to_vec());
+            } else {
+                self.expiry.remove(&(at, tag));
+            }
+        }
+        for id in expire {
             if let Some((sku, qty, buyer, remaining)) = self.release_hold(&id) {
                 self.hold_log.insert(
                     id.clone(),
@@ -394,13 +441,15 @@ impl Model {
                 self.promote(now_ms, &sku);
             }
         }
+        self.promote_all(now_ms);
         if self.state == DropState::Closed {
             self.close_chunk(now_ms);
         }
+        self.flush_tags();
         let take = if max_outbox == 0 { self.outbox.len() } else { max_outbox };
         Swept {
             state: self.state.as_str().to_owned(),
-            active_holds: i64::try_from(self.expiry.len()).unwrap_or(i64::MAX),
+            active_holds: self.active.unwrap_or(0),
             waitlisted: i64::try_from(self.waitlist.len()).unwrap_or(i64::MAX),
             events: self.outbox.iter().take(take).cloned().collect(),
         }
@@ -568,6 +617,12 @@ impl Model {
         if self.wl_seq > 0 {
             meta.insert("wl_seq".to_owned(), self.wl_seq.to_string());
         }
+        if let Some(n) = self.active {
+            meta.insert("holds".to_owned(), n.to_string());
+        }
+        if self.exp_seq > 0 {
+            meta.insert("exp_seq".to_owned(), self.exp_seq.to_string());
+        }
         let mut decisions = BTreeMap::new();
         for (id, d) in &self.decisions {
             let fields = [
@@ -581,11 +636,15 @@ impl Model {
                 d.source.offset.to_string(),
                 d.reason.clone(),
                 d.waitlist_position.to_string(),
+                d.buyer.clone(),
             ];
-            decisions.insert(id.clone(), fields.join(&SEP.to_string()));
-        }
-        for (id, who) in &self.reply_to {
-            decisions.insert(format!("w{SEP}{id}"), who.clone());
+            let mut record = fields.join(&SEP.to_string());
+            let who = self.reply_to_of(id);
+            if !who.is_empty() {
+                record.push(SEP);
+                record.push_str(who);
+            }
+            decisions.insert(id.clone(), record);
         }
         for (id, h) in &self.hold_log {
             let fields = [
@@ -615,11 +674,7 @@ impl Model {
             let fields = [t.status.to_string(), t.source.stream.clone(), t.source.offset.to_string()];
             decisions.insert(format!("t{SEP}{id}"), fields.join(&SEP.to_string()));
         }
-        let holds = self
-            .holds
-            .iter()
-            .map(|(id, h)| (id.clone(), join(&[&h.sku, &h.quantity.to_string(), &h.buyer])))
-            .collect();
+        let holds = self.tagged.iter().map(|(tag, ids)| (tag.clone(), ids.join(&SEP.to_string()))).collect();
         let wlinfo = self
             .wlinfo
             .iter()
@@ -634,7 +689,7 @@ impl Model {
             counters(&self.buyers),
             KeyContents::Hash(decisions),
             KeyContents::Hash(holds),
-            KeyContents::SortedSet(self.expiry.iter().map(|(at, id)| (id.clone(), *at)).collect()),
+            KeyContents::SortedSet(self.expiry.iter().map(|(at, tag)| (tag.clone(), *at)).collect()),
             counters(&self.offsets),
             KeyContents::SortedSet(self.waitlist.iter().map(|m| (m.clone(), 0)).collect()),
             counters(&self.waiting),
@@ -749,6 +804,7 @@ impl Model {
                 source: source.clone(),
                 reason: reason.clone(),
                 waitlist_position: position,
+                buyer: buyer.to_owned(),
             },
         );
         bump(&mut self.stats, status_name(status), 1);
@@ -765,6 +821,16 @@ impl Model {
         sku: &str,
         qty: u32,
     ) -> (i32, i64, i64, String) {
+        // While anyone waits for the SKU, stock goes to the line first (within this call's
+        // promotions); when the promotions ran out before the line did, a new order waits behind
+        // it. (A head that wants more than is left does not hold back units others can take.)
+        let mut waiting = self.waiting(sku);
+        let mut behind = false;
+        if waiting > 0 {
+            self.promote(now, sku);
+            waiting = self.waiting(sku);
+            behind = waiting > 0 && self.promote_left == 0 && self.stock(sku) > 0;
+        }
         let avail = self.stock(sku);
         let have = self.buyer_units(buyer);
         let limit = i64::from(self.settings.limit);
@@ -772,12 +838,11 @@ impl Model {
             let reason = format!("the limit is {limit} per buyer and you already have {have}");
             return (LIMIT_EXCEEDED, avail, 0, reason);
         }
-        if avail >= i64::from(qty) {
+        if !behind && avail >= i64::from(qty) {
             bump(&mut self.buyers, buyer.to_owned(), i64::from(qty));
             let (remaining, expires) = self.reserve(now, id, buyer, sku, qty);
             return (RESERVED, remaining, expires, String::new());
         }
-        let waiting = self.waiting(sku);
         let cap = i64::from(self.settings.cap);
         if self.settings.waitlist && (cap == 0 || waiting < cap) {
             self.wl_seq += 1;
@@ -794,7 +859,13 @@ impl Model {
                 format!("sold out; you are number {} on the waitlist", waiting + 1),
             );
         }
-        let reason = if avail > 0 { format!("only {avail} left") } else { String::new() };
+        let reason = if behind {
+            format!("the last {avail} go to the waitlist")
+        } else if avail > 0 {
+            format!("only {avail} left")
+        } else {
+            String::new()
+        };
         (SOLD_OUT, avail, 0, reason)
     }
 
@@ -824,15 +895,16 @@ impl Model {
     fn reserve(&mut self, now: i64, id: &str, buyer: &str, sku: &str, qty: u32) -> (i64, i64) {
         let remaining = bump(&mut self.stock, sku.to_owned(), -i64::from(qty));
         bump(&mut self.held, sku.to_owned(), i64::from(qty));
+        *self.active.get_or_insert(0) += 1;
         let expires = now.saturating_add(self.settings.hold_ms());
-        if let Some(old) = self.holds.get(id) {
-            self.expiry.remove(&(old.expires_at_ms, id.to_owned()));
-        }
         self.holds.insert(
             id.to_owned(),
             Hold { sku: sku.to_owned(), quantity: qty, buyer: buyer.to_owned(), expires_at_ms: expires },
         );
-        self.expiry.insert((expires, id.to_owned()));
+        match self.untagged.last_mut() {
+            Some((at, ids)) if *at == expires => ids.push(id.to_owned()),
+            _ => self.untagged.push((expires, vec![id.to_owned()])),
+        }
         (remaining, expires)
     }
 
@@ -877,7 +949,7 @@ impl Model {
             return;
         }
         let prefix = format!("{sku}{SEP}");
-        loop {
+        while self.promote_left > 0 {
             let avail = self.stock(sku);
             if avail <= 0 {
                 return;
@@ -893,10 +965,23 @@ impl Model {
             if i64::from(entry.quantity) > avail {
                 return;
             }
+            self.promote_left -= 1;
             self.waitlist.remove(&member);
             self.wlinfo.remove(&id);
             bump(&mut self.waiting, sku.to_owned(), -1);
             let (remaining, expires) = self.reserve(now, &id, &entry.buyer, sku, entry.quantity);
+            self.hold_log.insert(
+                id.clone(),
+                HoldRecord {
+                    status: RESERVED,
+                    source: Source { stream: "promote".into(), offset: -1 },
+                    reason: String::new(),
+                    sku: sku.to_owned(),
+                    quantity: entry.quantity,
+                    remaining,
+                    decided_at_ms: now,
+                },
+            );
             self.emit(
                 &id,
                 &entry.buyer,
@@ -911,10 +996,23 @@ impl Model {
         }
     }
 
+    /// Every SKU with orders waiting, in byte order: a sweep goes on with promotions a call left.
+    fn promote_all(&mut self, now: i64) {
+        let mut skus: Vec<String> =
+            self.wlinfo.values().map(|w| w.sku.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        skus.reverse();
+        while self.promote_left > 0 && self.state == DropState::Open {
+            let Some(sku) = skus.pop() else { return };
+            self.promote(now, &sku);
+        }
+    }
+
     /// Ends an active hold and returns its units to stock: (sku, qty, buyer, remaining).
     fn release_hold(&mut self, id: &str) -> Option<(String, u32, String, i64)> {
         let h = self.holds.remove(id)?;
-        self.expiry.remove(&(h.expires_at_ms, id.to_owned()));
+        if let Some(n) = self.active.as_mut() {
+            *n -= 1;
+        }
         bump(&mut self.held, h.sku.clone(), -i64::from(h.quantity));
         let remaining = bump(&mut self.stock, h.sku.clone(), i64::from(h.quantity));
         bump(&mut self.buyers, h.buyer.clone(), -i64::from(h.quantity));
@@ -953,7 +1051,7 @@ impl Model {
         qty: u32,
         was: i32,
     ) -> OpResult {
-        let buyer = ReplyTo::decode(self.reply_to_of(id)).buyer;
+        let buyer = self.decisions.get(id).map(|d| d.buyer.clone()).unwrap_or_default();
         let avail = self.stock(sku);
         let have = if buyer.is_empty() { 0 } else { self.buyer_units(&buyer) };
         let limit = i64::from(self.settings.limit);
@@ -998,7 +1096,9 @@ impl Model {
             qty = h.quantity;
             if confirm {
                 self.holds.remove(id);
-                self.expiry.remove(&(h.expires_at_ms, id.to_owned()));
+                if let Some(n) = self.active.as_mut() {
+                    *n -= 1;
+                }
                 bump(&mut self.held, sku.clone(), -i64::from(qty));
                 bump(&mut self.sold, sku.clone(), i64::from(qty));
                 (status, remaining, reason) = (CONFIRMED, self.stock(&sku), "");
@@ -1268,7 +1368,7 @@ mod tests {
     }
 
     #[test]
-    fn sweep_expires_in_score_then_id_order_and_promotes() {
+    fn sweep_expires_in_the_order_the_holds_were_made_and_promotes() {
         let (mut m, mut o) = (Model::new(), Ops { next: 0 });
         m.apply(T0, &[o.open("t1", &[("CAP", 2)], 0, true, 0)]);
         m.apply(
@@ -1276,9 +1376,9 @@ mod tests {
             &[o.order("zz", "b1", "CAP", 1), o.order("aa", "b2", "CAP", 1), o.order("w", "b3", "CAP", 1)],
         );
         let swept = m.sweep(T0 + 1000, 1, 10);
-        // Both expire at T0 + 1000; "aa" sorts first, and its unit goes to "w".
+        // Both expire at T0 + 1000 under one tag; "zz" was made first, and its unit goes to "w".
         let got: Vec<(&str, i32)> = swept.events.iter().map(|e| (e.order_id.as_str(), e.status)).collect();
-        assert_eq!(got, vec![("aa", EXPIRED), ("w", RESERVED)]);
+        assert_eq!(got, vec![("zz", EXPIRED), ("w", RESERVED)]);
         assert_eq!(swept.active_holds, 2);
         let swept = m.sweep(T0 + 1000, 5, 0);
         assert_eq!(swept.events.len(), 3, "max_outbox 0 returns the whole outbox, like LRANGE 0 -1");

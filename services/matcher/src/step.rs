@@ -129,8 +129,8 @@ pub struct OpResult {
 }
 
 /// Where an order's answers go: the buyer, the chat channel, the display name, how the line
-/// arrived and the platform's message id. The step keeps it (`w SEP order_id` in `decisions`) for
-/// orders that reserved or waitlisted, so the outcomes it makes later — promotion, expiry,
+/// arrived and the platform's message id. The step keeps it in the order's record (`decisions`)
+/// for orders that reserved or waitlisted, so the outcomes it makes later — promotion, expiry,
 /// payment, cancel, close — reach the buyer where they ordered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplyTo {
@@ -225,7 +225,8 @@ pub fn clean(text: &str) -> String {
 
 fn push_op(cmd: &mut redis::Cmd, op: &Op) {
     let (kind, source) = match op {
-        Op::Order { source, .. } => ("o", source),
+        Op::Order { verdict: None, source, .. } => ("o", source),
+        Op::Order { source, .. } => ("v", source),
         Op::Open { source, .. } => ("O", source),
         Op::Restock { source, .. } => ("R", source),
         Op::Close { source, .. } => ("C", source),
@@ -233,12 +234,14 @@ fn push_op(cmd: &mut redis::Cmd, op: &Op) {
         Op::Cancel { source, .. } => ("x", source),
     };
     cmd.arg(kind).arg(&source.stream).arg(source.offset);
+    // What follows depends on the kind (the library's ARITY): only what the operation needs.
     match op {
         Op::Order { order_id, buyer, item, verdict, reply_to, .. } => {
             let (sku, qty) = item.as_ref().map_or(("", 0), |(sku, qty)| (sku.as_str(), qty.get()));
-            let (status, reason) =
-                verdict.as_ref().map_or((0, String::new()), |(s, r)| (*s as i32, clean(r)));
-            cmd.arg(order_id).arg(buyer.as_str()).arg(sku).arg(qty).arg(status).arg(reason);
+            cmd.arg(order_id).arg(buyer.as_str()).arg(sku).arg(qty);
+            if let Some((status, reason)) = verdict {
+                cmd.arg(*status as i32).arg(clean(reason));
+            }
             cmd.arg(reply_to.encode());
         }
         Op::Open { trigger_id, stock, limit_per_buyer, hold_ms, waitlist, waitlist_cap, catalog, .. } => {
@@ -247,17 +250,16 @@ fn push_op(cmd: &mut redis::Cmd, op: &Op) {
                 "{limit_per_buyer}{SEP}{hold_ms}{SEP}{}{SEP}{waitlist_cap}",
                 if *waitlist { 1 } else { 0 }
             );
-            cmd.arg(trigger_id).arg("").arg(skus.join(&SEP.to_string())).arg(0).arg(settings).arg(catalog);
-            cmd.arg("");
+            cmd.arg(trigger_id).arg(skus.join(&SEP.to_string())).arg(settings).arg(catalog);
         }
         Op::Restock { trigger_id, sku, quantity, .. } => {
-            cmd.arg(trigger_id).arg("").arg(sku.as_str()).arg(*quantity).arg(0).arg("").arg("");
+            cmd.arg(trigger_id).arg(sku.as_str()).arg(*quantity);
         }
         Op::Close { trigger_id, .. } => {
-            cmd.arg(trigger_id).arg("").arg("").arg(0).arg(0).arg("").arg("");
+            cmd.arg(trigger_id);
         }
         Op::Confirm { order_id, .. } | Op::Cancel { order_id, .. } => {
-            cmd.arg(order_id).arg("").arg("").arg(0).arg(0).arg("").arg("");
+            cmd.arg(order_id);
         }
     }
 }
@@ -427,6 +429,57 @@ pub async fn ack<C: ConnectionLike>(
     })
     .await?;
     Ok(left)
+}
+
+/// An active hold, as [`holds`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHold {
+    /// The order whose hold it is.
+    pub order_id: String,
+    /// SKU.
+    pub sku: String,
+    /// Units held.
+    pub quantity: u32,
+    /// Buyer.
+    pub buyer: String,
+    /// When the payment window ends (Unix ms).
+    pub expires_at_ms: i64,
+    /// Where the order's decision came from (what the sweeper's "expire only once the reservation
+    /// is out" rule compares with the settled offsets).
+    pub source: Source,
+}
+
+/// The drop's active holds, soonest expiry first (at most `max`): for operators and checks, not
+/// for the hot path (it reads every expiry tag of the drop).
+pub async fn holds<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &DropKeys,
+    max: usize,
+) -> Result<Vec<ActiveHold>, RedisError> {
+    let (flat,): (Vec<redis::Value>,) = with_library(conn, || {
+        let mut pipe = redis::pipe();
+        pipe.cmd("FCALL_RO").arg("dropline_holds").arg(keys.all().len()).arg(keys.all()).arg(max);
+        pipe
+    })
+    .await?;
+    if flat.len() % 7 != 0 {
+        return Err(RedisError::from((ErrorKind::UnexpectedReturnType, "a holds reply of uneven length")));
+    }
+    flat.chunks_exact(7)
+        .map(|f| {
+            let int = |v: &redis::Value| redis::from_redis_value_ref::<i64>(v);
+            let text = |v: &redis::Value| redis::from_redis_value_ref::<String>(v);
+            Ok(ActiveHold {
+                order_id: text(&f[0])?,
+                sku: text(&f[1])?,
+                quantity: u32::try_from(int(&f[2])?).unwrap_or(0),
+                buyer: text(&f[3])?,
+                expires_at_ms: int(&f[4])?,
+                source: Source { stream: text(&f[5])?, offset: text(&f[6])?.parse().unwrap_or(-1) },
+            })
+        })
+        .collect::<Result<Vec<_>, redis::ParsingError>>()
+        .map_err(RedisError::from)
 }
 
 /// A transfer between the shards of a split drop, journalled in the donor until settled.

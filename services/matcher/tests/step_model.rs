@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dropline_core::redis::Conn;
 use dropline_matcher::chat::{BuyerId, Quantity, Sku};
-use dropline_matcher::model::{self, KeyContents, Model, CLOSE_CHUNK, KEY_NAMES};
+use dropline_matcher::model::{self, KeyContents, Model, CLOSE_CHUNK, KEY_NAMES, PROMOTE_CHUNK};
 use dropline_matcher::step::{self, DropKeys, Op, OpResult, ReplyTo, Source};
 use dropline_proto::v1::ReservationStatus;
 use proptest::prelude::*;
@@ -667,11 +667,16 @@ impl Case {
         let want = self.model.sweep(now, max_expire, max_outbox);
         prop_assert_eq!(&got, &want, "sweep at step {} (drop {})", self.steps, self.drop_id);
 
-        // Due holds are gone (up to max_expire of them, earliest first), their units back.
-        let left_due = self.model.holds().filter(|(_, h)| h.expires_at_ms <= now).count();
-        prop_assert_eq!(left_due, due.len().saturating_sub(max_expire));
-        for (_, id) in due.iter().take(max_expire) {
-            prop_assert!(self.model.hold(id).is_none(), "hold {} survived its sweep", id);
+        // Due holds expired: at most max_expire of them (the sweep looks at no more entries than
+        // that, ended holds included), earliest first, each recorded EXPIRED now.
+        let (gone, left): (Vec<_>, Vec<_>) = due.iter().partition(|(_, id)| self.model.hold(id).is_none());
+        prop_assert!(gone.len() <= max_expire, "{} holds expired with max_expire {}", gone.len(), max_expire);
+        if let (Some(last), Some(first)) =
+            (gone.iter().map(|(at, _)| at).max(), left.iter().map(|(at, _)| at).min())
+        {
+            prop_assert!(last <= first, "a hold due at {} expired before one due at {}", last, first);
+        }
+        for (_, id) in &gone {
             let record = self.model.hold_record(id).map(|h| (h.status, h.decided_at_ms));
             prop_assert_eq!(record, Some((EXPIRED, now)));
         }
@@ -815,7 +820,7 @@ fn the_library_does_what_the_model_does() {
     let conn = rt.block_on(connect());
     let mut runner = TestRunner::new(Config {
         // PROPTEST_CASES=n runs more.
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256),
         failure_persistence: None,
         max_shrink_iters: 2000,
         ..Config::default()
@@ -1173,6 +1178,91 @@ fn closing_a_long_waitlist_answers_it_in_chunks() {
             swept_times, 2,
             "close + two sweeps for {waiting} waitlisted orders in chunks of {CLOSE_CHUNK}"
         );
+        delete_drop(&mut conn, &keys).await;
+    });
+}
+
+/// A restock larger than [`PROMOTE_CHUNK`] promotes one chunk in its own call; the sweeps promote
+/// the rest, oldest first, as the model does — and orders that arrive meanwhile do not jump the line.
+#[test]
+fn a_big_restock_promotes_the_waitlist_in_chunks() {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = connect().await;
+        let keys = DropKeys::new(&unique_drop());
+        let mut model = Model::new();
+        let waiting = 2 * PROMOTE_CHUNK + 37;
+        let mut ops = vec![match open_cap("open-1", 0, 60_000) {
+            Op::Open {
+                source, trigger_id, stock, limit_per_buyer, hold_ms, waitlist_cap, catalog, ..
+            } => Op::Open {
+                source,
+                trigger_id,
+                stock,
+                limit_per_buyer,
+                hold_ms,
+                waitlist: true,
+                waitlist_cap,
+                catalog,
+            },
+            other => other,
+        }];
+        ops.extend((1..=waiting).map(|n| Op::Order {
+            source: Source::new('o', 0, i64::try_from(n).expect("small")),
+            order_id: format!("o{n}"),
+            buyer: buyer(&format!("b{n}")),
+            item: Some((sku("CAP"), qty(1))),
+            verdict: None,
+            reply_to: reply_to(&format!("b{n}")),
+        }));
+        let restock = Op::Restock {
+            source: Source::new('t', 0, 2),
+            trigger_id: "restock-1".into(),
+            sku: sku("CAP"),
+            quantity: u32::try_from(waiting).expect("small"),
+        };
+        let mut batches: Vec<Vec<Op>> = ops.chunks(64).map(<[Op]>::to_vec).collect();
+        batches.push(vec![restock]);
+        for batch in &batches {
+            let got = step::apply(&mut conn, T0, &[(&keys, batch.as_slice())]).await.expect("apply");
+            assert_eq!(got[0], model.apply(T0, batch));
+        }
+        assert_eq!(read_contents(&mut conn, &keys).await.expect("read"), model.contents().to_vec());
+        let promoted = |events: &[step::OutboxEvent]| {
+            events
+                .iter()
+                .filter(|e| e.status == dropline_proto::v1::ReservationStatus::Reserved as i32)
+                .count()
+        };
+        // A new order while units are back but the line is not through: its call promotes the next
+        // chunk, and the order joins the end of the line rather than taking a unit ahead of it.
+        let late = vec![Op::Order {
+            source: Source::new('o', 0, 10_000),
+            order_id: "late".into(),
+            buyer: buyer("b-late"),
+            item: Some((sku("CAP"), qty(1))),
+            verdict: None,
+            reply_to: reply_to("b-late"),
+        }];
+        let got = step::apply(&mut conn, T0, &[(&keys, late.as_slice())]).await.expect("apply");
+        assert_eq!(got[0], model.apply(T0, &late));
+        let behind = waiting - 2 * PROMOTE_CHUNK;
+        assert_eq!(
+            (got[0].results[0].status, got[0].results[0].waitlist_position),
+            (
+                dropline_proto::v1::ReservationStatus::Waitlisted as i32,
+                u32::try_from(behind + 1).expect("small")
+            )
+        );
+        let got = step::sweep(&mut conn, &keys, T0, 0, 10_000, &[]).await.expect("sweep");
+        assert_eq!(got, model.sweep(T0, 0, 10_000));
+        assert_eq!(promoted(&got.events), waiting, "the sweep promoted the rest of the line");
+        assert_eq!(got.waitlisted, 1, "the late order waits: every unit went to the line before it");
+        // In waitlist order: o1 first, o237 last.
+        let ids: Vec<&str> = got.events.iter().map(|e| e.order_id.as_str()).collect();
+        let want: Vec<String> = (1..=waiting).map(|n| format!("o{n}")).collect();
+        assert_eq!(ids, want.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(read_contents(&mut conn, &keys).await.expect("read"), model.contents().to_vec());
         delete_drop(&mut conn, &keys).await;
     });
 }

@@ -6,7 +6,8 @@
 //!     order, one client, as hand-written flash sales do; (c) the matcher's batched step alone (256
 //!     orders per call, [`STEP_IN_FLIGHT`] calls in flight so Redis never idles while the client
 //!     builds the next, as (a)'s 50 clients keep it busy); (d) a bare consume → produce passthrough over the same broker; (e) the
-//!     matcher end to end, draining a backlog through the broker and Redis.
+//!     matcher end to end, draining a backlog through the broker and Redis (the span between its
+//!     first and last outcome, by the outcomes' timestamps).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -395,7 +396,10 @@ pub async fn matcher(settings: &Settings, run: &str, sizes: Sizes, binary: &std:
     reader.subscribe(&[settings.topics.name(TopicKind::Reservations)])?;
     let matcher = crate::run::Matcher::start(binary, &settings, &format!("{run}-match")).await?;
     let mut stream = reader.stream();
-    let mut first: Option<Instant> = None;
+    // The span is read off the outcomes' own timestamps (set by the matcher's producer), not off
+    // the clock when this reader sees them: the reader joins its group while the matcher already
+    // works, then reads a backlog at its own pace.
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
     let mut seen = 0u64;
     let result = async {
         while seen < sizes.messages {
@@ -404,15 +408,16 @@ pub async fn matcher(settings: &Settings, run: &str, sizes: Sizes, binary: &std:
                 .context("matcher: no outcome within 60 s")?
                 .context("stream ended")??;
             if message.payload().is_some() {
-                first.get_or_insert_with(Instant::now);
+                let at = message.timestamp().to_millis().context("an outcome without a timestamp")?;
+                (first, last) = (first.min(at), last.max(at));
                 seen += 1;
             }
         }
         anyhow::Ok(())
     }
     .await;
-    let elapsed = first.map_or(Duration::from_secs(1), |f| f.elapsed());
     drop(matcher);
     result?;
-    Ok(seen as f64 / elapsed.as_secs_f64())
+    let span_ms = (last - first).max(1);
+    Ok(seen as f64 * 1000.0 / span_ms as f64)
 }

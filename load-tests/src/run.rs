@@ -70,6 +70,8 @@ struct Counters {
     orders: AtomicU64,
     decided: AtomicU64,
     producer_errors: AtomicU64,
+    /// When the last outcome arrived (ms since the run's start).
+    heard_ms: AtomicU64,
 }
 
 /// What the consumer folds outcomes into.
@@ -266,13 +268,36 @@ where
         // hands its unit to the next buyer in line, so a waitlist drains hold by hold — so wait
         // while any open hold is within its window (+ grace), up to SETTLE_CAP.
         let cap = Instant::now() + SETTLE_CAP;
+        // Every 10 s, how the drain goes: holds open, in line, and the outcomes since the last line
+        // (a drain that never ends shows here whether units keep cycling, and how).
+        let mut said =
+            (Instant::now(), tally.lock().unwrap_or_else(PoisonError::into_inner).by_status.clone());
         loop {
-            let (open, overdue) = {
+            let (open, overdue, waiting, by_status) = {
                 let t = tally.lock().unwrap_or_else(PoisonError::into_inner);
-                (t.checker.open_holds(), t.checker.overdue_holds(kafka::now_ms(), OVERDUE_GRACE_MS))
+                let (open, overdue) =
+                    (t.checker.open_holds(), t.checker.overdue_holds(kafka::now_ms(), OVERDUE_GRACE_MS));
+                (open, overdue, t.checker.in_line(), t.by_status.clone())
             };
-            if open == 0 || overdue == open || Instant::now() >= cap {
+            let heard = Duration::from_millis(counters.heard_ms.load(Ordering::Relaxed));
+            if crate::check::holds_settled(open, overdue, start.elapsed().saturating_sub(heard))
+                || Instant::now() >= cap
+            {
                 break;
+            }
+            if said.0.elapsed() >= Duration::from_secs(10) {
+                let since: Vec<String> = by_status
+                    .iter()
+                    .filter_map(|(k, n)| {
+                        let d = n - said.1.get(k).copied().unwrap_or(0);
+                        (d > 0).then(|| format!("{k} {d}"))
+                    })
+                    .collect();
+                eprintln!(
+                    "[load] draining: {open} holds open ({overdue} overdue), {waiting} in line; last 10 s: {}",
+                    since.join(", ")
+                );
+                said = (Instant::now(), by_status);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -573,6 +598,7 @@ async fn consume(
             continue;
         };
         let now = start.elapsed();
+        counters.heard_ms.store(u64::try_from(now.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let status = ReservationStatus::try_from(outcome.status).unwrap_or(ReservationStatus::Unspecified);
         let fold = {
             let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);

@@ -146,6 +146,37 @@ fn open_cap(trigger_id: &str, stock: u32, hold_ms: u64) -> Op {
     }
 }
 
+/// [`open_cap`] with the waitlist on (no cap).
+fn open_cap_waitlist(trigger_id: &str, stock: u32, hold_ms: u64) -> Op {
+    match open_cap(trigger_id, stock, hold_ms) {
+        Op::Open { source, trigger_id, stock, limit_per_buyer, hold_ms, waitlist_cap, catalog, .. } => {
+            Op::Open {
+                source,
+                trigger_id,
+                stock,
+                limit_per_buyer,
+                hold_ms,
+                waitlist: true,
+                waitlist_cap,
+                catalog,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Order `o<n>` of one CAP by buyer `b<n>`, at offset `n` of stream `o0`.
+fn cap_order(n: usize) -> Op {
+    Op::Order {
+        source: Source::new('o', 0, i64::try_from(n).expect("small")),
+        order_id: format!("o{n}"),
+        buyer: buyer(&format!("b{n}")),
+        item: Some((sku("CAP"), qty(1))),
+        verdict: None,
+        reply_to: reply_to(&format!("b{n}")),
+    }
+}
+
 /// CAP units for sale in a drop.
 async fn cap_stock(conn: &mut Conn, keys: &DropKeys) -> i64 {
     let v: Option<i64> =
@@ -1116,29 +1147,8 @@ fn closing_a_long_waitlist_answers_it_in_chunks() {
         let keys = DropKeys::new(&unique_drop());
         let mut model = Model::new();
         let waiting = 2 * CLOSE_CHUNK + 37;
-        let mut ops = vec![match open_cap("open-1", 1, 1_000) {
-            Op::Open {
-                source, trigger_id, stock, limit_per_buyer, hold_ms, waitlist_cap, catalog, ..
-            } => Op::Open {
-                source,
-                trigger_id,
-                stock,
-                limit_per_buyer,
-                hold_ms,
-                waitlist: true,
-                waitlist_cap,
-                catalog,
-            },
-            other => other,
-        }];
-        ops.extend((0..=waiting).map(|n| Op::Order {
-            source: Source::new('o', 0, i64::try_from(n).expect("small")),
-            order_id: format!("o{n}"),
-            buyer: buyer(&format!("b{n}")),
-            item: Some((sku("CAP"), qty(1))),
-            verdict: None,
-            reply_to: reply_to(&format!("b{n}")),
-        }));
+        let mut ops = vec![open_cap_waitlist("open-1", 1, 1_000)];
+        ops.extend((0..=waiting).map(cap_order));
         let close = Op::Close { source: Source::new('t', 0, 2), trigger_id: "close-1".into() };
         let mut batches: Vec<Vec<Op>> = ops.chunks(64).map(<[Op]>::to_vec).collect();
         batches.push(vec![close]);
@@ -1192,29 +1202,8 @@ fn a_big_restock_promotes_the_waitlist_in_chunks() {
         let keys = DropKeys::new(&unique_drop());
         let mut model = Model::new();
         let waiting = 2 * PROMOTE_CHUNK + 37;
-        let mut ops = vec![match open_cap("open-1", 0, 60_000) {
-            Op::Open {
-                source, trigger_id, stock, limit_per_buyer, hold_ms, waitlist_cap, catalog, ..
-            } => Op::Open {
-                source,
-                trigger_id,
-                stock,
-                limit_per_buyer,
-                hold_ms,
-                waitlist: true,
-                waitlist_cap,
-                catalog,
-            },
-            other => other,
-        }];
-        ops.extend((1..=waiting).map(|n| Op::Order {
-            source: Source::new('o', 0, i64::try_from(n).expect("small")),
-            order_id: format!("o{n}"),
-            buyer: buyer(&format!("b{n}")),
-            item: Some((sku("CAP"), qty(1))),
-            verdict: None,
-            reply_to: reply_to(&format!("b{n}")),
-        }));
+        let mut ops = vec![open_cap_waitlist("open-1", 0, 60_000)];
+        ops.extend((1..=waiting).map(cap_order));
         let restock = Op::Restock {
             source: Source::new('t', 0, 2),
             trigger_id: "restock-1".into(),

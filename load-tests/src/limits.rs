@@ -176,6 +176,57 @@ pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<(f6
     Ok((rps, per_order(cpu_before, cpu_after, requests)))
 }
 
+/// (f) The longest single calls, which bound how long Redis is blocked: a drop with `waiting`
+/// orders in line is restocked with as many units at once, swept, swept again once the new holds'
+/// payment window is over (each expiry promotes the next in line), closed, and swept once more.
+/// Redis CPU of each call, ms, from `INFO commandstats`.
+pub async fn bounded_calls(settings: &Settings, run: &str, waiting: u32) -> Result<Vec<(&'static str, f64)>> {
+    let mut conn = dropline_core::redis::connect(&settings.redis).await?;
+    step::load(&mut conn).await?;
+    let keys = DropKeys::new(&format!("{run}-bounded"));
+    let sku = Sku::parse(SKU)?;
+    let hold_ms = 3_000;
+    let open = Op::Open {
+        source: Source::new('t', 0, 0),
+        trigger_id: "open".into(),
+        stock: vec![(sku.clone(), 0)],
+        limit_per_buyer: 0,
+        hold_ms,
+        waitlist: true,
+        waitlist_cap: 0,
+        catalog: Vec::new(),
+    };
+    step::apply(&mut conn, 1, &[(&keys, &[open])]).await?;
+    let orders: Vec<Op> = (0..u64::from(waiting)).map(|n| order_op('o', 0, n + 1)).collect::<Result<_>>()?;
+    for chunk in orders.chunks(256) {
+        step::apply(&mut conn, 2, &[(&keys, chunk)]).await?;
+    }
+    let t = 1_000;
+    let restock =
+        Op::Restock { source: Source::new('t', 0, 1), trigger_id: "restock".into(), sku, quantity: waiting };
+    let close = Op::Close { source: Source::new('t', 0, 2), trigger_id: "close".into() };
+    let (budget, outbox) = (step::SWEEP_BUDGET, step::SWEEP_OUTBOX);
+    let mut out = Vec::new();
+    for (what, at) in [
+        ("restock", t),
+        ("sweep", t + 1),
+        ("expiry-sweep", t + hold_ms as i64 + 2),
+        ("close", t + hold_ms as i64 + 3),
+        ("closed-sweep", t + hold_ms as i64 + 4),
+    ] {
+        let before = fcall_cpu(&mut conn).await?;
+        match what {
+            "restock" => drop(step::apply(&mut conn, at, &[(&keys, std::slice::from_ref(&restock))]).await?),
+            "close" => drop(step::apply(&mut conn, at, &[(&keys, std::slice::from_ref(&close))]).await?),
+            _ => drop(step::sweep(&mut conn, &keys, at, budget, outbox, &[]).await?),
+        }
+        let after = fcall_cpu(&mut conn).await?;
+        out.push((what, after.1.saturating_sub(before.1) as f64 / 1000.0));
+    }
+    clean(&mut conn, &keys).await;
+    Ok(out)
+}
+
 /// (b) The naive way: per order WATCH stock, read it, MULTI, take a unit and record the order,
 /// EXEC (retrying when another client raced it); one client, one order at a time.
 pub async fn naive(settings: &Settings, run: &str, sizes: Sizes) -> Result<f64> {

@@ -167,6 +167,13 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             eprintln!("(e) the matcher end to end, a backlog of {messages} orders over 8 drops …");
             l.matcher = limits::matcher(&settings, &run, sizes, &binary).await?;
             eprintln!("    {:.0} orders/s", l.matcher);
+            eprintln!(
+                "(f) the longest single calls: 2,000 in line, restocked at once, swept, expired, closed …"
+            );
+            let calls = limits::bounded_calls(&settings, &run, 2_000).await?;
+            let longest = calls.iter().map(|(_, ms)| *ms).fold(0.0, f64::max);
+            let each: Vec<String> = calls.iter().map(|(what, ms)| format!("{what}={ms:.2}")).collect();
+            eprintln!("    ms of Redis CPU per call: {} (longest {longest:.2})", each.join(" "));
             println!("{}", l.line());
             Ok(ExitCode::SUCCESS)
         }

@@ -557,10 +557,11 @@ local function restock(K, st, now, sku, qty)
   return result(0, sku, qty, remaining, 0, now, 'restocked')
 end
 
--- A closed drop's waitlisted orders are answered SOLD_OUT, at most CLOSE_CHUNK per call, oldest
--- first; close does the first chunk, each sweep the next.
-local function close_chunk(K, now)
-  local members = redis.call('ZRANGE', K.waitlist, 0, CLOSE_CHUNK - 1)
+-- A closed drop's waitlisted orders are answered SOLD_OUT, at most `n` per call, oldest first;
+-- close does the first chunk (CLOSE_CHUNK), each sweep the next (what its budget has left).
+local function close_chunk(K, now, n)
+  if n <= 0 then return end
+  local members = redis.call('ZRANGE', K.waitlist, 0, n - 1)
   for _, member in ipairs(members) do
     local f = split(member)
     local id = f[3]
@@ -573,7 +574,7 @@ local function close_drop(K, st, now)
   if st.state ~= 'open' then return result(DUPLICATE, '', 0, 0, 0, now, 'the drop is not open') end
   hset(K.meta, 'state', 'closed')
   hset(K.meta, 'closed_at', now)
-  close_chunk(K, now)
+  close_chunk(K, now, CLOSE_CHUNK)
   return result(0, '', 0, 0, 0, now, 'closed')
 end
 
@@ -681,9 +682,10 @@ local function apply(keys, args)
 end
 
 -- FCALL dropline_sweep 15 <keys> now max_expire max_outbox [n [stream settled] * n]
--- Expires due holds (returning their stock and promoting waitlisted orders) — at most max_expire
--- holds looked at — goes on with promotions an earlier call left (at most PROMOTE_CHUNK) and with
--- a closed drop's waitlist (CLOSE_CHUNK), then returns { state, active holds, outbox entries
+-- Expires due holds (returning their stock and promoting waitlisted orders), goes on with
+-- promotions an earlier call left and with a closed drop's waitlist — max_expire is the budget of
+-- the whole call: every hold looked at, every promotion and every answer to a closed drop's
+-- waitlist spends one, so a call stays within ~2 ms of Redis time — then returns { state, active holds, outbox entries
 -- (oldest first, up to max_outbox), waitlisted orders }. Entries stay in the outbox until
 -- dropline_ack removes them, so an outcome is published at least once.
 -- With settled offsets per source stream (outcomes published and acknowledged up to there), a
@@ -699,16 +701,17 @@ local function sweep(keys, args)
     settled[args[3 + 2 * i]] = tonumber(args[4 + 2 * i])
   end
   local st = load_state(K)
-  local budget = max_expire
+  -- The call's budget (promotions draw on it too).
+  promote_left = max_expire
   local due = redis.call('ZRANGEBYSCORE', K.expiry, '-inf', now, 'LIMIT', 0, max_expire)
   for _, tag in ipairs(due) do
-    if budget <= 0 then break end
+    if promote_left <= 0 then break end
     local ids = split(hget(K.holds, tag) or '')
     local rest = {}
     for _, id in ipairs(ids) do
-      if budget <= 0 then rest[#rest + 1] = id
+      if promote_left <= 0 then rest[#rest + 1] = id
       elseif id ~= '' then
-        budget = budget - 1
+        promote_left = promote_left - 1
         local published = true
         local d = hget(K.decisions, id)
         if d then
@@ -736,7 +739,7 @@ local function sweep(keys, args)
     end
   end
   promote_all(K, st, now)
-  if st.state == 'closed' then close_chunk(K, now) end
+  if st.state == 'closed' then close_chunk(K, now, promote_left) end
   flush_tags(K)
   local entries = redis.call('LRANGE', K.outbox, 0, max_outbox - 1)
   return { st.state, tonumber(redis.call('HGET', K.meta, 'holds')) or 0, entries, redis.call('ZCARD', K.waitlist) }

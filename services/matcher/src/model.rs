@@ -403,47 +403,34 @@ impl Model {
     /// waitlisted orders and up to `max_outbox` outbox events, oldest first. As in the library (`LRANGE 0 max-1`),
     /// `max_outbox == 0` returns the whole outbox.
     pub fn sweep(&mut self, now_ms: i64, max_expire: usize, max_outbox: usize) -> Swept {
-        self.promote_left = PROMOTE_CHUNK;
+        // max_expire is the call's budget: holds looked at, promotions and a closed drop's
+        // waitlist answers all spend from it.
+        self.promote_left = max_expire;
         let due: Vec<(i64, String)> =
             self.expiry.iter().take_while(|(at, _)| *at <= now_ms).take(max_expire).cloned().collect();
-        // At most max_expire holds looked at; a tag's unexamined rest stays for the next sweep.
-        let mut budget = max_expire;
-        let mut expire = Vec::new();
         for (at, tag) in due {
-            if budget == 0 {
+            if self.promote_left == 0 {
                 break;
             }
             let ids = self.tagged.remove(&tag).unwrap_or_default();
-            let looked = ids.len().min(budget);
-            budget -= looked;
-            expire.extend_from_slice(&ids[..looked]);
-            if looked < ids.len() {
-                self.tagged.insert(tag, ids[looked..].to_vec());
-            } else {
-                self.expiry.remove(&(at, tag));
+            let mut rest = Vec::new();
+            for id in ids {
+                if self.promote_left == 0 {
+                    rest.push(id);
+                    continue;
+                }
+                self.promote_left -= 1;
+                self.expire(now_ms, &id);
             }
-        }
-        for id in expire {
-            if let Some((sku, qty, buyer, remaining)) = self.release_hold(&id) {
-                self.hold_log.insert(
-                    id.clone(),
-                    HoldRecord {
-                        status: EXPIRED,
-                        source: Source { stream: "sweep".into(), offset: -1 },
-                        reason: "payment window ended".into(),
-                        sku: sku.clone(),
-                        quantity: qty,
-                        remaining,
-                        decided_at_ms: now_ms,
-                    },
-                );
-                self.emit(&id, &buyer, &sku, qty, EXPIRED, remaining, 0, now_ms, "the payment window ended");
-                self.promote(now_ms, &sku);
+            if rest.is_empty() {
+                self.expiry.remove(&(at, tag));
+            } else {
+                self.tagged.insert(tag, rest);
             }
         }
         self.promote_all(now_ms);
         if self.state == DropState::Closed {
-            self.close_chunk(now_ms);
+            self.close_chunk(now_ms, self.promote_left);
         }
         self.flush_tags();
         let take = if max_outbox == 0 { self.outbox.len() } else { max_outbox };
@@ -584,6 +571,11 @@ impl Model {
     /// Outbox events not yet acknowledged, oldest first.
     pub fn outbox(&self) -> impl Iterator<Item = &OutboxEvent> + '_ {
         self.outbox.iter()
+    }
+
+    /// Promotions (in a sweep: budget) the last call had left when it ended.
+    pub fn promotions_left(&self) -> usize {
+        self.promote_left
     }
 
     /// Decisions counted under a status name (`stats`).
@@ -1007,6 +999,27 @@ impl Model {
         }
     }
 
+    /// A sweep's expiry of `id`, if its hold is still active: units back, `EXPIRED` in the outbox,
+    /// the SKU's line promoted.
+    fn expire(&mut self, now: i64, id: &str) {
+        if let Some((sku, qty, buyer, remaining)) = self.release_hold(id) {
+            self.hold_log.insert(
+                id.to_owned(),
+                HoldRecord {
+                    status: EXPIRED,
+                    source: Source { stream: "sweep".into(), offset: -1 },
+                    reason: "payment window ended".into(),
+                    sku: sku.clone(),
+                    quantity: qty,
+                    remaining,
+                    decided_at_ms: now,
+                },
+            );
+            self.emit(id, &buyer, &sku, qty, EXPIRED, remaining, 0, now, "the payment window ended");
+            self.promote(now, &sku);
+        }
+    }
+
     /// Ends an active hold and returns its units to stock: (sku, qty, buyer, remaining).
     fn release_hold(&mut self, id: &str) -> Option<(String, u32, String, i64)> {
         let h = self.holds.remove(id)?;
@@ -1211,13 +1224,13 @@ impl Model {
         }
         self.state = DropState::Closed;
         self.closed_at = Some(now);
-        self.close_chunk(now);
+        self.close_chunk(now, CLOSE_CHUNK);
         result(0, "", 0, 0, 0, now, "closed")
     }
 
-    /// Answers up to [`CLOSE_CHUNK`] of a closed drop's waitlisted orders SOLD_OUT, oldest first.
-    fn close_chunk(&mut self, now: i64) {
-        let members: Vec<String> = self.waitlist.iter().take(CLOSE_CHUNK).cloned().collect();
+    /// Answers up to `n` of a closed drop's waitlisted orders SOLD_OUT, oldest first.
+    fn close_chunk(&mut self, now: i64, n: usize) {
+        let members: Vec<String> = self.waitlist.iter().take(n).cloned().collect();
         for member in members {
             let id = member.split(SEP).nth(2).unwrap_or_default().to_owned();
             if let Some((sku, qty, buyer)) = self.leave_waitlist(&id) {
@@ -1375,8 +1388,9 @@ mod tests {
             T0,
             &[o.order("zz", "b1", "CAP", 1), o.order("aa", "b2", "CAP", 1), o.order("w", "b3", "CAP", 1)],
         );
-        let swept = m.sweep(T0 + 1000, 1, 10);
-        // Both expire at T0 + 1000 under one tag; "zz" was made first, and its unit goes to "w".
+        let swept = m.sweep(T0 + 1000, 2, 10);
+        // Both expire at T0 + 1000 under one tag; "zz" was made first, its unit goes to "w" (the
+        // budget of 2: one expiry, one promotion).
         let got: Vec<(&str, i32)> = swept.events.iter().map(|e| (e.order_id.as_str(), e.status)).collect();
         assert_eq!(got, vec![("zz", EXPIRED), ("w", RESERVED)]);
         assert_eq!(swept.active_holds, 2);

@@ -382,6 +382,9 @@ struct Case {
     limit_bound: Option<Option<u32>>,
     /// Outbox entries at the head already looked at (returned by a sweep, not yet acknowledged).
     seen_head: usize,
+    /// A call ran out of its budget before the lines it could promote were through: a head that
+    /// fits may wait until a sweep with budget to spare.
+    line_behind: bool,
     steps: usize,
 }
 
@@ -409,6 +412,7 @@ impl Case {
             confirmed_by_sku: BTreeMap::new(),
             limit_bound: None,
             seen_head: 0,
+            line_behind: false,
             steps: 0,
         }
     }
@@ -587,6 +591,7 @@ impl Case {
         for (i, r) in batch.into_iter().zip(got.results) {
             self.check_answer(i, r)?;
         }
+        self.line_behind |= self.model.promotions_left() == 0;
         self.check_step().await
     }
 
@@ -697,6 +702,8 @@ impl Case {
             .map_err(|e| fail(format!("sweep: {e}")))?;
         let want = self.model.sweep(now, max_expire, max_outbox);
         prop_assert_eq!(&got, &want, "sweep at step {} (drop {})", self.steps, self.drop_id);
+        // A sweep with budget left went through every line.
+        self.line_behind = self.model.promotions_left() == 0;
 
         // Due holds expired: at most max_expire of them (the sweep looks at no more entries than
         // that, ended holds included), earliest first, each recorded EXPIRED now.
@@ -769,7 +776,7 @@ impl Case {
             prop_assert_eq!(m.sold(s), self.confirmed_by_sku.get(s).copied().unwrap_or(0), "sold {}", s);
             let line = m.waitlist(s);
             prop_assert_eq!(m.waiting(s), line.len() as i64, "waiting {}", s);
-            if let Some(head) = line.first().and_then(|id| m.wait_entry(id)) {
+            if let Some(head) = line.first().and_then(|id| m.wait_entry(id)).filter(|_| !self.line_behind) {
                 prop_assert!(i64::from(head.quantity) > m.stock(s), "{} could have been promoted", s);
             }
         }
@@ -1243,8 +1250,8 @@ fn a_big_restock_promotes_the_waitlist_in_chunks() {
                 u32::try_from(behind + 1).expect("small")
             )
         );
-        let got = step::sweep(&mut conn, &keys, T0, 0, 10_000, &[]).await.expect("sweep");
-        assert_eq!(got, model.sweep(T0, 0, 10_000));
+        let got = step::sweep(&mut conn, &keys, T0, 100, 10_000, &[]).await.expect("sweep");
+        assert_eq!(got, model.sweep(T0, 100, 10_000));
         assert_eq!(promoted(&got.events), waiting, "the sweep promoted the rest of the line");
         assert_eq!(got.waitlisted, 1, "the late order waits: every unit went to the line before it");
         // In waitlist order: o1 first, o237 last.

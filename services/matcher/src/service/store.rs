@@ -14,10 +14,7 @@ use tracing::warn;
 use crate::metrics::Metrics;
 use crate::step::{self, DropKeys, Op};
 
-/// Most holds one sweep call expires, and most outbox entries it returns: a call stays within a
-/// couple of milliseconds of Redis time; the rest waits for the next tick.
-pub(crate) const SWEEP_EXPIRE: usize = 100;
-pub(crate) const SWEEP_OUTBOX: usize = 500;
+use crate::step::{SWEEP_BUDGET, SWEEP_OUTBOX};
 
 /// Connects, retrying with backoff until `shutdown`.
 pub(crate) async fn connect(
@@ -67,7 +64,7 @@ pub(crate) async fn apply_batch(
     .await
 }
 
-/// Sweeps drops (bounded calls, see [`SWEEP_EXPIRE`]): one pipeline, or one call per drop on a cluster.
+/// Sweeps drops (bounded calls, see [`SWEEP_BUDGET`]): one pipeline, or one call per drop on a cluster.
 pub(crate) async fn sweep_many(
     redis: &Conn,
     drops: &[String],
@@ -78,14 +75,14 @@ pub(crate) async fn sweep_many(
         return futures::future::try_join_all(drops.iter().map(|drop_id| {
             let mut conn = redis.clone();
             async move {
-                step::sweep(&mut conn, &DropKeys::new(drop_id), now, SWEEP_EXPIRE, SWEEP_OUTBOX, settled)
+                step::sweep(&mut conn, &DropKeys::new(drop_id), now, SWEEP_BUDGET, SWEEP_OUTBOX, settled)
                     .await
             }
         }))
         .await;
     }
     let keys: Vec<DropKeys> = drops.iter().map(|d| DropKeys::new(d)).collect();
-    step::sweep_pipelined(&mut redis.clone(), &keys, now, SWEEP_EXPIRE, SWEEP_OUTBOX, settled).await
+    step::sweep_pipelined(&mut redis.clone(), &keys, now, SWEEP_BUDGET, SWEEP_OUTBOX, settled).await
 }
 
 /// `version` and `catalog` of each drop's meta: one pipeline, or one request per drop on a cluster.

@@ -24,7 +24,7 @@ use crate::state::AppState;
 
 /// Longest ids, names and lists the API takes.
 const MAX_ID: usize = 64;
-const MAX_ITEMS: usize = 200;
+pub(crate) const MAX_ITEMS: usize = 200;
 
 /// One item of a drop's catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -151,7 +151,7 @@ pub struct DropState {
     pub waitlisted: i64,
 }
 
-fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID
         && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));

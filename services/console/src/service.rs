@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(|| async { Json(crate::openapi::ApiDoc::openapi()) }))
         .route("/readyz", get(readyz))
         .route("/api/drops", get(drops::list).post(drops::create))
+        .route("/api/import/catalog", post(crate::import::catalog))
         .route("/api/drops/{id}", get(drops::get))
         .route("/api/drops/{id}/open", post(drops::open))
         .route("/api/drops/{id}/close", post(drops::close))

@@ -284,3 +284,42 @@ async fn openapi_metrics_and_probes() -> Result<()> {
     ensure!(page.contains("EventSource"), "live page");
     Ok(())
 }
+
+/// A creator uploads the shop's products export and gets draft items (and the rows skipped, and
+/// why); a bad file is refused whole with each bad row named; the items create a drop as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopify_export_becomes_the_items_of_a_drop() -> Result<()> {
+    let c = console().await?;
+    let export = "\u{feff}Handle,Title,Option1 Name,Option1 Value,Variant SKU,Variant Price,Variant Inventory Qty,Image Src\n\
+logo-hoodie,\"Logo Hoodie, heavy\",Size,M,HOODIE-M,49.00,20,https://cdn.example/h.jpg\n\
+logo-hoodie,,,L,HOODIE-L,49.00,12,\n\
+logo-hoodie,,,,,,,https://cdn.example/h2.jpg\n";
+    let post = |token: &'static str, body: &'static str| {
+        c.client.post(format!("{}/api/import/catalog", c.base)).bearer_auth(token).body(body).send()
+    };
+    let response = post(EDITOR, export).await?;
+    ensure!(response.status() == 403, "an editor imports: {}", response.status());
+    let response = post(CREATOR, export).await?;
+    ensure!(response.status() == 200, "import: {} {}", response.status(), response.text().await?);
+    let imported: Value = response.json().await?;
+    ensure!(imported["format"] == "shopify_legacy", "{imported}");
+    let skus: Vec<&str> =
+        imported["items"].as_array().context("items")?.iter().filter_map(|i| i["sku"].as_str()).collect();
+    ensure!(skus == ["HOODIE-M", "HOODIE-L"], "{imported}");
+    ensure!(imported["items"][1]["name"] == "Logo Hoodie, heavy", "the title carries over: {imported}");
+    ensure!(imported["skipped"][0]["line"] == 4, "the image row is skipped: {imported}");
+
+    let response = post(CREATOR, "sku,name,stock\nCAP,cap,5\nCAP,cap,-1\n").await?;
+    ensure!(response.status() == 400, "a bad file: {}", response.status());
+    let refused: Value = response.json().await?;
+    ensure!(refused["error"].as_str().is_some_and(|e| e.starts_with("body: ")), "{refused}");
+    let rows = refused["rows"].as_array().context("rows")?;
+    ensure!(rows.len() == 2 && rows[0]["field"] == "sku" && rows[1]["field"] == "stock", "{refused}");
+    let response = post(CREATOR, "colour,count\nred,1\n").await?;
+    ensure!(response.status() == 400, "not an export: {}", response.status());
+
+    let id = unique("imported");
+    let body = json!({ "id": id, "title": "Imported", "items": imported["items"], "hold_seconds": 60 });
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
+    Ok(())
+}

@@ -8,9 +8,12 @@ use crate::auth::Access;
 #[derive(Debug, Clone)]
 pub struct ConsoleConfig {
     /// Tokens and roles: `DROPLINE_CONSOLE_TOKENS` (`role:token,…`) or the file named by
-    /// `DROPLINE_CONSOLE_TOKENS_FILE` (one `role:token` per line); writes per token per second
-    /// `DROPLINE_CONSOLE_WRITE_RATE` (default 20).
+    /// `DROPLINE_CONSOLE_TOKENS_FILE` (one `role:token` per line); with neither, the tokens this
+    /// console made on its first start (`first_start`, kept in its state directory); writes per
+    /// token per second `DROPLINE_CONSOLE_WRITE_RATE` (default 20).
     pub access: Access,
+    /// Tokens made by this start (role, token): the console prints their login URLs once.
+    pub made_tokens: Vec<(String, String)>,
     /// Secret of the Stripe webhook endpoint (`DROPLINE_STRIPE_WEBHOOK_SECRET`, `whsec_…`). Unset:
     /// no Stripe; SKUs without a checkout link are paid in test mode on the claim page.
     pub stripe_secret: Option<Vec<u8>>,
@@ -38,6 +41,7 @@ impl ConsoleConfig {
                 )
             })?,
         };
+        let mut made_tokens = Vec::new();
         let (var, spec) = match (lookup("DROPLINE_CONSOLE_TOKENS"), lookup("DROPLINE_CONSOLE_TOKENS_FILE")) {
             (Some(spec), _) => ("DROPLINE_CONSOLE_TOKENS", spec),
             (None, Some(file)) => {
@@ -47,11 +51,25 @@ impl ConsoleConfig {
                 ("DROPLINE_CONSOLE_TOKENS_FILE", spec)
             }
             (None, None) => {
-                return Err(bad(
-                    "DROPLINE_CONSOLE_TOKENS",
-                    String::new(),
-                    "role:token entries (creator, producer, editor), or DROPLINE_CONSOLE_TOKENS_FILE".into(),
-                ))
+                let expected = |why: String| {
+                    format!(
+                        "role:token entries (creator, producer, editor), DROPLINE_CONSOLE_TOKENS_FILE, \
+                         or a state directory for tokens made on the first start ({why})"
+                    )
+                };
+                let dir = crate::first_start::state_dir(&lookup).ok_or_else(|| {
+                    bad(
+                        "DROPLINE_CONSOLE_TOKENS",
+                        String::new(),
+                        expected("no DROPLINE_CONSOLE_STATE nor HOME".into()),
+                    )
+                })?;
+                let (spec, made) = crate::first_start::tokens(&dir)
+                    .map_err(|why| bad("DROPLINE_CONSOLE_STATE", dir.display().to_string(), expected(why)))?;
+                if made {
+                    made_tokens = crate::first_start::logins(&spec);
+                }
+                ("DROPLINE_CONSOLE_STATE", spec)
             }
         };
         let access = Access::parse(&spec, rate).map_err(|why| bad(var, "(hidden)".into(), why))?;
@@ -75,6 +93,6 @@ impl ConsoleConfig {
                 Some(v) if v == "off" => false,
                 Some(v) => return Err(bad("DROPLINE_CONSOLE_TEST_PAYMENTS", v, "on or off".into())),
             };
-        Ok(ConsoleConfig { access, stripe_secret, test_payments })
+        Ok(ConsoleConfig { access, made_tokens, stripe_secret, test_payments })
     }
 }

@@ -8,6 +8,7 @@ pub mod clips;
 pub mod config;
 pub mod drops;
 pub mod error;
+pub mod first_start;
 pub mod import;
 pub mod live;
 pub mod metrics;

@@ -103,6 +103,7 @@ pub async fn run(
     let health = Health::default();
     health.set("reservations", false, "starting");
     health.set("clips", false, "starting");
+    let made_tokens = config.made_tokens;
     let state = AppState {
         settings: Arc::new(settings.clone()),
         access: config.access,
@@ -123,6 +124,15 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(settings.http).await?;
     let addr = listener.local_addr()?;
     info!(addr = %addr, "console listening: live view http://{addr}/ · gallery http://{addr}/gallery");
+    if !made_tokens.is_empty() {
+        // Printed once, as Jupyter does: the tokens were made by this start and are kept in the
+        // state directory; later starts reuse them silently.
+        println!("No tokens were configured: this console made one per role (kept for the next start).");
+        for (role, token) in &made_tokens {
+            let page = if role == "editor" { "gallery" } else { "" };
+            println!("  {role:<8} http://{addr}/{page}?token={token}");
+        }
+    }
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     for follower in followers {
         follower.abort();

@@ -148,7 +148,7 @@ impl FromRequestParts<AppState> for Caller {
         let from_query = parts.uri.query().and_then(|q| {
             q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(str::to_owned))
         });
-        let token = match (from_header, from_query) {
+        let token = match (from_header, from_query.or_else(|| session_cookie(&parts.headers))) {
             (Some(Ok(token)), _) => token,
             (Some(Err(_)), _) => return Err(unauthorized("Authorization must be `Bearer <token>`")),
             (None, Some(token)) => token,
@@ -157,6 +157,38 @@ impl FromRequestParts<AppState> for Caller {
         let role = state.access.role(&token).ok_or_else(|| unauthorized("unknown token"))?;
         Ok(Caller { role, token })
     }
+}
+
+/// The cookie a browser signs in with: pages opened with `?token=` set it (HttpOnly,
+/// SameSite=Strict) and drop the token from the address bar; same-origin calls then carry it.
+pub const SESSION_COOKIE: &str = "dropline_session";
+
+/// The session cookie's token, if the request has one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('=').map(str::to_owned))
+        .filter(|t| !t.is_empty())
+}
+
+/// A page opened with `?token=<a known token>`: the same page without the token, and the cookie
+/// that keeps the browser signed in (`Secure` when the console's public URL is https). Any other
+/// request: `None` (the page is served as it is).
+pub fn sign_in(access: &Access, path: &str, query: Option<&str>, secure: bool) -> Option<(String, String)> {
+    let query = query?;
+    let token = query.split('&').find_map(|pair| pair.strip_prefix("token="))?;
+    access.role(token)?;
+    let rest: Vec<&str> =
+        query.split('&').filter(|pair| !pair.starts_with("token=") && !pair.is_empty()).collect();
+    let location = if rest.is_empty() { path.to_owned() } else { format!("{path}?{}", rest.join("&")) };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{}",
+        if secure { "; Secure" } else { "" }
+    );
+    Some((location, cookie))
 }
 
 #[cfg(test)]
@@ -178,6 +210,29 @@ mod tests {
         assert!(Access::parse("creator:short", 5).unwrap_err().contains("shorter"));
         assert!(Access::parse("justatoken", 5).unwrap_err().contains("role:token"));
         assert!(Access::parse("creator:cccccccccccccccc1", 0).is_err());
+    }
+
+    #[test]
+    fn a_page_opened_with_a_token_signs_in_and_drops_it_from_the_address() {
+        let access = Access::parse("producer:pppppppppppppppp1", 5).unwrap();
+        let (location, cookie) =
+            sign_in(&access, "/", Some("token=pppppppppppppppp1&drop=fall"), false).expect("signed in");
+        assert_eq!(location, "/?drop=fall");
+        assert!(cookie.starts_with("dropline_session=pppppppppppppppp1; Path=/; HttpOnly; SameSite=Strict"));
+        assert!(!cookie.contains("Secure"));
+        assert!(sign_in(&access, "/gallery", Some("token=pppppppppppppppp1"), true)
+            .unwrap()
+            .1
+            .ends_with("; Secure"));
+        assert_eq!(
+            sign_in(&access, "/", Some("token=unknown-token-123456"), false),
+            None,
+            "an unknown token"
+        );
+        assert_eq!(sign_in(&access, "/", Some("drop=fall"), false), None);
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::COOKIE, "theme=dark; dropline_session=pppppppppppppppp1".parse().unwrap());
+        assert_eq!(session_cookie(&headers).as_deref(), Some("pppppppppppppppp1"));
     }
 
     #[test]

@@ -26,11 +26,35 @@ use crate::{claims, clips, drops, live, overlay, report, stripe};
 /// Could not start or serve.
 pub type ConsoleError = dropline_core::StartError;
 
+/// A page of the console; opened with `?token=`, it signs the browser in first (a cookie) and
+/// comes back without the token in the address bar.
+async fn page(State(state): State<AppState>, uri: axum::http::Uri, html: &'static str) -> Response {
+    let secure = state.settings.public_url.starts_with("https://");
+    match crate::auth::sign_in(&state.access, uri.path(), uri.query(), secure) {
+        Some((location, cookie)) => (
+            StatusCode::SEE_OTHER,
+            [(axum::http::header::LOCATION, location), (axum::http::header::SET_COOKIE, cookie)],
+        )
+            .into_response(),
+        None => Html(html).into_response(),
+    }
+}
+
 /// Every route of the console.
 pub fn router(state: AppState) -> Router {
     let app = Router::new()
-        .route("/", get(|| async { Html(include_str!("../assets/live.html")) }))
-        .route("/gallery", get(|| async { Html(include_str!("../assets/gallery.html")) }))
+        .route(
+            "/",
+            get(|state: State<AppState>, uri: axum::http::Uri| {
+                page(state, uri, include_str!("../assets/live.html"))
+            }),
+        )
+        .route(
+            "/gallery",
+            get(|state: State<AppState>, uri: axum::http::Uri| {
+                page(state, uri, include_str!("../assets/gallery.html"))
+            }),
+        )
         .route("/openapi.json", get(|| async { Json(crate::openapi::ApiDoc::openapi()) }))
         .route("/readyz", get(readyz))
         .route("/api/drops", get(drops::list).post(drops::create))

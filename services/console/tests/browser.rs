@@ -158,6 +158,18 @@ async fn the_live_page_shows_stock_fall_and_the_gallery_shows_clips() -> Result<
 
     let browser = Browser::start().await?;
     browser.open(&format!("{}/?token={PRODUCER}&drop={id}", c.base)).await?;
+    // The login URL signed the browser in with a cookie the page's script cannot read, and the
+    // token left the address bar.
+    let (address, cookies) =
+        (browser.eval("return location.href").await?, browser.eval("return document.cookie").await?);
+    ensure!(
+        address.as_str().is_some_and(|a| !a.contains("token") && a.ends_with(&format!("/?drop={id}"))),
+        "{address}"
+    );
+    ensure!(
+        cookies.as_str().is_some_and(|c| !c.contains("dropline_session")),
+        "an HttpOnly cookie: {cookies}"
+    );
     let mut seen_widths = Vec::new();
     let mut ready = false;
     for _ in 0..100 {

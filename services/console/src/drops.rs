@@ -84,6 +84,21 @@ pub struct CreateDrop {
     /// one shard.
     #[serde(default)]
     pub shards: u32,
+    /// A co-op drop's partners: each a chat channel and its share of the revenue in basis points
+    /// (the shares add up to 10,000); the report attributes orders by channel and splits the
+    /// revenue into payouts.
+    #[serde(default)]
+    pub partners: Vec<Partner>,
+}
+
+/// A partner of a co-op drop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    /// The chat channel the partner streams the drop on, e.g. `twitch:#friend`.
+    pub channel: String,
+    /// Share of the revenue, basis points (2,500 = 25 %).
+    pub share_bp: u32,
 }
 
 fn default_hold() -> u32 {
@@ -115,6 +130,9 @@ pub struct DropRecord {
     /// Shards of a split drop (0 or 1: not split).
     #[serde(default)]
     pub shards: u32,
+    /// Co-op partners (empty: a drop of one creator).
+    #[serde(default)]
+    pub partners: Vec<Partner>,
     pub status: DropStatus,
     pub created_at_ms: i64,
     pub opened_at_ms: Option<i64>,
@@ -210,6 +228,20 @@ impl CreateDrop {
                 return bad(format!("channels[{i}]"), "must be like twitch:#creator");
             }
         }
+        if !self.partners.is_empty() {
+            let mut seen = HashMap::new();
+            for (i, partner) in self.partners.iter().enumerate() {
+                let channel = partner.channel.trim().to_lowercase();
+                if channel.is_empty() || channel.contains(char::is_whitespace) {
+                    return bad(format!("partners[{i}].channel"), "must be like twitch:#creator");
+                }
+                if let Some(first) = seen.insert(channel, i) {
+                    return bad(format!("partners[{i}].channel"), &format!("repeats partners[{first}]"));
+                }
+            }
+            let shares: Vec<u32> = self.partners.iter().map(|p| p.share_bp).collect();
+            crate::payout::check_shares(&shares).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
         Ok(())
     }
 }
@@ -282,6 +314,11 @@ pub async fn create(
         recording: new.recording,
         max_quantity_per_order: new.max_quantity_per_order,
         shards: new.shards,
+        partners: new
+            .partners
+            .iter()
+            .map(|p| Partner { channel: p.channel.trim().to_lowercase(), share_bp: p.share_bp })
+            .collect(),
         status: DropStatus::Draft,
         created_at_ms: now_ms(),
         opened_at_ms: None,

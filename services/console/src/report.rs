@@ -29,6 +29,22 @@ pub struct SkuReport {
     pub revenue_cents: i64,
 }
 
+/// A co-op partner in the report: the orders that came through its channel, and its payout.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PartnerReport {
+    pub channel: String,
+    pub share_bp: u32,
+    /// Orders decided that came through the partner's channel.
+    pub orders: u64,
+    /// Its share of the drop's revenue, whole cents ([`PAYOUT_RULE`]).
+    pub payout_cents: i64,
+}
+
+/// How payouts are rounded, as the report states it.
+pub const PAYOUT_RULE: &str = "each partner gets the whole cents of its share of the revenue, rounded down; the cents \
+     left over go one each to the partners with the largest fractions (ties: the partner listed first), so the \
+     payouts add up to the revenue exactly";
+
 /// A drop's report.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Report {
@@ -43,6 +59,10 @@ pub struct Report {
     /// Orders decided per chat channel.
     pub orders_per_channel: BTreeMap<String, u64>,
     pub revenue_cents: i64,
+    /// A co-op drop's partners with their orders and payouts (empty for a drop of one creator).
+    pub partners: Vec<PartnerReport>,
+    /// How the payouts are rounded (with partners).
+    pub payout_rule: Option<&'static str>,
 }
 
 /// The drop's report (live while it runs; final once closed and holds are settled).
@@ -74,15 +94,36 @@ pub async fn report(
             revenue_cents: s.confirmed.saturating_mul(s.price_cents),
         })
         .collect();
+    let revenue_cents: i64 = skus.iter().map(|s| s.revenue_cents).sum();
+    let shares: Vec<u32> = drop.partners.iter().map(|p| p.share_bp).collect();
+    let payouts = if drop.partners.is_empty() {
+        Vec::new()
+    } else {
+        crate::payout::split(u64::try_from(revenue_cents).unwrap_or(0), &shares)
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+    };
+    let partners: Vec<PartnerReport> = drop
+        .partners
+        .iter()
+        .zip(payouts)
+        .map(|(p, cents)| PartnerReport {
+            channel: p.channel.clone(),
+            share_bp: p.share_bp,
+            orders: per_channel.get(&p.channel).copied().unwrap_or(0),
+            payout_cents: i64::try_from(cents).unwrap_or(i64::MAX),
+        })
+        .collect();
     Ok(Json(Report {
         drop_id: drop.id.clone(),
         title: drop.title.clone(),
         status: format!("{:?}", drop.status).to_lowercase(),
         opened_at_ms: drop.opened_at_ms,
         closed_at_ms: drop.closed_at_ms,
-        revenue_cents: skus.iter().map(|s| s.revenue_cents).sum(),
+        revenue_cents,
         skus,
         outcomes,
         orders_per_channel: per_channel,
+        payout_rule: (!partners.is_empty()).then_some(PAYOUT_RULE),
+        partners,
     }))
 }

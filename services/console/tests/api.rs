@@ -102,7 +102,21 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
     let c = console().await?;
     let id = unique("flow");
     let producer = kafka::producer(&c.settings, "test")?;
-    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(drop_body(&id, 2)), 201, "").await?;
+    // A co-op of two channels: the creator's (70 %) and a friend's (30 %).
+    let mut body = drop_body(&id, 2);
+    body["partners"] = json!([{"channel": "twitch:#creator", "share_bp": 7000}, {"channel": "Twitch:#friend", "share_bp": 3000}]);
+    let mut bad = body.clone();
+    bad["partners"][1]["share_bp"] = json!(2000);
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(CREATOR),
+        Some(bad),
+        400,
+        "partners: the shares add up to 9000",
+    )
+    .await?;
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
     let listed = c.expect(Method::GET, "/api/drops", Some(EDITOR), None, 200, "").await?;
     ensure!(listed.as_array().is_some_and(|a| a.iter().any(|d| d["id"] == id.as_str())), "{listed}");
     let opened =
@@ -166,6 +180,16 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
     ensure!(report["revenue_cents"] == 6500, "{report}");
     ensure!(report["outcomes"]["RESERVED"] == 2 && report["outcomes"]["SOLD_OUT"] == 1, "{report}");
     ensure!(report["orders_per_channel"]["twitch:#creator"] == 3, "{report}");
+    // 6,500 cents: 4,550 and 1,950, adding up exactly; the creator's channel brought every order.
+    ensure!(
+        report["partners"][0]["payout_cents"] == 4550 && report["partners"][1]["payout_cents"] == 1950,
+        "{report}"
+    );
+    ensure!(
+        report["partners"][0]["orders"] == 3 && report["partners"][1]["channel"] == "twitch:#friend",
+        "{report}"
+    );
+    ensure!(report["payout_rule"].as_str().is_some_and(|r| r.contains("largest fractions")), "{report}");
     ensure!(report["skus"][0]["sold_out_after_ms"].as_i64().is_some_and(|ms| ms >= 0), "{report}");
 
     // A producer's marker becomes a clip request for the drop's recording.

@@ -47,6 +47,17 @@ pub struct OutcomeView {
     pub decided_at_ms: i64,
 }
 
+/// An order paid for: who, through which channel, what, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paid {
+    pub buyer_id: String,
+    pub buyer_name: String,
+    pub channel: String,
+    pub sku: String,
+    pub quantity: u32,
+    pub paid_at_ms: i64,
+}
+
 /// Per-drop numbers folded from its outcomes.
 #[derive(Debug)]
 pub struct DropStats {
@@ -57,6 +68,9 @@ pub struct DropStats {
     /// SKU → decision time of the first outcome that left it with nothing for sale.
     pub sold_out_at_ms: BTreeMap<String, i64>,
     pub first_decision_ms: Option<i64>,
+    /// Order → what was paid for, from its first CONFIRMED (on time or late; a republished
+    /// outcome changes nothing): the creator's buyer list.
+    pub paid: BTreeMap<String, Paid>,
     latency_ms: Histogram<u64>,
     recent: VecDeque<OutcomeView>,
     /// When outcomes arrived here (for the rate).
@@ -71,6 +85,7 @@ impl DropStats {
             confirmed_units: BTreeMap::new(),
             sold_out_at_ms: BTreeMap::new(),
             first_decision_ms: None,
+            paid: BTreeMap::new(),
             latency_ms: Histogram::new_with_bounds(1, 3_600_000, 2)
                 .expect("1 ms to 1 h at 2 digits is a valid histogram"),
             recent: VecDeque::with_capacity(RECENT),
@@ -91,6 +106,14 @@ impl DropStats {
         }
         if status == ReservationStatus::Confirmed {
             *self.confirmed_units.entry(outcome.sku.clone()).or_default() += u64::from(outcome.quantity);
+            self.paid.entry(outcome.order_id.clone()).or_insert_with(|| Paid {
+                buyer_id: outcome.buyer_id.clone(),
+                buyer_name: outcome.buyer_name.clone(),
+                channel: outcome.channel.clone(),
+                sku: outcome.sku.clone(),
+                quantity: outcome.quantity,
+                paid_at_ms: outcome.decided_at_ms,
+            });
         }
         let leaves_none = matches!(status, ReservationStatus::Reserved | ReservationStatus::SoldOut)
             && outcome.remaining <= 0

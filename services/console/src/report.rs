@@ -127,3 +127,96 @@ pub async fn report(
         partners,
     }))
 }
+
+/// The drop's buyers for the creator's CRM, one row per paid order, oldest first: buyer id,
+/// display name, channel, order, SKU, quantity, amount (cents) and when it was paid (Unix ms and
+/// RFC 3339). Creator and producer only: buyer ids are personal data.
+#[utoipa::path(get, path = "/api/drops/{id}/buyers.csv", tag = "drops", params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 403), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn buyers_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    caller.require(&[crate::auth::Role::Creator, crate::auth::Role::Producer], "read the buyer list")?;
+    let record = load(&state, &id).await?;
+    let prices: BTreeMap<String, i64> =
+        record.items.iter().map(|i| (i.sku.to_ascii_uppercase(), i.price_cents)).collect();
+    let mut paid: Vec<(String, crate::live::Paid)> =
+        state.live.with(&id, |stats| stats.paid.iter().map(|(o, p)| (o.clone(), p.clone())).collect());
+    paid.sort_by(|a, b| (a.1.paid_at_ms, &a.0).cmp(&(b.1.paid_at_ms, &b.0)));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| ApiError::unavailable(format!("writing the CSV: {e}"));
+    out.write_record([
+        "buyer_id",
+        "display_name",
+        "channel",
+        "order_id",
+        "sku",
+        "quantity",
+        "amount_cents",
+        "paid_at_ms",
+        "paid_at",
+    ])
+    .map_err(failed)?;
+    for (order, p) in &paid {
+        let amount = prices.get(&p.sku.to_ascii_uppercase()).copied().unwrap_or(0) * i64::from(p.quantity);
+        let at = time_rfc3339(p.paid_at_ms);
+        out.write_record([
+            p.buyer_id.as_str(),
+            &p.buyer_name,
+            &p.channel,
+            order,
+            &p.sku,
+            &p.quantity.to_string(),
+            &amount.to_string(),
+            &p.paid_at_ms.to_string(),
+            &at,
+        ])
+        .map_err(failed)?;
+    }
+    let body = out.into_inner().map_err(|e| ApiError::unavailable(format!("writing the CSV: {e}")))?;
+    let disposition = format!("attachment; filename=\"{id}-buyers.csv\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Unix ms as RFC 3339 UTC (`2026-12-01T17:30:00.123Z`).
+fn time_rfc3339(ms: i64) -> String {
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(super::time_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::time_rfc3339(1_796_145_000_123), "2026-12-01T17:10:00.123Z");
+        assert_eq!(super::time_rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -190,6 +190,22 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
         "{report}"
     );
     ensure!(report["payout_rule"].as_str().is_some_and(|r| r.contains("largest fractions")), "{report}");
+    // The buyer list for the creator's CRM: the one paid order, with who, where, what and when.
+    let buyers = |token: &'static str| {
+        c.client.get(format!("{}/api/drops/{id}/buyers.csv", c.base)).bearer_auth(token).send()
+    };
+    ensure!(buyers(EDITOR).await?.status() == 403, "an editor reads buyer ids");
+    let response = buyers(CREATOR).await?;
+    ensure!(response.status() == 200, "buyers.csv: {}", response.status());
+    ensure!(response.headers()["content-type"] == "text/csv; charset=utf-8", "{:?}", response.headers());
+    let csv = response.text().await?;
+    let rows: Vec<&str> = csv.lines().collect();
+    ensure!(rows.len() == 2 && rows[0].starts_with("buyer_id,display_name,channel,order_id,sku"), "{csv}");
+    ensure!(
+        rows[1].starts_with("twitch:0,")
+            && rows[1].contains(&format!(",twitch:#creator,{id}-o0,HOODIE-L,1,6500,")),
+        "{csv}"
+    );
     ensure!(report["skus"][0]["sold_out_after_ms"].as_i64().is_some_and(|ms| ms >= 0), "{report}");
 
     // A producer's marker becomes a clip request for the drop's recording.

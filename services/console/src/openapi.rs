@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         crate::drops::create, crate::import::catalog, crate::drops::list, crate::drops::get, crate::drops::open, crate::drops::close,
         crate::drops::restock, crate::drops::confirm, crate::drops::cancel, crate::drops::marker,
-        crate::report::report, crate::report::buyers_csv, crate::live::stream,
+        crate::report::report, crate::report::buyers_csv, crate::report::report_csv, crate::live::stream,
         crate::claims::get, crate::claims::events, crate::claims::pay, crate::claims::cancel,
         crate::overlay::get, crate::overlay::stream,
         crate::clips::list, crate::clips::get, crate::clips::video, crate::clips::thumbnail, crate::clips::vertical,

@@ -73,13 +73,98 @@ pub async fn report(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Report>, ApiError> {
-    let record = load(&state, &id).await?;
-    let drop_state = read_state(&state, record).await?;
+    build(&state, &id).await.map(Json)
+}
+
+/// The report as CSV, one row per SKU (sell-through, sold-out time, revenue), then one per co-op
+/// partner (orders, share, payout) — for a spreadsheet.
+#[utoipa::path(get, path = "/api/drops/{id}/report.csv", tag = "drops", params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 404)), security(("bearer" = [])))]
+pub async fn report_csv(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let r = build(&state, &id).await?;
+    let header = [
+        "row",
+        "sku_or_channel",
+        "name",
+        "total",
+        "confirmed",
+        "reserved",
+        "sell_through",
+        "sold_out_after_ms",
+        "revenue_cents",
+        "orders",
+        "share_bp",
+        "payout_cents",
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for s in &r.skus {
+        let sold_out = s.sold_out_after_ms.map(|ms| ms.to_string()).unwrap_or_default();
+        rows.push(vec![
+            "sku".to_owned(),
+            s.sku.clone(),
+            s.name.clone(),
+            s.total.to_string(),
+            s.confirmed.to_string(),
+            s.reserved.to_string(),
+            format!("{:.4}", s.sell_through),
+            sold_out,
+            s.revenue_cents.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    for p in &r.partners {
+        let mut row = vec!["partner".to_owned(), p.channel.clone()];
+        row.extend(std::iter::repeat_n(String::new(), 7));
+        row.extend([p.orders.to_string(), p.share_bp.to_string(), p.payout_cents.to_string()]);
+        rows.push(row);
+    }
+    let mut total = vec!["total".to_owned(), String::new(), r.title.clone()];
+    total.extend(std::iter::repeat_n(String::new(), 5));
+    total.extend([r.revenue_cents.to_string(), String::new(), String::new(), String::new()]);
+    rows.push(total);
+    let body = csv_table(&header, &rows)?;
+    Ok(csv_response(&format!("{id}-report.csv"), body))
+}
+
+/// A header and rows as CSV (quoted where a field needs it).
+fn csv_table(header: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>, ApiError> {
+    let failed = |e: String| ApiError::unavailable(format!("writing the CSV: {e}"));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(header).map_err(|e| failed(e.to_string()))?;
+    for row in rows {
+        out.write_record(row).map_err(|e| failed(e.to_string()))?;
+    }
+    out.into_inner().map_err(|e| failed(e.to_string()))
+}
+
+/// A CSV download.
+fn csv_response(filename: &str, body: Vec<u8>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The report of drop `id`: its record, Redis's counters and the outcomes folded so far.
+async fn build(state: &AppState, id: &str) -> Result<Report, ApiError> {
+    let record = load(state, id).await?;
+    let drop_state = read_state(state, record).await?;
     let drop = &drop_state.drop;
     let opened = drop.opened_at_ms;
     let (outcomes, per_channel, sold_out_at) = state
         .live
-        .with(&id, |stats| (stats.by_status.clone(), stats.by_channel.clone(), stats.sold_out_at_ms.clone()));
+        .with(id, |stats| (stats.by_status.clone(), stats.by_channel.clone(), stats.sold_out_at_ms.clone()));
     let skus: Vec<SkuReport> = drop_state
         .skus
         .iter()
@@ -113,7 +198,7 @@ pub async fn report(
             payout_cents: i64::try_from(cents).unwrap_or(i64::MAX),
         })
         .collect();
-    Ok(Json(Report {
+    Ok(Report {
         drop_id: drop.id.clone(),
         title: drop.title.clone(),
         status: format!("{:?}", drop.status).to_lowercase(),
@@ -125,7 +210,7 @@ pub async fn report(
         orders_per_channel: per_channel,
         payout_rule: (!partners.is_empty()).then_some(PAYOUT_RULE),
         partners,
-    }))
+    })
 }
 
 /// The drop's buyers for the creator's CRM, one row per paid order, oldest first: buyer id,
@@ -139,7 +224,6 @@ pub async fn buyers_csv(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     caller.require(&[crate::auth::Role::Creator, crate::auth::Role::Producer], "read the buyer list")?;
     let record = load(&state, &id).await?;
     let prices: BTreeMap<String, i64> =
@@ -147,9 +231,7 @@ pub async fn buyers_csv(
     let mut paid: Vec<(String, crate::live::Paid)> =
         state.live.with(&id, |stats| stats.paid.iter().map(|(o, p)| (o.clone(), p.clone())).collect());
     paid.sort_by(|a, b| (a.1.paid_at_ms, &a.0).cmp(&(b.1.paid_at_ms, &b.0)));
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let failed = |e: csv::Error| ApiError::unavailable(format!("writing the CSV: {e}"));
-    out.write_record([
+    let header = [
         "buyer_id",
         "display_name",
         "channel",
@@ -159,34 +241,27 @@ pub async fn buyers_csv(
         "amount_cents",
         "paid_at_ms",
         "paid_at",
-    ])
-    .map_err(failed)?;
-    for (order, p) in &paid {
-        let amount = prices.get(&p.sku.to_ascii_uppercase()).copied().unwrap_or(0) * i64::from(p.quantity);
-        let at = time_rfc3339(p.paid_at_ms);
-        out.write_record([
-            p.buyer_id.as_str(),
-            &p.buyer_name,
-            &p.channel,
-            order,
-            &p.sku,
-            &p.quantity.to_string(),
-            &amount.to_string(),
-            &p.paid_at_ms.to_string(),
-            &at,
-        ])
-        .map_err(failed)?;
-    }
-    let body = out.into_inner().map_err(|e| ApiError::unavailable(format!("writing the CSV: {e}")))?;
-    let disposition = format!("attachment; filename=\"{id}-buyers.csv\"");
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (axum::http::header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
+    ];
+    let rows: Vec<Vec<String>> = paid
+        .iter()
+        .map(|(order, p)| {
+            let amount =
+                prices.get(&p.sku.to_ascii_uppercase()).copied().unwrap_or(0) * i64::from(p.quantity);
+            vec![
+                p.buyer_id.clone(),
+                p.buyer_name.clone(),
+                p.channel.clone(),
+                order.clone(),
+                p.sku.clone(),
+                p.quantity.to_string(),
+                amount.to_string(),
+                p.paid_at_ms.to_string(),
+                time_rfc3339(p.paid_at_ms),
+            ]
+        })
+        .collect();
+    let body = csv_table(&header, &rows)?;
+    Ok(csv_response(&format!("{id}-buyers.csv"), body))
 }
 
 /// Unix ms as RFC 3339 UTC (`2026-12-01T17:30:00.123Z`).

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/drops/{id}/markers", post(drops::marker))
         .route("/api/drops/{id}/report", get(report::report))
         .route("/api/drops/{id}/buyers.csv", get(report::buyers_csv))
+        .route("/api/drops/{id}/report.csv", get(report::report_csv))
         .route("/api/drops/{id}/live", get(live::stream))
         .route("/api/holds/{order_id}/confirm", post(drops::confirm))
         .route("/api/holds/{order_id}/cancel", post(drops::cancel))

@@ -206,6 +206,17 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
             && rows[1].contains(&format!(",twitch:#creator,{id}-o0,HOODIE-L,1,6500,")),
         "{csv}"
     );
+    // The report as CSV: a row per SKU, per partner, and the total.
+    let response =
+        c.client.get(format!("{}/api/drops/{id}/report.csv", c.base)).bearer_auth(PRODUCER).send().await?;
+    let csv = response.text().await?;
+    let rows: Vec<&str> = csv.lines().collect();
+    ensure!(rows.iter().any(|r| r.starts_with("sku,HOODIE-L,") && r.contains(",6500,")), "{csv}");
+    ensure!(
+        rows.iter().any(|r| r.starts_with("partner,twitch:#friend,") && r.ends_with(",3000,1950")),
+        "{csv}"
+    );
+    ensure!(rows.last().is_some_and(|r| r.starts_with("total,") && r.contains(",6500,")), "{csv}");
     ensure!(report["skus"][0]["sold_out_after_ms"].as_i64().is_some_and(|ms| ms >= 0), "{report}");
 
     // A producer's marker becomes a clip request for the drop's recording.

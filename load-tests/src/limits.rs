@@ -207,18 +207,20 @@ pub async fn bounded_calls(settings: &Settings, run: &str, waiting: u32) -> Resu
     let close = Op::Close { source: Source::new('t', 0, 2), trigger_id: "close".into() };
     let (budget, outbox) = (step::SWEEP_BUDGET, step::SWEEP_OUTBOX);
     let mut out = Vec::new();
-    for (what, at) in [
-        ("restock", t),
-        ("sweep", t + 1),
-        ("expiry-sweep", t + hold_ms as i64 + 2),
-        ("close", t + hold_ms as i64 + 3),
-        ("closed-sweep", t + hold_ms as i64 + 4),
-    ] {
+    let after_window = t + i64::try_from(hold_ms)?;
+    // Each call: an operation to apply, or none for a sweep.
+    let calls = [
+        ("restock", t, Some(&restock)),
+        ("sweep", t + 1, None),
+        ("expiry-sweep", after_window + 2, None),
+        ("close", after_window + 3, Some(&close)),
+        ("closed-sweep", after_window + 4, None),
+    ];
+    for (what, at, op) in calls {
         let before = fcall_cpu(&mut conn).await?;
-        match what {
-            "restock" => drop(step::apply(&mut conn, at, &[(&keys, std::slice::from_ref(&restock))]).await?),
-            "close" => drop(step::apply(&mut conn, at, &[(&keys, std::slice::from_ref(&close))]).await?),
-            _ => drop(step::sweep(&mut conn, &keys, at, budget, outbox, &[]).await?),
+        match op {
+            Some(op) => drop(step::apply(&mut conn, at, &[(&keys, std::slice::from_ref(op))]).await?),
+            None => drop(step::sweep(&mut conn, &keys, at, budget, outbox, &[]).await?),
         }
         let after = fcall_cpu(&mut conn).await?;
         out.push((what, after.1.saturating_sub(before.1) as f64 / 1000.0));

@@ -312,16 +312,21 @@ local function promote_all(K, st, now)
   end
 end
 
--- Ends an active hold and returns its units to stock. Returns sku, qty, buyer, remaining or nil.
--- The caller records how it ended (the lifecycle record), which is what ends it.
-local function release_hold(K, id)
-  local sku, qty, buyer = active_hold(K, id)
-  if not sku then return nil end
+-- A hold's units back to stock (and off the buyer's count). Returns the stock left.
+local function units_back(K, sku, qty, buyer)
   hincr(K.meta, 'holds', -1)
   hincr(K.held, sku, -qty)
   local remaining = hincr(K.stock, sku, qty)
   hincr(K.buyers, buyer, -qty)
-  return sku, qty, buyer, remaining
+  return remaining
+end
+
+-- Ends order `id`'s active hold, its units back to stock. Returns sku, qty, buyer, remaining or
+-- nil. The caller records how it ended (the lifecycle record), which is what ends it.
+local function release_hold(K, id)
+  local sku, qty, buyer = active_hold(K, id)
+  if not sku then return nil end
+  return sku, qty, buyer, units_back(K, sku, qty, buyer)
 end
 
 -- Takes an order off the waitlist. Returns sku, qty, buyer or nil.
@@ -343,9 +348,9 @@ local function result(status, sku, qty, remaining, expires, now, reason, pos, wh
   return { status, sku, qty, remaining, expires, now, reason, pos or 0, who or '' }
 end
 
--- c: the call's constants as text (now); o: the order's arguments as text (offset, quantity), so
--- the record is built from strings and the only number formatted per order is the stock left.
-local function decide_order(K, st, now, nows, src, off, offs, id, buyer, sku, qty, qtys, pre, why, who)
+-- nows, offs, qtys: the call's time and the order's offset and quantity as the arguments carry
+-- them, so the record is built from strings and the only number formatted per order is the stock left.
+local function decide_order(K, st, now, nows, src, offs, id, buyer, sku, qty, qtys, pre, why, who)
   local prev = hget(K.decisions, id)
   if prev then
     local d = split(prev)
@@ -460,7 +465,7 @@ end
 local function hold_action(K, st, now, src, off, id, confirm)
   local status, sku, qty, remaining, reason = 0, '', 0, 0, ''
   local who = reply_to(K, id)
-  local hsku, hqty = active_hold(K, id)
+  local hsku, hqty, hbuyer = active_hold(K, id)
   if hsku then
     sku, qty = hsku, hqty
     if confirm then
@@ -469,8 +474,7 @@ local function hold_action(K, st, now, src, off, id, confirm)
       hincr(K.sold, sku, qty)
       status, remaining = CONFIRMED, stock_of(K, sku)
     else
-      local _
-      _, _, _, remaining = release_hold(K, id)
+      remaining = units_back(K, sku, qty, hbuyer)
       status, reason = RELEASED, 'cancelled at checkout'
     end
   elseif hget(K.wlinfo, id) then
@@ -639,7 +643,7 @@ local function apply(keys, args)
       else
         local pre, why, who = 0, '', args[p + 7]
         if kind == 'v' then pre, why, who = tonumber(args[p + 7]) or 0, args[p + 8], args[p + 9] end
-        r = decide_order(K, st, now, nows, src, off, offs, id, args[p + 4], args[p + 5], tonumber(args[p + 6]) or 0,
+        r = decide_order(K, st, now, nows, src, offs, id, args[p + 4], args[p + 5], tonumber(args[p + 6]) or 0,
           args[p + 6], pre, why, who)
       end
     elseif kind == 'c' or kind == 'x' then

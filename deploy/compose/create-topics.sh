@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compose init container: creates Dropline's eight contract topics on Redpanda with rpk,
+# Compose init container: creates Dropline's nine contract topics on Redpanda with rpk,
 # idempotently (existing topics are left alone), with the names and partition count the services
 # expect: DROPLINE_TOPIC_PREFIX + contract name (or DROPLINE_TOPIC_<NAME>), DROPLINE_PARTITIONS
 # partitions — what `dropline create-topics` (services/cli) does with the admin API.
@@ -10,7 +10,7 @@ prefix=${DROPLINE_TOPIC_PREFIX:-}
 partitions=${DROPLINE_PARTITIONS:-4}
 replicas=${TOPIC_REPLICAS:-1}
 # The contract's default names, in services/core/src/topics.rs order.
-contract=(chat-orders drop-triggers hold-actions reservations clip-requests clips dead-letters chat-replies)
+contract=(chat-orders drop-triggers hold-actions reservations clip-requests clips dead-letters chat-replies chat-activity)
 
 rpk_() { rpk -X brokers="$brokers" "$@"; }
 

@@ -82,6 +82,7 @@ pub enum Kind {
     Clips,
     DeadLetters,
     ChatReplies,
+    ChatActivity,
 }
 
 impl From<Kind> for TopicKind {
@@ -95,6 +96,7 @@ impl From<Kind> for TopicKind {
             Kind::Clips => TopicKind::Clips,
             Kind::DeadLetters => TopicKind::DeadLetters,
             Kind::ChatReplies => TopicKind::ChatReplies,
+            Kind::ChatActivity => TopicKind::ChatActivity,
         }
     }
 }

@@ -143,7 +143,7 @@ impl ClipIndex {
         clips.insert(view.clip_id.clone(), (view, files));
     }
 
-    fn list(&self, drop_id: Option<&str>) -> Vec<ClipView> {
+    pub(crate) fn list(&self, drop_id: Option<&str>) -> Vec<ClipView> {
         let guard = self.clips.read().unwrap_or_else(PoisonError::into_inner);
         let (order, clips) = &*guard;
         order
@@ -173,7 +173,7 @@ pub async fn follow(state: AppState, shutdown: CancellationToken) {
         |f| match f {
             Followed::Message { event: Ok(event), .. } => state.clips.add(event),
             Followed::Message { event: Err(e), .. } => warn!(error = %e, "clip event skipped"),
-            Followed::CaughtUp => {}
+            Followed::CaughtUp => state.ledger.caught_up(TopicKind::Clips),
         },
     )
     .await;

@@ -246,6 +246,34 @@ impl CreateDrop {
     }
 }
 
+impl CreateDrop {
+    /// The draft this request describes (names trimmed, channels lower-case).
+    fn into_draft(self, created_at_ms: i64) -> DropRecord {
+        DropRecord {
+            id: self.id,
+            title: self.title.trim().to_owned(),
+            items: self.items,
+            limit_per_buyer: self.limit_per_buyer,
+            hold_seconds: self.hold_seconds,
+            waitlist: self.waitlist,
+            waitlist_cap: self.waitlist_cap,
+            channels: self.channels.iter().map(|c| c.trim().to_lowercase()).collect(),
+            recording: self.recording,
+            max_quantity_per_order: self.max_quantity_per_order,
+            shards: self.shards,
+            partners: self
+                .partners
+                .iter()
+                .map(|p| Partner { channel: p.channel.trim().to_lowercase(), share_bp: p.share_bp })
+                .collect(),
+            status: DropStatus::Draft,
+            created_at_ms,
+            opened_at_ms: None,
+            closed_at_ms: None,
+        }
+    }
+}
+
 /// Where the console keeps drop records: one hash per deployment (per triggers topic).
 pub fn records_key(state: &AppState) -> String {
     dropline_core::keys::console_drops(state.settings.topics.name(TopicKind::DropTriggers))
@@ -302,28 +330,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<DropRecord>), ApiError> {
     caller.write(&state.access, &[Role::Creator], "create drops")?;
     new.validate()?;
-    let record = DropRecord {
-        id: new.id,
-        title: new.title.trim().to_owned(),
-        items: new.items,
-        limit_per_buyer: new.limit_per_buyer,
-        hold_seconds: new.hold_seconds,
-        waitlist: new.waitlist,
-        waitlist_cap: new.waitlist_cap,
-        channels: new.channels.iter().map(|c| c.trim().to_lowercase()).collect(),
-        recording: new.recording,
-        max_quantity_per_order: new.max_quantity_per_order,
-        shards: new.shards,
-        partners: new
-            .partners
-            .iter()
-            .map(|p| Partner { channel: p.channel.trim().to_lowercase(), share_bp: p.share_bp })
-            .collect(),
-        status: DropStatus::Draft,
-        created_at_ms: now_ms(),
-        opened_at_ms: None,
-        closed_at_ms: None,
-    };
+    let record = new.into_draft(now_ms());
     let json = serde_json::to_string(&record).map_err(|e| ApiError::unavailable(e.to_string()))?;
     let mut redis = state.redis.clone();
     let created: bool = redis.hset_nx(records_key(&state), &record.id, json).await?;
@@ -332,6 +339,37 @@ pub async fn create(
     }
     tracing::info!(drop_id = %record.id, items = record.items.len(), "drop created");
     Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// Replace a draft drop (the studio's Save): the same fields and checks as creating it; only a
+/// draft can change.
+#[utoipa::path(put, path = "/api/drops/{id}", tag = "drops", params(("id" = String, Path)), request_body = CreateDrop,
+    responses((status = 200, body = DropRecord), (status = 400, description = "invalid field, named in the message"),
+        (status = 404), (status = 409, description = "not a draft, or changed meanwhile")),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(new): Body<CreateDrop>,
+) -> Result<Json<DropRecord>, ApiError> {
+    caller.write(&state.access, &[Role::Creator], "edit drops")?;
+    if new.id != id {
+        return Err(ApiError::bad_request(format!("id: {:?} is not the drop being edited ({id:?})", new.id)));
+    }
+    new.validate()?;
+    let before = load(&state, &id).await?;
+    if before.status != DropStatus::Draft {
+        return Err(ApiError::conflict(
+            format!("drop {id} is {:?}; only a draft can be edited", before.status).to_lowercase(),
+        ));
+    }
+    let after = new.into_draft(before.created_at_ms);
+    if !swap(&state, &before, &after).await? {
+        return Err(ApiError::conflict(format!("drop {id} changed meanwhile; reload and retry")));
+    }
+    tracing::info!(drop_id = %id, items = after.items.len(), "draft edited");
+    Ok(Json(after))
 }
 
 /// All drops, newest first.

@@ -10,6 +10,7 @@ pub mod drops;
 pub mod error;
 pub mod first_start;
 pub mod import;
+pub mod ledger;
 pub mod live;
 pub mod metrics;
 pub mod openapi;

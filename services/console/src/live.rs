@@ -47,30 +47,13 @@ pub struct OutcomeView {
     pub decided_at_ms: i64,
 }
 
-/// An order paid for: who, through which channel, what, when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paid {
-    pub buyer_id: String,
-    pub buyer_name: String,
-    pub channel: String,
-    pub sku: String,
-    pub quantity: u32,
-    pub paid_at_ms: i64,
-}
-
 /// Per-drop numbers folded from its outcomes.
 #[derive(Debug)]
 pub struct DropStats {
     pub by_status: BTreeMap<String, u64>,
-    pub by_channel: BTreeMap<String, u64>,
-    /// SKU → units confirmed (paid) per outcome stream.
-    pub confirmed_units: BTreeMap<String, u64>,
     /// SKU → decision time of the first outcome that left it with nothing for sale.
     pub sold_out_at_ms: BTreeMap<String, i64>,
     pub first_decision_ms: Option<i64>,
-    /// Order → what was paid for, from its first CONFIRMED (on time or late; a republished
-    /// outcome changes nothing): the creator's buyer list.
-    pub paid: BTreeMap<String, Paid>,
     latency_ms: Histogram<u64>,
     recent: VecDeque<OutcomeView>,
     /// When outcomes arrived here (for the rate).
@@ -81,11 +64,8 @@ impl DropStats {
     fn new() -> Self {
         DropStats {
             by_status: BTreeMap::new(),
-            by_channel: BTreeMap::new(),
-            confirmed_units: BTreeMap::new(),
             sold_out_at_ms: BTreeMap::new(),
             first_decision_ms: None,
-            paid: BTreeMap::new(),
             latency_ms: Histogram::new_with_bounds(1, 3_600_000, 2)
                 .expect("1 ms to 1 h at 2 digits is a valid histogram"),
             recent: VecDeque::with_capacity(RECENT),
@@ -101,20 +81,6 @@ impl DropStats {
             status,
             ReservationStatus::Confirmed | ReservationStatus::Released | ReservationStatus::Expired
         );
-        if is_order && !outcome.channel.is_empty() {
-            *self.by_channel.entry(outcome.channel.clone()).or_default() += 1;
-        }
-        if status == ReservationStatus::Confirmed {
-            *self.confirmed_units.entry(outcome.sku.clone()).or_default() += u64::from(outcome.quantity);
-            self.paid.entry(outcome.order_id.clone()).or_insert_with(|| Paid {
-                buyer_id: outcome.buyer_id.clone(),
-                buyer_name: outcome.buyer_name.clone(),
-                channel: outcome.channel.clone(),
-                sku: outcome.sku.clone(),
-                quantity: outcome.quantity,
-                paid_at_ms: outcome.decided_at_ms,
-            });
-        }
         let leaves_none = matches!(status, ReservationStatus::Reserved | ReservationStatus::SoldOut)
             && outcome.remaining <= 0
             && !outcome.sku.is_empty();
@@ -208,10 +174,11 @@ pub async fn follow(state: AppState, shutdown: CancellationToken) {
             Followed::Message { event: Ok(outcome), replayed } => {
                 state.metrics.outcomes.inc();
                 state.live.add(&outcome, replayed);
+                state.ledger.outcome(&outcome);
                 state.claims.add(&outcome);
             }
             Followed::Message { event: Err(e), .. } => warn!(error = %e, "undecodable outcome skipped"),
-            Followed::CaughtUp => {}
+            Followed::CaughtUp => state.ledger.caught_up(TopicKind::Reservations),
         },
     )
     .await;
@@ -339,9 +306,7 @@ mod tests {
         stats.add(&outcome(ReservationStatus::Confirmed, "TEE", 0, 2_000), now, false);
         assert_eq!(stats.by_status["RESERVED"], 2);
         assert_eq!(stats.by_status["SOLD_OUT"], 1);
-        assert_eq!(stats.by_channel["twitch:#c"], 3, "hold lifecycle outcomes are not orders");
         assert_eq!(stats.sold_out_at_ms["TEE"], 1_500);
-        assert_eq!(stats.confirmed_units["TEE"], 1);
         assert_eq!(stats.first_decision_ms, Some(1_000));
         assert_eq!(stats.latency_ms.value_at_quantile(0.5), 3);
         assert!((stats.rate(now) - 3.0 / 5.0).abs() < 1e-9, "replayed outcomes do not count as now");

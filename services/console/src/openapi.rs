@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "Dropline console API", description = "Drops, holds, markers, clips and the live view. \
         Every call needs `Authorization: Bearer <token>` (or `?access_token=` where a browser cannot set headers)."),
     paths(
-        crate::drops::create, crate::import::catalog, crate::drops::list, crate::drops::get, crate::drops::open, crate::drops::close,
+        crate::drops::create, crate::import::catalog, crate::drops::list, crate::drops::get, crate::drops::update, crate::drops::open, crate::drops::close,
         crate::drops::restock, crate::drops::confirm, crate::drops::cancel, crate::drops::marker,
         crate::report::report, crate::report::buyers_csv, crate::report::report_csv, crate::live::stream,
         crate::claims::get, crate::claims::events, crate::claims::pay, crate::claims::cancel,

@@ -26,18 +26,18 @@ use crate::{claims, clips, drops, live, overlay, report, stripe};
 /// Could not start or serve.
 pub type ConsoleError = dropline_core::StartError;
 
-/// A page of the console; opened with `?token=`, it signs the browser in first (a cookie) and
-/// comes back without the token in the address bar.
-async fn page(State(state): State<AppState>, uri: axum::http::Uri, html: &'static str) -> Response {
+/// A page opened with `?token=`: sign the browser in (a cookie) and come back without the token
+/// in the address bar.
+pub fn sign_in_redirect(state: &AppState, uri: &axum::http::Uri) -> Option<Response> {
     let secure = state.settings.public_url.starts_with("https://");
-    match crate::auth::sign_in(&state.access, uri.path(), uri.query(), secure) {
-        Some((location, cookie)) => (
-            StatusCode::SEE_OTHER,
-            [(axum::http::header::LOCATION, location), (axum::http::header::SET_COOKIE, cookie)],
-        )
-            .into_response(),
-        None => Html(html).into_response(),
-    }
+    let (location, cookie) = crate::auth::sign_in(&state.access, uri.path(), uri.query(), secure)?;
+    let headers = [(axum::http::header::LOCATION, location), (axum::http::header::SET_COOKIE, cookie)];
+    Some((StatusCode::SEE_OTHER, headers).into_response())
+}
+
+/// A static page of the console (signing in first when opened with `?token=`).
+async fn page(State(state): State<AppState>, uri: axum::http::Uri, html: &'static str) -> Response {
+    sign_in_redirect(&state, &uri).unwrap_or_else(|| Html(html).into_response())
 }
 
 /// Every route of the console.
@@ -55,11 +55,18 @@ pub fn router(state: AppState) -> Router {
                 page(state, uri, include_str!("../assets/gallery.html"))
             }),
         )
+        .route(
+            "/studio",
+            get(|state: State<AppState>, uri: axum::http::Uri| {
+                page(state, uri, include_str!("../assets/studio.html"))
+            }),
+        )
+        .route("/report/{id}", get(report::page::page))
         .route("/openapi.json", get(|| async { Json(crate::openapi::ApiDoc::openapi()) }))
         .route("/readyz", get(readyz))
         .route("/api/drops", get(drops::list).post(drops::create))
         .route("/api/import/catalog", post(crate::import::catalog))
-        .route("/api/drops/{id}", get(drops::get))
+        .route("/api/drops/{id}", get(drops::get).put(drops::update))
         .route("/api/drops/{id}/open", post(drops::open))
         .route("/api/drops/{id}/close", post(drops::close))
         .route("/api/drops/{id}/restock", post(drops::restock))
@@ -136,6 +143,7 @@ pub async fn run(
         redis,
         producer,
         live: Arc::default(),
+        ledger: Arc::default(),
         clips: Arc::default(),
         metrics,
         health,
@@ -146,6 +154,7 @@ pub async fn run(
     let followers = [
         tokio::spawn(live::follow(state.clone(), shutdown.clone())),
         tokio::spawn(clips::follow(state.clone(), shutdown.clone())),
+        tokio::spawn(crate::ledger::follow(state.clone(), shutdown.clone())),
     ];
     let listener = tokio::net::TcpListener::bind(settings.http).await?;
     let addr = listener.local_addr()?;

@@ -9,6 +9,7 @@ use rdkafka::producer::FutureProducer;
 use crate::auth::Access;
 use crate::claims::Claims;
 use crate::clips::ClipIndex;
+use crate::ledger::Ledger;
 use crate::live::Live;
 use crate::metrics::Metrics;
 
@@ -20,6 +21,8 @@ pub struct AppState {
     pub redis: dropline_core::redis::Conn,
     pub producer: FutureProducer,
     pub live: Arc<Live>,
+    /// The event log folded for reports.
+    pub ledger: Arc<Ledger>,
     pub clips: Arc<ClipIndex>,
     pub metrics: Metrics,
     pub health: Health,

@@ -22,11 +22,13 @@ pub enum TopicKind {
     DeadLetters,
     /// `ChatReply`s: the answers ingest sent to buyers in chat.
     ChatReplies,
+    /// `ChatActivity`: chat lines ingest saw per drop and channel (the funnel's top).
+    ChatActivity,
 }
 
 impl TopicKind {
     /// Every topic, in the order the contract lists them.
-    pub const ALL: [TopicKind; 8] = [
+    pub const ALL: [TopicKind; 9] = [
         Self::ChatOrders,
         Self::DropTriggers,
         Self::HoldActions,
@@ -35,6 +37,7 @@ impl TopicKind {
         Self::Clips,
         Self::DeadLetters,
         Self::ChatReplies,
+        Self::ChatActivity,
     ];
 
     /// The contract's default topic name.
@@ -48,6 +51,7 @@ impl TopicKind {
             Self::Clips => "clips",
             Self::DeadLetters => "dead-letters",
             Self::ChatReplies => "chat-replies",
+            Self::ChatActivity => "chat-activity",
         }
     }
 
@@ -62,6 +66,7 @@ impl TopicKind {
             Self::Clips => "dropline.v1.ClipEvent",
             Self::DeadLetters => "dropline.v1.DeadLetter",
             Self::ChatReplies => "dropline.v1.ChatReply",
+            Self::ChatActivity => "dropline.v1.ChatActivity",
         }
     }
 
@@ -81,6 +86,7 @@ impl TopicKind {
             Self::Clips => to_json::<v1::ClipEvent>(payload),
             Self::DeadLetters => to_json::<v1::DeadLetter>(payload),
             Self::ChatReplies => to_json::<v1::ChatReply>(payload),
+            Self::ChatActivity => to_json::<v1::ChatActivity>(payload),
         }
     }
 
@@ -102,6 +108,7 @@ impl TopicKind {
                 from_json(json, |m: &v1::DeadLetter| Some(String::from_utf8_lossy(&m.key).into_owned()))
             }
             Self::ChatReplies => from_json(json, |m: &v1::ChatReply| Some(m.channel.clone())),
+            Self::ChatActivity => from_json(json, |m: &v1::ChatActivity| Some(m.drop_id.clone())),
         }
     }
 }
@@ -157,7 +164,7 @@ where
 /// The names the deployment uses for the contract's topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
-    names: [String; 8],
+    names: [String; 9],
 }
 
 impl Default for Topics {

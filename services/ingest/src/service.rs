@@ -40,6 +40,7 @@ pub struct Pipeline {
     producer: FutureProducer,
     topic: String,
     live: Arc<RwLock<LiveDrops>>,
+    activity: crate::activity::Shared,
     pub(crate) metrics: Metrics,
     pub(crate) network: String,
 }
@@ -58,9 +59,16 @@ impl Pipeline {
         source: &str,
         line: &ChatLine,
     ) -> Result<(Routed, Option<DeliveryFuture>), KafkaError> {
+        let now = now_ms();
         let routed = {
             let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
-            live.route(line, now_ms(), || uuid::Uuid::new_v4().simple().to_string())
+            if let Some(drop_id) = live.drop_for(line) {
+                let command = dropline_core::domain::is_command(&line.text);
+                let at = line.sent_at_ms.unwrap_or(now);
+                let mut tally = self.activity.lock().unwrap_or_else(PoisonError::into_inner);
+                tally.count(drop_id, &line.channel_id(), command, at);
+            }
+            live.route(line, now, || uuid::Uuid::new_v4().simple().to_string())
         };
         self.metrics.lines.with_label_values(&[source, routed.label()]).inc();
         let Routed::Order(order) = &routed else { return Ok((routed, None)) };
@@ -115,6 +123,7 @@ pub async fn run(
         producer,
         topic: settings.topics.name(TopicKind::ChatOrders).to_owned(),
         live: Arc::new(RwLock::new(LiveDrops::with_fallback(config.fallback_drop.clone()))),
+        activity: crate::activity::Shared::default(),
         metrics: metrics.clone(),
         network: config.network.clone(),
     };
@@ -132,6 +141,13 @@ pub async fn run(
     health.set("triggers", true, "live drops known");
 
     let mut tasks = Vec::new();
+    let activity_stop = CancellationToken::new();
+    let activity = tokio::spawn(crate::activity::publish(
+        pipeline.activity.clone(),
+        pipeline.producer.clone(),
+        settings.topics.name(TopicKind::ChatActivity).to_owned(),
+        activity_stop.clone(),
+    ));
     if let Some(secret) = config.webhook_secret.clone() {
         let router = crate::webhook::router(secret, pipeline.clone());
         let listener = tokio::net::TcpListener::bind(config.http).await?;
@@ -197,6 +213,9 @@ pub async fn run(
     if drained.is_err() {
         warn!("shutdown grace expired with chat lines unpublished");
     }
+    // The last second's counts, after the last line was read.
+    activity_stop.cancel();
+    let _ = activity.await;
     triggers.abort();
     let _ = admin_task.await;
     info!("ingest stopped");

@@ -1,6 +1,7 @@
 //! The console's HTTP API against the real stack (Redis, the broker, a matcher in this process):
-//! roles and every refusal, a drop from creation to report, the live event stream, markers, and
-//! clips served with range requests.
+//! roles and every refusal, a drop from creation to report (computed from the log: equal to
+//! Redis's counters, the same after a console restart), drafts edited, the live event stream,
+//! markers, and clips served with range requests.
 
 mod common;
 
@@ -9,7 +10,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::*;
 use dropline_core::{kafka, TopicKind};
-use dropline_proto::v1::{clip_event, ChatOrder, ClipEvent, ClipReady, ClipReason, ClipRequest};
+use dropline_proto::v1::{
+    clip_event, ChatActivity, ChatOrder, ClipEvent, ClipReady, ClipReason, ClipRequest,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -99,7 +102,7 @@ async fn every_refusal_is_a_4xx_that_says_why() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drop_from_creation_to_report() -> Result<()> {
-    let c = console().await?;
+    let mut c = console().await?;
     let id = unique("flow");
     let producer = kafka::producer(&c.settings, "test")?;
     // A co-op of two channels: the creator's (70 %) and a friend's (30 %).
@@ -130,37 +133,61 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
     let first = tokio::time::timeout(Duration::from_secs(10), events.chunk()).await??.context("no event")?;
     let text = String::from_utf8_lossy(&first);
     ensure!(text.contains("event: snapshot") && text.contains("HOODIE-L"), "{text}");
+    drop(events);
 
-    // Three viewers want the two hoodies.
+    // Chat on both channels, as ingest counts it; three viewers on the creator's channel want the
+    // two hoodies, one on the friend's wants a tee.
+    let activity = c.settings.topics.name(TopicKind::ChatActivity).to_owned();
+    for (channel, lines) in [("twitch:#creator", 30), ("twitch:#friend", 12)] {
+        let now = kafka::now_ms();
+        let counted = ChatActivity {
+            drop_id: id.clone(),
+            channel: channel.into(),
+            lines,
+            commands: 3,
+            from_ms: now - 1_000,
+            to_ms: now,
+        };
+        kafka::publish(&producer, &activity, &id, &counted).await?;
+    }
     let chat = c.settings.topics.name(TopicKind::ChatOrders).to_owned();
-    for n in 0..3 {
+    let orders = [
+        ("o0", "twitch:#creator", "!buy hoodie L"),
+        ("o1", "twitch:#creator", "!buy hoodie L"),
+        ("o2", "twitch:#creator", "!buy hoodie L"),
+        ("f0", "twitch:#friend", "!buy tee M"),
+    ];
+    for (n, (order_id, channel, text)) in orders.into_iter().enumerate() {
         let order = ChatOrder {
-            order_id: format!("{id}-o{n}"),
+            order_id: format!("{id}-{order_id}"),
             drop_id: id.clone(),
             buyer_id: format!("twitch:{n}"),
-            channel: "twitch:#creator".into(),
-            text: "!buy hoodie L".into(),
+            channel: channel.into(),
+            text: text.into(),
             sent_at_ms: kafka::now_ms(),
             ..Default::default()
         };
         kafka::publish(&producer, &chat, &id, &order).await?;
     }
     let path = format!("/api/drops/{id}");
-    let state =
-        until(&c, &path, PRODUCER, |s| s["skus"][0]["reserved"] == 2 && s["skus"][0]["sold_out"] == true)
-            .await?;
-    ensure!(state["skus"][0]["left"] == 0 && state["holds_pending"] == 2, "{state}");
+    let state = until(&c, &path, PRODUCER, |s| {
+        s["skus"][0]["reserved"] == 2 && s["skus"][0]["sold_out"] == true && s["skus"][1]["reserved"] == 1
+    })
+    .await?;
+    ensure!(state["skus"][0]["left"] == 0 && state["holds_pending"] == 3, "{state}");
 
     let hold = json!({"drop_id": id});
-    c.expect(
-        Method::POST,
-        &format!("/api/holds/{id}-o0/confirm"),
-        Some(PRODUCER),
-        Some(hold.clone()),
-        202,
-        "",
-    )
-    .await?;
+    for order in ["o0", "f0"] {
+        c.expect(
+            Method::POST,
+            &format!("/api/holds/{id}-{order}/confirm"),
+            Some(PRODUCER),
+            Some(hold.clone()),
+            202,
+            "",
+        )
+        .await?;
+    }
     c.expect(Method::POST, &format!("/api/holds/{id}-o1/cancel"), Some(PRODUCER), Some(hold), 202, "")
         .await?;
     until(&c, &path, PRODUCER, |s| s["skus"][0]["confirmed"] == 1 && s["skus"][0]["left"] == 1).await?;
@@ -173,20 +200,73 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
         "",
     )
     .await?;
-    until(&c, &path, PRODUCER, |s| s["skus"][1]["left"] == 15).await?;
+    let state = until(&c, &path, PRODUCER, |s| s["skus"][1]["left"] == 14).await?;
 
-    let report =
-        until(&c, &format!("/api/drops/{id}/report"), CREATOR, |r| r["outcomes"]["CONFIRMED"] == 1).await?;
-    ensure!(report["revenue_cents"] == 6500, "{report}");
-    ensure!(report["outcomes"]["RESERVED"] == 2 && report["outcomes"]["SOLD_OUT"] == 1, "{report}");
-    ensure!(report["orders_per_channel"]["twitch:#creator"] == 3, "{report}");
-    // 6,500 cents: 4,550 and 1,950, adding up exactly; the creator's channel brought every order.
+    let report_path = format!("/api/drops/{id}/report");
+    let report = until(&c, &report_path, CREATOR, |r| {
+        r["outcomes"]["CONFIRMED"] == 2 && r["skus"][1]["total"] == 15 && r["outcomes"]["RELEASED"] == 1
+    })
+    .await?;
+    ensure!(report["revenue_cents"] == 9000, "{report}");
+    ensure!(report["outcomes"]["RESERVED"] == 3 && report["outcomes"]["SOLD_OUT"] == 1, "{report}");
+    // The report comes from the log; its totals are Redis's counters.
+    for (from_log, from_redis) in
+        report["skus"].as_array().into_iter().flatten().zip(state["skus"].as_array().into_iter().flatten())
+    {
+        for field in ["sku", "total", "left", "reserved", "confirmed", "waitlisted"] {
+            ensure!(from_log[field] == from_redis[field], "{field}: log {from_log} vs Redis {from_redis}");
+        }
+    }
+    // The funnel per channel: chat lines → orders → holds → paid.
+    let funnel = |channel: &str| {
+        report["funnel"]
+            .as_array()
+            .and_then(|f| f.iter().find(|x| x["channel"] == channel))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let creator = funnel("twitch:#creator");
+    let wanted = json!([30, 3, 3, 2, 1, 1, 1, 6500]);
+    let got = json!([
+        creator["lines_seen"],
+        creator["orders"],
+        creator["decided"],
+        creator["reserved"],
+        creator["paid"],
+        creator["released"],
+        creator["refused"],
+        creator["revenue_cents"]
+    ]);
+    ensure!(got == wanted, "creator's funnel {got} != {wanted}: {report}");
+    let friend = funnel("twitch:#friend");
     ensure!(
-        report["partners"][0]["payout_cents"] == 4550 && report["partners"][1]["payout_cents"] == 1950,
+        friend["lines_seen"] == 12
+            && friend["orders"] == 1
+            && friend["paid"] == 1
+            && friend["revenue_cents"] == 2500,
+        "{friend}"
+    );
+    let all = funnel("all");
+    ensure!(
+        all["lines_seen"] == 42 && all["orders"] == 4 && all["paid"] == 2 && all["pay_rate"] == 2.0 / 3.0,
+        "{all}"
+    );
+    ensure!(report["buyers"]["unique"] == 4 && report["buyers"]["paying"] == 2, "{report}");
+    ensure!(
+        report["moments"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|x| x["kind"] == "restock" && x["label"] == "+5 TEE-M")),
+        "{report}"
+    );
+    // 9,000 cents: 6,300 and 2,700, adding up exactly; each channel's orders and revenue its own.
+    ensure!(
+        report["partners"][0]["payout_cents"] == 6300 && report["partners"][1]["payout_cents"] == 2700,
         "{report}"
     );
     ensure!(
-        report["partners"][0]["orders"] == 3 && report["partners"][1]["channel"] == "twitch:#friend",
+        report["partners"][0]["orders"] == 3
+            && report["partners"][1]["channel"] == "twitch:#friend"
+            && report["partners"][1]["revenue_cents"] == 2500,
         "{report}"
     );
     ensure!(report["payout_rule"].as_str().is_some_and(|r| r.contains("largest fractions")), "{report}");
@@ -200,12 +280,13 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
     ensure!(response.headers()["content-type"] == "text/csv; charset=utf-8", "{:?}", response.headers());
     let csv = response.text().await?;
     let rows: Vec<&str> = csv.lines().collect();
-    ensure!(rows.len() == 2 && rows[0].starts_with("buyer_id,display_name,channel,order_id,sku"), "{csv}");
+    ensure!(rows.len() == 3 && rows[0].starts_with("buyer_id,display_name,channel,order_id,sku"), "{csv}");
     ensure!(
-        rows[1].starts_with("twitch:0,")
-            && rows[1].contains(&format!(",twitch:#creator,{id}-o0,HOODIE-L,1,6500,")),
+        rows.iter().any(|r| r.starts_with("twitch:0,")
+            && r.contains(&format!(",twitch:#creator,{id}-o0,HOODIE-L,1,6500,"))),
         "{csv}"
     );
+    ensure!(rows.iter().any(|r| r.contains(&format!(",twitch:#friend,{id}-f0,TEE-M,1,2500,"))), "{csv}");
     // The report as CSV: a row per SKU, per partner, and the total.
     let response =
         c.client.get(format!("{}/api/drops/{id}/report.csv", c.base)).bearer_auth(PRODUCER).send().await?;
@@ -213,11 +294,40 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
     let rows: Vec<&str> = csv.lines().collect();
     ensure!(rows.iter().any(|r| r.starts_with("sku,HOODIE-L,") && r.contains(",6500,")), "{csv}");
     ensure!(
-        rows.iter().any(|r| r.starts_with("partner,twitch:#friend,") && r.ends_with(",3000,1950")),
+        rows.iter().any(|r| r.starts_with("channel,twitch:#friend,") && r.contains(",12,1,1,2500,")),
         "{csv}"
     );
-    ensure!(rows.last().is_some_and(|r| r.starts_with("total,") && r.contains(",6500,")), "{csv}");
+    ensure!(
+        rows.iter().any(|r| r.starts_with("partner,twitch:#friend,") && r.ends_with(",3000,2700")),
+        "{csv}"
+    );
+    ensure!(rows.last().is_some_and(|r| r.starts_with("total,") && r.contains(",42,4,2,9000,")), "{csv}");
     ensure!(report["skus"][0]["sold_out_after_ms"].as_i64().is_some_and(|ms| ms >= 0), "{report}");
+
+    // A restarted console reads the log again and arrives at the same report.
+    c.restart().await?;
+    let again = until(&c, &report_path, PRODUCER, |_| true).await?;
+    ensure!(again == report, "after a restart:\n{again}\nbefore:\n{report}");
+    // The page: every chart drawn on the server, for creators and producers only.
+    let page = c.client.get(format!("{}/report/{id}", c.base)).bearer_auth(PRODUCER).send().await?;
+    ensure!(page.status() == 200, "report page: {}", page.status());
+    let html = page.text().await?;
+    for needle in [
+        "Orders over time",
+        "Stock left per SKU",
+        "Funnel of twitch:#friend",
+        "Revenue per SKU",
+        "@page { size: A4",
+        "largest fractions",
+    ] {
+        ensure!(html.contains(needle), "report page lacks {needle:?}");
+    }
+    ensure!(html.matches("<svg").count() >= 6, "charts: {}", html.matches("<svg").count());
+    let refused = c.client.get(format!("{}/report/{id}", c.base)).bearer_auth(EDITOR).send().await?;
+    ensure!(
+        refused.status() == 403 && refused.text().await?.contains("may not read reports"),
+        "an editor reads the report"
+    );
 
     // A producer's marker becomes a clip request for the drop's recording.
     let requests = reader(&c.settings, TopicKind::ClipRequests).await?;
@@ -372,5 +482,42 @@ logo-hoodie,,,,,,,https://cdn.example/h2.jpg\n";
     let id = unique("imported");
     let body = json!({ "id": id, "title": "Imported", "items": imported["items"], "hold_seconds": 60 });
     c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 201, "").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drafts_are_edited_until_they_open() -> Result<()> {
+    let c = console().await?;
+    let id = unique("draft");
+    let path = format!("/api/drops/{id}");
+    c.expect(Method::PUT, &path, Some(CREATOR), Some(drop_body(&id, 3)), 404, "no drop").await?;
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(drop_body(&id, 3)), 201, "").await?;
+    let mut edit = drop_body(&id, 7);
+    edit["title"] = json!("Winter hoodies");
+    c.expect(Method::PUT, &path, Some(PRODUCER), Some(edit.clone()), 403, "may not edit drops").await?;
+    c.expect(
+        Method::PUT,
+        &path,
+        Some(CREATOR),
+        Some(drop_body("other", 3)),
+        400,
+        "id: \"other\" is not the drop",
+    )
+    .await?;
+    let mut bad = edit.clone();
+    bad["items"][1]["stock"] = json!(-3);
+    c.expect(Method::PUT, &path, Some(CREATOR), Some(bad), 422, "items[1].stock").await?;
+    let saved = c.expect(Method::PUT, &path, Some(CREATOR), Some(edit.clone()), 200, "").await?;
+    ensure!(saved["title"] == "Winter hoodies" && saved["items"][0]["stock"] == 7, "{saved}");
+    let state = c.expect(Method::GET, &path, Some(PRODUCER), None, 200, "").await?;
+    ensure!(state["drop"]["title"] == "Winter hoodies" && state["skus"][0]["left"] == 7, "{state}");
+    // A draft's report is its catalog, nothing sold.
+    let report = until(&c, &format!("{path}/report"), CREATOR, |_| true).await?;
+    ensure!(
+        report["status"] == "draft" && report["skus"][0]["total"] == 7 && report["revenue_cents"] == 0,
+        "{report}"
+    );
+    c.expect(Method::POST, &format!("{path}/open"), Some(CREATOR), None, 202, "").await?;
+    c.expect(Method::PUT, &path, Some(CREATOR), Some(edit), 409, "only a draft can be edited").await?;
     Ok(())
 }

@@ -21,7 +21,12 @@ pub struct Console {
     pub base: String,
     pub settings: Settings,
     pub client: Client,
+    /// Stops the console and the matcher.
     pub token: CancellationToken,
+    /// Stops the console alone (a child of `token`).
+    console_stop: CancellationToken,
+    console_task: Option<tokio::task::JoinHandle<Result<(), dropline_console::ConsoleError>>>,
+    extra: Vec<(String, String)>,
     pub _clips: tempfile::TempDir,
 }
 
@@ -29,6 +34,44 @@ impl Drop for Console {
     fn drop(&mut self) {
         self.token.cancel();
     }
+}
+
+fn console_config(extra: &[(String, String)]) -> Result<dropline_console::ConsoleConfig> {
+    let spec = format!("creator:{CREATOR},producer:{PRODUCER},editor:{EDITOR},creator:{BURST}");
+    Ok(dropline_console::ConsoleConfig::from_lookup(|name| match name {
+        "DROPLINE_CONSOLE_TOKENS" => Some(spec.clone()),
+        "DROPLINE_CONSOLE_WRITE_RATE" => Some("5".into()),
+        other => extra.iter().find(|(k, _)| k == other).map(|(_, v)| v.clone()),
+    })?)
+}
+
+impl Console {
+    /// Stops the console (the matcher goes on) and starts a fresh one on the same port, topics
+    /// and Redis: everything it knows it must read again from the log and Redis.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.console_stop.cancel();
+        if let Some(task) = self.console_task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task).await???;
+        }
+        self.console_stop = self.token.child_token();
+        let run = dropline_console::run(
+            self.settings.clone(),
+            console_config(&self.extra)?,
+            self.console_stop.clone(),
+        );
+        self.console_task = Some(tokio::spawn(run));
+        wait_healthy(&self.client, &self.base).await
+    }
+}
+
+async fn wait_healthy(client: &Client, base: &str) -> Result<()> {
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("console did not start")
 }
 
 pub async fn console() -> Result<Console> {
@@ -47,14 +90,15 @@ pub async fn console_with(extra: &[(&str, &str)]) -> Result<Console> {
     let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
     kafka::ensure_topics(&settings, &names, 2, 1).await?;
 
-    let spec = format!("creator:{CREATOR},producer:{PRODUCER},editor:{EDITOR},creator:{BURST}");
-    let config = dropline_console::ConsoleConfig::from_lookup(|name| match name {
-        "DROPLINE_CONSOLE_TOKENS" => Some(spec.clone()),
-        "DROPLINE_CONSOLE_WRITE_RATE" => Some("5".into()),
-        other => extra.iter().find(|(k, _)| *k == other).map(|(_, v)| (*v).to_owned()),
-    })?;
+    let extra: Vec<(String, String)> =
+        extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let token = CancellationToken::new();
-    tokio::spawn(dropline_console::run(settings.clone(), config, token.clone()));
+    let console_stop = token.child_token();
+    let console_task = Some(tokio::spawn(dropline_console::run(
+        settings.clone(),
+        console_config(&extra)?,
+        console_stop.clone(),
+    )));
     let matcher = dropline_matcher::config::MatcherConfig {
         group: format!("matcher-{}", uuid::Uuid::new_v4().simple()),
         admin: "127.0.0.1:0".parse()?,
@@ -63,13 +107,8 @@ pub async fn console_with(extra: &[(&str, &str)]) -> Result<Console> {
     tokio::spawn(dropline_matcher::service::run(settings.clone(), matcher, token.clone()));
     let base = format!("http://{}", settings.http);
     let client = Client::new();
-    for _ in 0..100 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return Ok(Console { base, settings, client, token, _clips: clips });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("console did not start")
+    wait_healthy(&client, &base).await?;
+    Ok(Console { base, settings, client, token, console_stop, console_task, extra, _clips: clips })
 }
 
 impl Console {

@@ -4,140 +4,16 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
-use base64::Engine as _;
+use anyhow::{bail, ensure, Result};
+use common::browser::Browser;
 use common::*;
 use dropline_core::{kafka, TopicKind};
 use dropline_proto::v1::{clip_event, ChatOrder, ClipEvent, ClipReady, ClipReason};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// chromedriver on a free port, with one headless Chromium session; both end when dropped.
-struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Ending the session makes chromedriver quit Chromium; killing chromedriver alone leaves
-        // Chromium running. (A plain HTTP request: Drop cannot await the async client.)
-        if !self.session.is_empty() {
-            let host = self.base.trim_start_matches("http://").to_owned();
-            if let Ok(mut conn) = std::net::TcpStream::connect(&host) {
-                use std::io::{Read, Write};
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-                let request = format!(
-                    "DELETE /session/{} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
-                    self.session
-                );
-                let _ = conn.write_all(request.as_bytes());
-                let _ = conn.read_to_end(&mut Vec::new());
-            }
-        }
-        // Whatever is left of its process group (chromedriver and the browsers it started) goes too.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.driver.id())]).status();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Browser {
-    async fn start() -> Result<Browser> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            // Its own process group, so Drop can end everything it started.
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context(
-                "starting chromedriver (Debian packages chromium and chromium-driver; `make stack-up`)",
-            )?;
-        let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut browser = Browser { driver, base, session: String::new(), http };
-        for _ in 0..100 {
-            let status = browser.http.get(format!("{}/status", browser.base)).send().await;
-            if let Ok(response) = status {
-                let body: Value = response.json().await?;
-                if body["value"]["ready"] == true {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let capabilities = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,820", "--hide-scrollbars"]
-            }
-        }}});
-        let created = browser.command(Method::POST, "session", capabilities).await?;
-        browser.session = created["sessionId"].as_str().context("no session id")?.to_owned();
-        Ok(browser)
-    }
-
-    async fn command(&self, method: Method, path: &str, body: Value) -> Result<Value> {
-        let url = if self.session.is_empty() {
-            format!("{}/{path}", self.base)
-        } else {
-            format!("{}/session/{}/{path}", self.base, self.session)
-        };
-        let mut request = self.http.request(method, url);
-        if !body.is_null() {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let value: Value = response.json().await?;
-        ensure!(status.is_success(), "webdriver {path}: {status} {value}");
-        Ok(value["value"].clone())
-    }
-
-    async fn open(&self, url: &str) -> Result<()> {
-        self.command(Method::POST, "url", json!({ "url": url })).await.map(drop)
-    }
-
-    async fn eval(&self, script: &str) -> Result<Value> {
-        self.command(Method::POST, "execute/sync", json!({ "script": script, "args": [] })).await
-    }
-
-    /// Whether `script` returns `want` within `tries` × 100 ms.
-    async fn shows(&self, script: &str, want: &str, tries: u32) -> Result<bool> {
-        for _ in 0..tries {
-            if self.eval(script).await? == want {
-                return Ok(true);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(false)
-    }
-
-    /// Saves a PNG of the page to `target/screenshots/<name>.png`.
-    async fn screenshot(&self, name: &str) -> Result<PathBuf> {
-        let encoded = self.command(Method::GET, "screenshot", Value::Null).await?;
-        let png =
-            base64::engine::general_purpose::STANDARD.decode(encoded.as_str().context("no screenshot")?)?;
-        let dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"), PathBuf::from)
-            .join("screenshots");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png)?;
-        Ok(path)
-    }
-}
 
 /// What the page shows for one SKU: `(units left, bar width in %, sold-out badge text)`.
 const SKU_ROW: &str = r#"

@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use common::*;
 use dropline_core::{kafka, TopicKind};
 use dropline_ingest::client::IrcConfig;
-use dropline_proto::v1::{ChatOrder, ReservationOutcome, ReservationStatus};
+use dropline_proto::v1::{ChatActivity, ChatOrder, ReservationOutcome, ReservationStatus};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +26,7 @@ async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {
 
     let orders = reader(&settings, TopicKind::ChatOrders)?;
     let outcomes = reader(&settings, TopicKind::Reservations)?;
+    let activity = reader(&settings, TopicKind::ChatActivity)?;
     let token = CancellationToken::new();
     let matcher = dropline_matcher::config::MatcherConfig {
         group: format!("matcher-{}", uuid::Uuid::new_v4().simple()),
@@ -70,6 +71,15 @@ async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {
         ensure!(outcome.status == ReservationStatus::Reserved as i32, "{outcome:?}");
     }
     ensure!(decided[&got[1].order_id].quantity == 2 && decided[&got[1].order_id].sku == "TEE-M");
+    // Every line on the drop's channel is counted for the funnel, orders or not.
+    let (mut lines, mut commands) = (0, 0);
+    while lines < 3 {
+        let counted: ChatActivity = next(&activity).await?;
+        ensure!(counted.drop_id == drop_id && counted.channel == "irc:#creator", "{counted:?}");
+        ensure!(counted.from_ms <= counted.to_ms && counted.lines >= counted.commands, "{counted:?}");
+        (lines, commands) = (lines + counted.lines, commands + counted.commands);
+    }
+    ensure!((lines, commands) == (3, 2), "chat activity: {lines} lines, {commands} commands");
 
     // The IRC server goes away and comes back: ingest reconnects (with backoff), joins again and
     // keeps taking orders.

@@ -34,6 +34,7 @@ th, td { text-align:right; padding:.3rem .5rem; border-bottom:1px solid var(--li
 th:first-child, td:first-child { text-align:left; }
 th { color:var(--muted); font-weight:600; font-size:.8rem; }
 td.wrap { white-space:normal; text-align:left; }
+.table { overflow-x:auto; }
 .note { color:var(--muted); font-size:.8rem; margin:.5rem 0 0; }
 .chart { display:block; max-width:100%; height:auto; }
 .funnels { display:grid; grid-template-columns:repeat(auto-fit, minmax(22rem, 1fr)); gap:1rem; }
@@ -47,6 +48,10 @@ a.moment text { fill:#2563eb; text-decoration:underline; }
   main { max-width:none; padding:0; }
   section { border:0; border-top:1px solid var(--line); border-radius:0; padding:.5rem 0; }
   a { color:inherit; text-decoration:none; }
+  .table { overflow:visible; }
+  table { font-size:9.5px; }
+  th, td { white-space:normal; padding:.15rem .2rem; }
+  .funnels { grid-template-columns:1fr 1fr; }
 }
 "#;
 
@@ -150,7 +155,7 @@ pub fn render(r: &Report) -> String {
     );
 
     // SKUs.
-    h.push_str(r#"<section id="skus"><h2>Per SKU</h2><table><tr><th>SKU</th><th>name</th><th>price</th><th>on sale</th><th>paid</th><th>held</th><th>left</th><th>waitlist</th><th>sell-through</th><th>sold out after</th><th>revenue</th></tr>"#);
+    h.push_str(r#"<section id="skus"><h2>Per SKU</h2><div class="table"><table><tr><th>SKU</th><th>name</th><th>price</th><th>on sale</th><th>paid</th><th>held</th><th>left</th><th>waitlist</th><th>sell-through</th><th>sold out after</th><th>revenue</th></tr>"#);
     for s in &r.skus {
         let sold = s
             .sold_out_after_ms
@@ -170,7 +175,7 @@ pub fn render(r: &Report) -> String {
             money(s.revenue_cents)
         );
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
     let revenue: Vec<(String, f64, String)> =
         r.skus.iter().map(|s| (s.sku.clone(), s.revenue_cents as f64, money(s.revenue_cents))).collect();
     let _ = write!(
@@ -184,31 +189,42 @@ pub fn render(r: &Report) -> String {
     for f in &r.funnel {
         let _ = write!(h, "<div><h3>{}</h3>{}</div>", esc(&f.channel), funnel_chart(f));
     }
-    h.push_str(r#"</div><table><tr><th>channel</th><th>lines seen</th><th>orders</th><th>reserved</th><th>waitlisted</th><th>promoted</th><th>paid</th><th>of which promoted</th><th>late</th><th>expired</th><th>released</th><th>refunds due</th><th>refused</th><th>revenue</th></tr>"#);
+    // One column per channel, one row per step: readable however many steps, and it prints.
+    h.push_str(r#"</div><div class="table"><table><tr><th>step</th>"#);
     for f in &r.funnel {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&f.channel),
-            f.lines_seen,
-            f.orders,
-            f.reserved,
-            f.waitlisted,
-            f.promoted,
-            f.paid,
-            f.paid_after_promotion,
-            f.paid_late,
-            f.expired,
-            f.released,
-            f.refunds_due,
-            f.refused,
-            money(f.revenue_cents)
-        );
+        let _ = write!(h, "<th>{}</th>", esc(&f.channel));
     }
-    h.push_str(r#"</table><p class="note">Conversion: orders per chat line seen, holds per order decided, payments per hold.</p></section>"#);
+    h.push_str("</tr>");
+    let steps: [(&str, fn(&Funnel) -> String); 17] = [
+        ("chat lines seen", |f| f.lines_seen.to_string()),
+        ("orders", |f| f.orders.to_string()),
+        ("orders per line", |f| percent(f.order_rate)),
+        ("decided", |f| f.decided.to_string()),
+        ("reserved", |f| f.reserved.to_string()),
+        ("waitlisted", |f| f.waitlisted.to_string()),
+        ("promoted from the waitlist", |f| f.promoted.to_string()),
+        ("holds per order", |f| percent(f.hold_rate)),
+        ("paid", |f| f.paid.to_string()),
+        ("paid per hold", |f| percent(f.pay_rate)),
+        ("paid after promotion", |f| f.paid_after_promotion.to_string()),
+        ("paid late", |f| f.paid_late.to_string()),
+        ("expired", |f| f.expired.to_string()),
+        ("released", |f| f.released.to_string()),
+        ("refunds due", |f| f.refunds_due.to_string()),
+        ("refused", |f| f.refused.to_string()),
+        ("revenue", |f| money(f.revenue_cents)),
+    ];
+    for (label, value) in steps {
+        let _ = write!(h, "<tr><td>{label}</td>");
+        for f in &r.funnel {
+            let _ = write!(h, "<td>{}</td>", value(f));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str(r#"</table></div><p class="note">Conversion: orders per chat line seen, holds per order decided, payments per hold.</p></section>"#);
 
     if !r.partners.is_empty() {
-        h.push_str(r#"<section id="partners"><h2>Co-op partners</h2><table><tr><th>channel</th><th>share</th><th>orders</th><th>paid</th><th>revenue through channel</th><th>payout</th></tr>"#);
+        h.push_str(r#"<section id="partners"><h2>Co-op partners</h2><div class="table"><table><tr><th>channel</th><th>share</th><th>orders</th><th>paid</th><th>revenue through channel</th><th>payout</th></tr>"#);
         for p in &r.partners {
             let _ = write!(
                 h,
@@ -224,14 +240,14 @@ pub fn render(r: &Report) -> String {
         let total: i64 = r.partners.iter().map(|p| p.payout_cents).sum();
         let _ = write!(
             h,
-            r#"<tr><td>total</td><td>100 %</td><td></td><td></td><td>{}</td><td><b>{}</b></td></tr></table><p class="note">{}</p></section>"#,
+            r#"<tr><td>total</td><td>100 %</td><td></td><td></td><td>{}</td><td><b>{}</b></td></tr></table></div><p class="note">{}</p></section>"#,
             money(r.revenue_cents),
             money(total),
             esc(r.payout_rule.unwrap_or_default())
         );
     }
 
-    h.push_str(r#"<section id="moments"><h2>Moments</h2><table><tr><th>when</th><th>after open</th><th>moment</th><th>clip</th></tr>"#);
+    h.push_str(r#"<section id="moments"><h2>Moments</h2><div class="table"><table><tr><th>when</th><th>after open</th><th>moment</th><th>clip</th></tr>"#);
     for m in &r.moments {
         let after = r.opened_at_ms.map_or_else(|| "–".to_owned(), |o| seconds(m.at_ms - o));
         let clip = m.clip_url.as_ref().map_or_else(
@@ -246,7 +262,7 @@ pub fn render(r: &Report) -> String {
             esc(&m.label)
         );
     }
-    h.push_str("</table></section>");
+    h.push_str("</table></div></section>");
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{} {v}", esc(k))).collect();
     let _ = write!(
         h,

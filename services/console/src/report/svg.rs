@@ -35,13 +35,17 @@ pub struct Mark {
     pub href: Option<String>,
 }
 
-/// A round number at or above `max` for an axis (1, 2, 5 × 10ⁿ).
+/// The top of an axis of four steps that reaches `max`, each step a round number (1, 2, 5 × 10ⁿ,
+/// at least 1: counts are whole).
 fn nice(max: f64) -> f64 {
-    if max <= 1.0 {
-        return 1.0;
-    }
-    let magnitude = 10f64.powf(max.log10().floor());
-    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * magnitude).find(|v| *v >= max).unwrap_or(10.0 * magnitude)
+    let wanted = (max / 4.0).max(1.0);
+    let magnitude = 10f64.powf(wanted.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|v| *v >= wanted)
+        .unwrap_or(10.0 * magnitude);
+    4.0 * step
 }
 
 fn open(out: &mut String, height: f64, title: &str) {
@@ -227,9 +231,11 @@ mod tests {
 
     #[test]
     fn axes_end_on_round_numbers() {
-        assert_eq!(nice(0.0), 1.0);
-        assert_eq!(nice(7.0), 10.0);
-        assert_eq!(nice(12.0), 20.0);
-        assert_eq!(nice(480.0), 500.0);
+        assert_eq!(nice(0.0), 4.0);
+        assert_eq!(nice(4.0), 4.0);
+        assert_eq!(nice(7.0), 8.0);
+        assert_eq!(nice(10.0), 20.0);
+        assert_eq!(nice(480.0), 800.0);
+        assert_eq!(nice(3_100.0), 4_000.0);
     }
 }

@@ -2,6 +2,8 @@
 //! and Redis, with their own topics, and helpers to call the API.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::TcpListener;
 use std::time::Duration;
 

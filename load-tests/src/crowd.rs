@@ -1,6 +1,8 @@
-//! A chat crowd for one existing drop (the demo's): a few thousand viewers typing `!buy` lines —
-//! sizes, aliases, typos — between ordinary chat, on a steady schedule; buyers pay for some of
-//! their reservations and let others expire. Then a summary: sell-out times, outcomes, latency.
+//! A chat crowd for one existing drop (the demo's): a few thousand viewers on one or more channels
+//! typing `!buy` lines — sizes, aliases, typos — between ordinary chat, on a steady schedule;
+//! buyers pay for some of their reservations and let others expire. It stands where ingest stands:
+//! `!buy` lines become `ChatOrder`s, every line is counted in `ChatActivity`. Then a summary:
+//! per channel lines, orders and payments, sell-out times, outcomes, latency.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -30,6 +32,8 @@ pub struct Crowd {
     /// After the chat, how long to keep watching (holds expiring, waitlists moving).
     pub linger: Duration,
     pub seed: u64,
+    /// The channels the viewers chat on (viewer `n` on channel `n mod len`).
+    pub channels: Vec<String>,
 }
 
 /// Chat templates, `weight<TAB>text`, `#` comments: what the crowd types.
@@ -66,6 +70,21 @@ pub struct Summary {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub paid: u64,
+    /// Per channel: what the crowd typed there and what its buyers paid for.
+    pub per_channel: BTreeMap<String, ChannelCount>,
+}
+
+/// One channel's counts, as the crowd keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelCount {
+    /// Chat lines typed.
+    pub lines: u64,
+    /// `!buy` lines (orders handed over).
+    pub orders: u64,
+    /// Orders decided.
+    pub decided: u64,
+    /// Holds paid for (confirmations sent).
+    pub paid: u64,
 }
 
 pub async fn run(settings: &Settings, crowd: &Crowd, templates: &[(u32, String)]) -> Result<Summary> {
@@ -82,6 +101,16 @@ pub async fn run(settings: &Settings, crowd: &Crowd, templates: &[(u32, String)]
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut first_decision_ms: Option<i64> = None;
     let mut holding: HashSet<String> = HashSet::new();
+    let mut channel_of: HashMap<String, String> = HashMap::new();
+    anyhow::ensure!(!crowd.channels.is_empty(), "a crowd chats on at least one channel");
+    let tally = dropline_core::activity::Shared::default();
+    let counting = tokio_util::sync::CancellationToken::new();
+    let activity = tokio::spawn(dropline_core::activity::publish(
+        tally.clone(),
+        producer.clone(),
+        settings.topics.name(TopicKind::ChatActivity).to_owned(),
+        counting.clone(),
+    ));
     let prefix = format!("{}-crowd-", crowd.drop_id);
     let start = Instant::now();
     let total = (crowd.rate * crowd.seconds as f64) as u64;
@@ -101,23 +130,32 @@ pub async fn run(settings: &Settings, crowd: &Crowd, templates: &[(u32, String)]
                         .find(|(w, _)| if pick < *w { true } else { pick -= w; false })
                         .map_or("", |(_, t)| t.as_str());
                     let viewer = rng.gen_range(0..crowd.viewers);
+                    let channel = &crowd.channels[viewer as usize % crowd.channels.len()];
+                    let command = dropline_core::domain::is_command(text);
+                    let now = kafka::now_ms();
+                    tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count(&crowd.drop_id, channel, command, now);
+                    let count = summary.per_channel.entry(channel.clone()).or_default();
+                    count.lines += 1;
+                    summary.lines += 1;
+                    n += 1;
+                    if !command {
+                        continue; // small talk: counted, not an order (as ingest does)
+                    }
                     let order = ChatOrder {
                         order_id: format!("{prefix}{n}"),
                         drop_id: crowd.drop_id.clone(),
                         buyer_id: format!("twitch:{viewer}"),
                         buyer_name: format!("viewer{viewer}"),
-                        channel: "twitch:#creator".into(),
+                        channel: channel.clone(),
                         text: text.to_owned(),
-                        sent_at_ms: kafka::now_ms(),
+                        sent_at_ms: now,
                         ..Default::default()
                     };
-                    if dropline_core::domain::is_command(text) {
-                        summary.orders += 1;
-                        sent_at.insert(order.order_id.clone(), Instant::now());
-                    }
+                    count.orders += 1;
+                    summary.orders += 1;
+                    sent_at.insert(order.order_id.clone(), Instant::now());
+                    channel_of.insert(order.order_id.clone(), channel.clone());
                     kafka::publish(&producer, &chat, &crowd.drop_id, &order).await?;
-                    summary.lines += 1;
-                    n += 1;
                 }
             }
             _ = progress.tick() => {
@@ -134,6 +172,9 @@ pub async fn run(settings: &Settings, crowd: &Crowd, templates: &[(u32, String)]
                 if is_decision(status) {
                     if let Some(sent) = sent_at.remove(&outcome.order_id) {
                         summary.decided += 1;
+                        if let Some(channel) = channel_of.get(&outcome.order_id) {
+                            summary.per_channel.entry(channel.clone()).or_default().decided += 1;
+                        }
                         let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
                         let _ = latency.record(us);
                     }
@@ -157,10 +198,15 @@ pub async fn run(settings: &Settings, crowd: &Crowd, templates: &[(u32, String)]
                     };
                     kafka::publish(&producer, &holds, &crowd.drop_id, &pay).await?;
                     summary.paid += 1;
+                    if let Some(channel) = channel_of.get(&outcome.order_id) {
+                        summary.per_channel.entry(channel.clone()).or_default().paid += 1;
+                    }
                 }
             }
         }
     }
+    counting.cancel();
+    activity.await?;
     summary.p50_ms = latency.value_at_quantile(0.5) as f64 / 1000.0;
     summary.p99_ms = latency.value_at_quantile(0.99) as f64 / 1000.0;
     summary.max_ms = latency.max() as f64 / 1000.0;

@@ -89,6 +89,9 @@ enum Command {
         /// Seconds to keep watching after the chat (holds expiring).
         #[arg(long, default_value_t = 15)]
         linger: u64,
+        /// A channel the viewers chat on (repeat for a co-op drop: viewers are spread over them).
+        #[arg(long = "channel", default_value = "twitch:#creator")]
+        channels: Vec<String>,
     },
     /// Viewers as real IRC clients typing one line each (viewer v000 the first --line, …), and
     /// what the bot answered them, counted in the channel; reply delays from `chat-replies`.
@@ -237,7 +240,7 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             }
             Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Crowd { drop, lines, viewers, seconds, rate, confirm, linger } => {
+        Command::Crowd { drop, lines, viewers, seconds, rate, confirm, linger, channels } => {
             anyhow::ensure!(rate > 0.0 && rate <= 10_000.0, "--rate must be 0–10000 lines/s");
             anyhow::ensure!((0.0..=1.0).contains(&confirm), "--confirm must be a share from 0 to 1");
             let settings = dropline_core::Settings::from_env()?;
@@ -250,12 +253,19 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
                 confirm,
                 linger: std::time::Duration::from_secs(linger),
                 seed: 7,
+                channels,
             };
             let s = crowd::run(&settings, &options, &templates).await?;
             println!(
                 "{} chat lines from {viewers} viewers, {} orders, {} decided, {} paid",
                 s.lines, s.orders, s.decided, s.paid
             );
+            for (channel, c) in &s.per_channel {
+                println!(
+                    "  {channel}: {} lines, {} orders, {} decided, {} paid",
+                    c.lines, c.orders, c.decided, c.paid
+                );
+            }
             let sold: Vec<String> =
                 s.sold_out_after_s.iter().map(|(sku, t)| format!("{sku} in {t:.1} s")).collect();
             println!("sold out: {}", if sold.is_empty() { "nothing".to_owned() } else { sold.join(", ") });

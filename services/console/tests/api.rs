@@ -521,3 +521,58 @@ async fn drafts_are_edited_until_they_open() -> Result<()> {
     c.expect(Method::PUT, &path, Some(CREATOR), Some(edit), 409, "only a draft can be edited").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_funnel_counts_what_a_crowd_typed() -> Result<()> {
+    let c = console().await?;
+    let id = unique("crowd");
+    let mut body = drop_body(&id, 20);
+    body["channels"] = json!(["twitch:#creator", "twitch:#friend"]);
+    body["partners"] = json!([{"channel": "twitch:#creator", "share_bp": 6000}, {"channel": "twitch:#friend", "share_bp": 4000}]);
+    body["items"][0]["aliases"] = json!(["hoody", "hodie"]);
+    body["items"][1]["sku"] = json!("TEE-BLACK-M");
+    body["items"][1]["name"] = json!("tee black");
+    body["items"][1]["aliases"] = json!(["shirt black"]);
+    c.create_and_open(body).await?;
+    let templates = dropline_load::crowd::load_lines(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../load-tests/demo-chat.txt"
+    )))?;
+    let crowd = dropline_load::crowd::Crowd {
+        drop_id: id.clone(),
+        viewers: 300,
+        seconds: 4,
+        rate: 50.0,
+        confirm: 0.5,
+        linger: Duration::from_secs(4),
+        seed: 11,
+        channels: vec!["twitch:#creator".into(), "twitch:#friend".into()],
+    };
+    let typed = dropline_load::crowd::run(&c.settings, &crowd, &templates).await?;
+    ensure!(typed.orders > 0 && typed.paid > 0 && typed.per_channel.len() == 2, "{typed:?}");
+    let report = until(&c, &format!("/api/drops/{id}/report"), PRODUCER, |r| {
+        r["funnel"].as_array().is_some_and(|f| {
+            f.iter()
+                .find(|x| x["channel"] == "all")
+                .is_some_and(|all| all["paid"] == typed.paid && all["lines_seen"] == typed.lines)
+        })
+    })
+    .await?;
+    for (channel, counted) in &typed.per_channel {
+        let f = report["funnel"]
+            .as_array()
+            .and_then(|f| f.iter().find(|x| x["channel"] == channel.as_str()))
+            .cloned();
+        let f = f.with_context(|| format!("no funnel for {channel}: {report}"))?;
+        let got = json!([f["lines_seen"], f["orders"], f["decided"], f["paid"]]);
+        let want = json!([counted.lines, counted.orders, counted.orders, counted.paid]);
+        ensure!(got == want, "{channel}: the report says {got}, the crowd counted {want} ({counted:?})");
+    }
+    let paid: u64 =
+        report["partners"].as_array().into_iter().flatten().filter_map(|p| p["paid"].as_u64()).sum();
+    ensure!(paid == typed.paid, "partners' paid orders {paid} != {}", typed.paid);
+    let payouts: i64 =
+        report["partners"].as_array().into_iter().flatten().filter_map(|p| p["payout_cents"].as_i64()).sum();
+    ensure!(Some(payouts) == report["revenue_cents"].as_i64(), "payouts add up to the revenue: {report}");
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! shutdown, retry backoff, Kafka and Redis connections, the naming of a split drop's shards, claim codes, the domain's values and their validators, the Redis key layout
 //! — and no business rules.
 
+pub mod activity;
 pub mod admin;
 pub mod backoff;
 pub mod claim;

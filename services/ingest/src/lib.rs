@@ -3,7 +3,6 @@
 //! channel where a drop is live becomes a `ChatOrder` whose id comes from the platform's message
 //! id; each outcome of such an order is answered where it was typed (`reply`).
 
-pub mod activity;
 pub mod client;
 pub mod config;
 pub mod irc;

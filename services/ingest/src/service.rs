@@ -40,7 +40,7 @@ pub struct Pipeline {
     producer: FutureProducer,
     topic: String,
     live: Arc<RwLock<LiveDrops>>,
-    activity: crate::activity::Shared,
+    activity: dropline_core::activity::Shared,
     pub(crate) metrics: Metrics,
     pub(crate) network: String,
 }
@@ -123,7 +123,7 @@ pub async fn run(
         producer,
         topic: settings.topics.name(TopicKind::ChatOrders).to_owned(),
         live: Arc::new(RwLock::new(LiveDrops::with_fallback(config.fallback_drop.clone()))),
-        activity: crate::activity::Shared::default(),
+        activity: dropline_core::activity::Shared::default(),
         metrics: metrics.clone(),
         network: config.network.clone(),
     };
@@ -142,7 +142,7 @@ pub async fn run(
 
     let mut tasks = Vec::new();
     let activity_stop = CancellationToken::new();
-    let activity = tokio::spawn(crate::activity::publish(
+    let activity = tokio::spawn(dropline_core::activity::publish(
         pipeline.activity.clone(),
         pipeline.producer.clone(),
         settings.topics.name(TopicKind::ChatActivity).to_owned(),

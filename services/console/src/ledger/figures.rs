@@ -421,4 +421,89 @@ mod tests {
         assert_eq!(f.series.orders.iter().sum::<u64>(), 2_000);
         assert_eq!(*f.series.stock[0].left.last().expect("points"), 3_000);
     }
+
+    mod replay {
+        use super::*;
+        use dropline_proto::v1::{drop_trigger, DropTrigger, ReservationOutcome, Restock};
+        use proptest::prelude::*;
+
+        /// An order's outcomes in the order the matcher publishes them.
+        fn life(id: usize, sku: &str, plan: u8, at: i64) -> Vec<ReservationOutcome> {
+            let o = |s: S, dt: i64| {
+                outcome(&format!("o{id}"), s, sku, 1 + (id % 2) as u32, (id % 3) as i64, at + dt)
+            };
+            match plan % 9 {
+                0 => vec![o(S::Reserved, 0)],
+                1 => vec![o(S::Reserved, 0), o(S::Confirmed, 500)],
+                2 => vec![o(S::Reserved, 0), o(S::Released, 700)],
+                3 => vec![o(S::Reserved, 0), o(S::Expired, 900), o(S::Confirmed, 1_500)],
+                4 => vec![o(S::Reserved, 0), o(S::Expired, 900), o(S::RefundDue, 1_500)],
+                5 => vec![o(S::Waitlisted, 0), o(S::Reserved, 800), o(S::Confirmed, 1_200)],
+                6 => vec![o(S::Waitlisted, 0), o(S::SoldOut, 2_000)],
+                7 => vec![o(S::SoldOut, 0)],
+                _ => vec![o(S::LimitExceeded, 0), o(S::Duplicate, 10)],
+            }
+        }
+
+        proptest! {
+            /// However often outcomes are republished, and wherever the other topics' events fall
+            /// between them, the figures are the same.
+            #[test]
+            fn republished_and_interleaved_events_change_nothing(
+                plans in proptest::collection::vec(0u8..9, 0..40),
+                restocks in proptest::collection::vec((0usize..40, 1u32..5), 0..4),
+                repeats in proptest::collection::vec(any::<prop::sample::Index>(), 0..30),
+                positions in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let skus = ["TEE", "CAP"];
+                let mut outcomes: Vec<ReservationOutcome> = plans
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, p)| life(i, skus[i % 2], *p, 2_000 + 150 * i as i64))
+                    .collect();
+                outcomes.sort_by_key(|o| o.decided_at_ms); // one partition: decision order
+                let mut triggers = vec![open(1_000, &[("TEE", 20, 100), ("CAP", 5, 50)])];
+                for (k, (at, units)) in restocks.iter().enumerate() {
+                    triggers.push(DropTrigger {
+                        drop_id: "d".into(),
+                        sent_at_ms: 2_000 + 150 * *at as i64,
+                        trigger_id: format!("r{k}"),
+                        action: Some(drop_trigger::Action::Restock(Restock { sku: skus[k % 2].into(), quantity: *units })),
+                    });
+                }
+                let mut once = DropLog::default();
+                for t in &triggers {
+                    once.trigger(t);
+                }
+                for o in &outcomes {
+                    once.outcome(o);
+                }
+                // Again: outcomes republished (each repeat after its original), triggers read by
+                // another consumer at other moments, and the triggers topic replayed twice.
+                let mut replayed = DropLog::default();
+                let mut with_repeats = outcomes.clone();
+                for index in &repeats {
+                    if outcomes.is_empty() { break; }
+                    let i = index.index(outcomes.len());
+                    let at = with_repeats.iter().position(|o| *o == outcomes[i]).unwrap_or(0);
+                    let later = at + 1 + index.index(with_repeats.len() - at);
+                    with_repeats.insert(later.min(with_repeats.len()), outcomes[i].clone());
+                }
+                let mut cuts: Vec<usize> = positions.iter().map(|p| p.index(with_repeats.len() + 1)).collect();
+                cuts.sort_unstable();
+                let mut next_trigger = triggers.iter().chain(triggers.iter());
+                for (i, o) in with_repeats.iter().enumerate() {
+                    while cuts.first() == Some(&i) {
+                        cuts.remove(0);
+                        if let Some(t) = next_trigger.next() { replayed.trigger(t); }
+                    }
+                    replayed.outcome(o);
+                }
+                for t in next_trigger {
+                    replayed.trigger(t);
+                }
+                prop_assert_eq!(figures(&once, []), figures(&replayed, []));
+            }
+        }
+    }
 }

@@ -327,7 +327,7 @@ pub(crate) mod tests {
             outcome("b", S::Expired, "TEE", 1, 1, 3_100),
             outcome("c", S::Reserved, "TEE", 1, 0, 3_100),
             outcome("b", S::RefundDue, "TEE", 1, 0, 3_500), // paid late, the unit went to c
-            outcome("e", S::Reserved, "TEE", 1, 0, 3_600),  // nothing left: the matcher says so
+            outcome("e", S::SoldOut, "TEE", 1, 0, 3_600),   // nothing left
         ];
         for e in &events {
             log.outcome(e);
@@ -336,8 +336,9 @@ pub(crate) mod tests {
             log.outcome(e); // republished after a restart of the matcher
         }
         let left: i64 = log.stock_moves["TEE"].values().sum();
-        assert_eq!(left, 2 - 1 - 1 + 1 - 1 - 1);
-        assert_eq!(log.outcomes["RESERVED"], 4);
+        assert_eq!(left, 0, "2 on sale: a paid, b's lapsed unit went to c");
+        assert_eq!(log.outcomes["RESERVED"], 3);
+        assert_eq!(log.outcomes["SOLD_OUT"], 1);
         assert_eq!(log.outcomes["CONFIRMED"], 1);
         assert_eq!(log.outcomes["REFUND_DUE"], 1);
         assert!(log.orders["c"].promoted());

@@ -195,7 +195,8 @@ pub fn render(r: &Report) -> String {
         let _ = write!(h, "<th>{}</th>", esc(&f.channel));
     }
     h.push_str("</tr>");
-    let steps: [(&str, fn(&Funnel) -> String); 17] = [
+    type Step = (&'static str, fn(&Funnel) -> String);
+    let steps: [Step; 17] = [
         ("chat lines seen", |f| f.lines_seen.to_string()),
         ("orders", |f| f.orders.to_string()),
         ("orders per line", |f| percent(f.order_rate)),

@@ -1,16 +1,18 @@
-//! Chat activity: lines counted per live drop and channel, published as `ChatActivity` deltas on
-//! `chat-activity` about once a second — the top of a drop's funnel in the report.
+//! Chat activity counted for a drop's funnel: lines per (drop, channel) since the last
+//! `ChatActivity` (the tally is pure), published on `chat-activity` about once a second — by
+//! ingest for real chat, by the load tools for their crowds.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use dropline_core::kafka;
 use dropline_proto::v1::ChatActivity;
 use prost::Message as _;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
+
+use crate::kafka;
 
 /// How often counts are published.
 pub const EVERY: Duration = Duration::from_secs(1);

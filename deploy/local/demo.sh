@@ -82,20 +82,20 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && (exec 3
 now=$(($(date +%s%N) / 1000000))
 echo "{\"started_at_ms\": $((now - 30000))}" >"$recording.json"
 
-say "1. The creator creates drop $drop and opens it (console API → topic drop-triggers)"
+say "1. The creator creates drop $drop — a co-op of two channels: #creator (70 %) and #friend (30 %) — and opens it (console API → topic drop-triggers)"
 api() { curl -sS -H "Authorization: Bearer $1" -H 'Content-Type: application/json' "${@:2}"; echo; }
 api "$creator" "$console/api/drops" -d @- <<JSON
-{"id":"$drop","title":"Demo hoodie drop","recording":"demo-stream-150s.mp4","limit_per_buyer":2,"hold_seconds":60,"waitlist":true,"waitlist_cap":100,"channels":["twitch:#creator"],"items":[{"sku":"HOODIE-M","name":"Logo hoodie","product":"hoodie","size":"M","aliases":["hoodie","hoody"],"stock":80,"price_cents":5500},{"sku":"HOODIE-L","name":"Logo hoodie","product":"hoodie","size":"L","aliases":["hoodie","hoody"],"stock":120,"price_cents":5500},{"sku":"TEE-BLACK-M","name":"Black tee","product":"tee","size":"M","aliases":["tee","shirt"],"stock":150,"price_cents":2500},{"sku":"CAP","name":"Dad cap","product":"cap","stock":1,"price_cents":1500},{"sku":"MUG","name":"Mug","product":"mug","stock":5,"price_cents":1200,"checkout_url":"https://buy.stripe.com/test_demo_mug"}]}
+{"id":"$drop","title":"Demo hoodie drop","recording":"demo-stream-150s.mp4","limit_per_buyer":2,"hold_seconds":60,"waitlist":true,"waitlist_cap":100,"channels":["twitch:#creator","twitch:#friend"],"partners":[{"channel":"twitch:#creator","share_bp":7000},{"channel":"twitch:#friend","share_bp":3000}],"items":[{"sku":"HOODIE-M","name":"Logo hoodie","product":"hoodie","size":"M","aliases":["hoodie","hoody"],"stock":80,"price_cents":5500},{"sku":"HOODIE-L","name":"Logo hoodie","product":"hoodie","size":"L","aliases":["hoodie","hoody"],"stock":120,"price_cents":5500},{"sku":"TEE-BLACK-M","name":"Black tee","product":"tee","size":"M","aliases":["tee","shirt"],"stock":150,"price_cents":2500},{"sku":"CAP","name":"Dad cap","product":"cap","stock":1,"price_cents":1500},{"sku":"MUG","name":"Mug","product":"mug","stock":5,"price_cents":1200,"checkout_url":"https://buy.stripe.com/test_demo_mug"}]}
 JSON
 api "$creator" -X POST "$console/api/drops/$drop/open" >/dev/null
 sleep 2 # the matcher and ingest take the open trigger
 
-say "2. Viewers type in chat; the platform pushes it to ingest's webhook (HMAC-signed) → topic chat-orders"
+say "2. Viewers type in chat on both channels; the platform pushes it to ingest's webhook (HMAC-signed) → topic chat-orders (every line counted on chat-activity)"
 lines=("!buy hoodie L" "!BUY hoody m 2" "lets gooo" "!buy 2" "!buy tee black m" "!buy hodie L" "!buy hoodie L 9")
 for i in "${!lines[@]}"; do
   id="$drop-msg-$i" ts=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
-  body=$(printf '{"subscription":{"type":"channel.chat.message"},"event":{"broadcaster_user_login":"creator","chatter_user_id":"%d","chatter_user_login":"viewer%d","chatter_user_name":"Viewer%d","message_id":"%s","message":{"text":"%s"}}}' \
-    "$((i % 5))" "$((i % 5))" "$((i % 5))" "$id" "${lines[$i]}")
+  body=$(printf '{"subscription":{"type":"channel.chat.message"},"event":{"broadcaster_user_login":"%s","chatter_user_id":"%d","chatter_user_login":"viewer%d","chatter_user_name":"Viewer%d","message_id":"%s","message":{"text":"%s"}}}' \
+    "$([ $((i % 3)) = 2 ] && echo friend || echo creator)" "$((i % 5))" "$((i % 5))" "$((i % 5))" "$id" "${lines[$i]}")
   sig=$(printf '%s%s%s' "$id" "$ts" "$body" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.*= //')
   curl -sS -o /dev/null -w "  %{http_code} ${lines[$i]}\n" "http://$DROPLINE_INGEST_HTTP/ingest/chat" -H 'Content-Type: application/json' \
     -H "Twitch-Eventsub-Message-Id: $id" -H "Twitch-Eventsub-Message-Timestamp: $ts" \
@@ -148,8 +148,9 @@ say "3. What flowed, read back from the broker and decoded (dropline tail)"
 say "4. The matcher's answers (topic reservations): one per order, ordinary chat ignored"
 "$bin/dropline" tail "${DROPLINE_TOPIC_PREFIX}reservations" --from-beginning --key "$drop" -n 6 --idle-exit 10 --brief
 
-say "5. A crowd: 3,000 viewers chat for a minute (60 lines/s, typos, aliases, small talk); 60 % of reservations get paid, the rest expire after the 60 s window"
-"$bin/dropline-load" crowd --drop "$drop" --lines load-tests/demo-chat.txt --viewers 3000 --seconds 60 --rate 60 --confirm 0.6 --linger 20
+say "5. A crowd: 3,000 viewers on both channels chat for a minute (60 lines/s, typos, aliases, small talk); 60 % of reservations get paid, the rest expire after the 60 s window"
+"$bin/dropline-load" crowd --drop "$drop" --lines load-tests/demo-chat.txt --viewers 3000 --seconds 60 --rate 60 --confirm 0.6 --linger 20 \
+  --channel twitch:#creator --channel twitch:#friend
 
 say "5b. Late payments, both ways: v000's cap and v002's mug were not paid within 60 s and expired; the cap went to v001 (waitlisted), who pays"
 code=$(claim_of v001 WAITLISTED)
@@ -202,21 +203,31 @@ for clip in "$DROPLINE_CLIPS/$drop"/*.mp4; do
 done
 api "$editor" "$console/api/clips?drop_id=$drop" | python3 -c 'import json,sys; [print("  %-45s %-11s %s" % (c["clip_id"], c["reason"], c["status"] if c["status"] == "ready" else "failed: " + c["failure"])) for c in json.load(sys.stdin)]'
 
-say "7. The drop's report (console API)"
+say "7. The drop's report, computed from the event log (console API; the page: /report/$drop)"
 api "$producer" "$console/api/drops/$drop/report" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
+money = lambda c: "%.2f" % (c / 100)
 for s in r["skus"]:
     after = s["sold_out_after_ms"]
-    print("  %-12s %4d on sale  %4d paid  %4d held  sold out %s" % (s["sku"], s["total"], s["confirmed"], s["reserved"], "in %.1f s" % (after / 1000) if after is not None else "no"))
-print("  outcomes:", ", ".join("%s %d" % kv for kv in r["outcomes"].items()))
-print("  revenue: %.2f" % (r["revenue_cents"] / 100))'
+    print("  %-12s %4d on sale  %4d paid  %4d held  %4d left  sell-through %5.1f %%  sold out %s" % (s["sku"], s["total"], s["confirmed"], s["reserved"], s["left"], 100 * s["sell_through"], "in %.1f s" % (after / 1000) if after is not None else "no"))
+print("  funnel            lines seen   orders  reserved  waitlisted  promoted   paid  expired  revenue")
+for f in r["funnel"]:
+    print("  %-16s %11d %8d %9d %11d %9d %6d %8d %8s" % (f["channel"], f["lines_seen"], f["orders"], f["reserved"], f["waitlisted"], f["promoted"], f["paid"], f["expired"], money(f["revenue_cents"])))
+b = r["buyers"]
+print("  buyers: %d unique, %d paying, %d repeat" % (b["unique"], b["paying"], b["repeat"]))
+for p in r["partners"]:
+    print("  partner %-16s %5.1f %%  %4d orders  %4d paid  payout %s" % (p["channel"], p["share_bp"] / 100, p["orders"], p["paid"], money(p["payout_cents"])))
+print("  revenue %s = payouts %s" % (money(r["revenue_cents"]), money(sum(p["payout_cents"] for p in r["partners"]))))
+print("  moments: " + ", ".join(m["label"] + (" (clip)" if m["clip_id"] else "") for m in r["moments"]))'
 
 say "8. The stack"
 deploy/local/stack.sh status
 cat <<TXT
 
 Clips are in $DROPLINE_CLIPS. The console of this run:
+  studio (creator):      $console/studio?token=$creator&drop=$drop
+  report (producer):     $console/report/$drop?token=$producer   (prints to a clean A4 PDF)
   live view (producer):  $console/?token=$producer&drop=$drop
   stream overlay (OBS):  $console/overlay/$drop   (browser source, 1920×1080 or 1080×1920)
   clip gallery (editor): $console/gallery?token=$editor&drop=$drop

@@ -317,6 +317,7 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
         "Stock left per SKU",
         "Funnel of twitch:#friend",
         "Revenue per SKU",
+        "Revenue per channel",
         "@page { size: A4",
         "largest fractions",
     ] {

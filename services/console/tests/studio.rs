@@ -118,6 +118,7 @@ async fn a_creator_runs_a_drop_from_the_studio_and_reads_its_report() -> Result<
     ensure!(saved["drop"]["items"][0]["name"] == "Logo Hoodie, heavy", "{saved}");
 
     // Open, with a confirmation.
+    until_shows(&browser, "return document.getElementById('open').disabled", json!(false)).await?;
     browser.click("#open").await?;
     confirm_dialog(&browser, "Open").await?;
     until_shows(&browser, STATUS, json!("open")).await?;
@@ -196,8 +197,8 @@ async fn a_creator_runs_a_drop_from_the_studio_and_reads_its_report() -> Result<
         .eval("return [...document.querySelectorAll('svg.chart')].map(s => s.querySelectorAll('rect, path').length)")
         .await?;
     let counts: Vec<u64> = charts.as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
-    // Orders, stock, revenue per SKU, and a funnel for each channel and for all.
-    ensure!(counts.len() == 6 && counts.iter().all(|n| *n > 0), "charts and their marks: {charts}");
+    // Orders, stock, revenue per SKU and per channel, and a funnel for each channel and for all.
+    ensure!(counts.len() == 7 && counts.iter().all(|n| *n > 0), "charts and their marks: {charts}");
     let text = browser.eval("return document.body.innerText").await?;
     let text = text.as_str().unwrap_or_default();
     for needle in [

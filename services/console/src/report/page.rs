@@ -178,10 +178,17 @@ pub fn render(r: &Report) -> String {
     h.push_str("</table></div>");
     let revenue: Vec<(String, f64, String)> =
         r.skus.iter().map(|s| (s.sku.clone(), s.revenue_cents as f64, money(s.revenue_cents))).collect();
+    let per_channel: Vec<(String, f64, String)> = r
+        .funnel
+        .iter()
+        .filter(|f| f.channel != "all")
+        .map(|f| (f.channel.clone(), f.revenue_cents as f64, money(f.revenue_cents)))
+        .collect();
     let _ = write!(
         h,
-        r#"<h2 style="margin-top:1rem">Revenue per SKU</h2>{}</section>"#,
-        svg::hbars("Revenue per SKU", &revenue)
+        r#"<h2 style="margin-top:1rem">Revenue per SKU</h2>{}<h2 style="margin-top:1rem">Revenue per channel</h2>{}</section>"#,
+        svg::hbars("Revenue per SKU", &revenue),
+        svg::hbars("Revenue per channel", &per_channel)
     );
 
     // Funnels.

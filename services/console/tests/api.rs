@@ -213,7 +213,7 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
     for (from_log, from_redis) in
         report["skus"].as_array().into_iter().flatten().zip(state["skus"].as_array().into_iter().flatten())
     {
-        for field in ["sku", "total", "left", "reserved", "confirmed", "waitlisted"] {
+        for field in ["sku", "total", "left", "reserved", "confirmed", "waitlisted", "sold_out"] {
             ensure!(from_log[field] == from_redis[field], "{field}: log {from_log} vs Redis {from_redis}");
         }
     }

@@ -8,26 +8,17 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::fold::{DropLog, OrderLife, BUCKET_MS};
+use crate::drops::SkuState;
 
 /// Most points a time series has (longer drops get wider buckets).
 pub const MAX_POINTS: usize = 600;
 
-/// One SKU's numbers from the log.
+/// One SKU's numbers from the log: the same units the matcher counts in Redis (and as the API
+/// shows them), and what the report adds.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SkuFigures {
-    pub sku: String,
-    pub name: String,
-    pub price_cents: i64,
-    /// Units ever on sale (opening stock and restocks).
-    pub total: i64,
-    /// For sale now.
-    pub left: i64,
-    /// Held, waiting for payment.
-    pub reserved: i64,
-    /// Paid for.
-    pub confirmed: i64,
-    /// Orders waiting for a unit.
-    pub waitlisted: i64,
+    #[serde(flatten)]
+    pub units: SkuState,
     /// Paid units of the units on sale (0–1).
     pub sell_through: f64,
     /// From the open to the first time none was left, ms (`None`: never sold out).
@@ -196,24 +187,31 @@ pub fn figures<'a>(log: &DropLog, earlier: impl IntoIterator<Item = &'a DropLog>
     let mut skus: Vec<SkuFigures> = log
         .listed
         .iter()
-        .map(|(sku, listed)| SkuFigures {
-            sku: sku.clone(),
-            name: listed.name.clone(),
-            price_cents: listed.price_cents,
-            total: i64::from(listed.opening_stock)
+        .map(|(sku, listed)| {
+            let total = i64::from(listed.opening_stock)
                 + log
                     .restocks
                     .values()
                     .filter(|(_, s, _)| s == sku)
                     .map(|(_, _, q)| i64::from(*q))
-                    .sum::<i64>(),
-            left: log.stock_moves.get(sku).map_or(0, |m| m.values().sum()),
-            reserved: 0,
-            confirmed: 0,
-            waitlisted: 0,
-            sell_through: 0.0,
-            sold_out_after_ms: log.sold_out_at_ms.get(sku).map(|at| at - log.opened_at_ms.unwrap_or(*at)),
-            revenue_cents: 0,
+                    .sum::<i64>();
+            let left = log.stock_moves.get(sku).map_or(0, |m| m.values().sum());
+            SkuFigures {
+                units: SkuState {
+                    sku: sku.clone(),
+                    name: listed.name.clone(),
+                    price_cents: listed.price_cents,
+                    total,
+                    left,
+                    reserved: 0,
+                    confirmed: 0,
+                    waitlisted: 0,
+                    sold_out: total > 0 && left <= 0,
+                },
+                sell_through: 0.0,
+                sold_out_after_ms: log.sold_out_at_ms.get(sku).map(|at| at - log.opened_at_ms.unwrap_or(*at)),
+                revenue_cents: 0,
+            }
         })
         .collect();
     let mut per_channel: BTreeMap<String, Funnel> = BTreeMap::new();
@@ -230,7 +228,9 @@ pub fn figures<'a>(log: &DropLog, earlier: impl IntoIterator<Item = &'a DropLog>
     for life in log.orders.values() {
         buyers.insert(life.buyer_id.as_str());
         per_channel.entry(life.channel.clone()).or_default().add(life, price(&life.sku));
-        let Some(sku) = skus.iter_mut().find(|s| s.sku == life.sku) else { continue };
+        let Some(sku) = skus.iter_mut().find(|s| s.units.sku == life.sku).map(|s| &mut s.units) else {
+            continue;
+        };
         let q = i64::from(life.quantity);
         if life.held() && !life.ended() {
             sku.reserved += q;
@@ -243,8 +243,9 @@ pub fn figures<'a>(log: &DropLog, earlier: impl IntoIterator<Item = &'a DropLog>
         }
     }
     for sku in &mut skus {
-        sku.revenue_cents = sku.confirmed.saturating_mul(sku.price_cents);
-        sku.sell_through = if sku.total > 0 { sku.confirmed as f64 / sku.total as f64 } else { 0.0 };
+        let u = &sku.units;
+        sku.revenue_cents = u.confirmed.saturating_mul(u.price_cents);
+        sku.sell_through = if u.total > 0 { u.confirmed as f64 / u.total as f64 } else { 0.0 };
     }
     let mut all = Funnel { channel: "all".into(), ..Funnel::default() };
     let mut funnel: Vec<Funnel> = per_channel
@@ -379,9 +380,9 @@ mod tests {
         assert_eq!((friend.orders, friend.refused, friend.paid), (1, 1, 0));
         let all = f.funnel.last().expect("all");
         assert_eq!((all.channel.as_str(), all.lines_seen, all.orders, all.paid), ("all", 50, 4, 2));
-        let tee = &f.skus[0];
+        let tee = &f.skus[0].units;
         assert_eq!((tee.total, tee.left, tee.reserved, tee.confirmed, tee.waitlisted), (2, 0, 0, 2, 0));
-        assert_eq!(tee.sold_out_after_ms, Some(200));
+        assert_eq!(f.skus[0].sold_out_after_ms, Some(200));
         assert_eq!(f.revenue_cents, 5_000);
         assert_eq!((f.buyers.unique, f.buyers.paying, f.buyers.repeat), (4, 2, 0));
         assert_eq!(f.series.start_ms, 1_000);

@@ -117,11 +117,11 @@ pub async fn report_csv(
     for s in &r.skus {
         let mut row = vec![
             "sku".to_owned(),
-            s.sku.clone(),
-            s.name.clone(),
-            s.total.to_string(),
-            s.confirmed.to_string(),
-            s.reserved.to_string(),
+            s.units.sku.clone(),
+            s.units.name.clone(),
+            s.units.total.to_string(),
+            s.units.confirmed.to_string(),
+            s.units.reserved.to_string(),
             format!("{:.4}", s.sell_through),
             s.sold_out_after_ms.map(|ms| ms.to_string()).unwrap_or_default(),
         ];
@@ -152,9 +152,9 @@ pub async fn report_csv(
     let all = r.funnel.iter().find(|f| f.channel == "all").cloned().unwrap_or_default();
     let mut total = vec!["total".to_owned(), String::new(), r.title.clone()];
     total.extend([
-        r.skus.iter().map(|s| s.total).sum::<i64>().to_string(),
-        r.skus.iter().map(|s| s.confirmed).sum::<i64>().to_string(),
-        r.skus.iter().map(|s| s.reserved).sum::<i64>().to_string(),
+        r.skus.iter().map(|s| s.units.total).sum::<i64>().to_string(),
+        r.skus.iter().map(|s| s.units.confirmed).sum::<i64>().to_string(),
+        r.skus.iter().map(|s| s.units.reserved).sum::<i64>().to_string(),
     ]);
     total.extend(blank(2));
     total.extend([
@@ -211,14 +211,17 @@ pub async fn build(state: &AppState, id: &str) -> Result<Report, ApiError> {
             .items
             .iter()
             .map(|i| SkuFigures {
-                sku: crate::ledger::fold::sku_key(&i.sku),
-                name: i.name.clone(),
-                price_cents: i.price_cents,
-                total: i64::from(i.stock),
-                left: i64::from(i.stock),
-                reserved: 0,
-                confirmed: 0,
-                waitlisted: 0,
+                units: crate::drops::SkuState {
+                    sku: crate::ledger::fold::sku_key(&i.sku),
+                    name: i.name.clone(),
+                    price_cents: i.price_cents,
+                    total: i64::from(i.stock),
+                    left: i64::from(i.stock),
+                    reserved: 0,
+                    confirmed: 0,
+                    waitlisted: 0,
+                    sold_out: false,
+                },
                 sell_through: 0.0,
                 sold_out_after_ms: None,
                 revenue_cents: 0,

@@ -113,8 +113,8 @@ pub fn render(r: &Report) -> String {
         when(r.closed_at_ms)
     );
     let all = r.funnel.iter().find(|f| f.channel == "all").cloned().unwrap_or_default();
-    let units_sold: i64 = r.skus.iter().map(|s| s.confirmed).sum();
-    let units_total: i64 = r.skus.iter().map(|s| s.total).sum();
+    let units_sold: i64 = r.skus.iter().map(|s| s.units.confirmed).sum();
+    let units_total: i64 = r.skus.iter().map(|s| s.units.total).sum();
     let kpis = [
         (money(r.revenue_cents), "revenue".to_owned()),
         (format!("{units_sold} / {units_total}"), "units paid / on sale".to_owned()),
@@ -163,21 +163,24 @@ pub fn render(r: &Report) -> String {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{sold}</td><td>{}</td></tr>",
-            esc(&s.sku),
-            esc(&s.name),
-            money(s.price_cents),
-            s.total,
-            s.confirmed,
-            s.reserved,
-            s.left,
-            s.waitlisted,
+            esc(&s.units.sku),
+            esc(&s.units.name),
+            money(s.units.price_cents),
+            s.units.total,
+            s.units.confirmed,
+            s.units.reserved,
+            s.units.left,
+            s.units.waitlisted,
             percent(Some(s.sell_through)),
             money(s.revenue_cents)
         );
     }
     h.push_str("</table></div>");
-    let revenue: Vec<(String, f64, String)> =
-        r.skus.iter().map(|s| (s.sku.clone(), s.revenue_cents as f64, money(s.revenue_cents))).collect();
+    let revenue: Vec<(String, f64, String)> = r
+        .skus
+        .iter()
+        .map(|s| (s.units.sku.clone(), s.revenue_cents as f64, money(s.revenue_cents)))
+        .collect();
     let per_channel: Vec<(String, f64, String)> = r
         .funnel
         .iter()

@@ -93,7 +93,7 @@ fn funnel_chart(f: &Funnel) -> String {
         (label.to_owned(), n as f64, shown)
     })
     .collect();
-    svg::hbars(&format!("Funnel of {}", f.channel), &rows)
+    svg::hbars(&format!("Funnel of {}", f.channel), &rows, 360.0)
 }
 
 /// The report as HTML.
@@ -134,8 +134,10 @@ pub fn render(r: &Report) -> String {
     let marks: Vec<Mark> = r
         .moments
         .iter()
-        .map(|m| Mark {
+        .enumerate()
+        .map(|(i, m)| Mark {
             at: (m.at_ms - r.series.start_ms) as f64 / bucket as f64,
+            number: i + 1,
             label: m.label.clone(),
             href: m.clip_url.clone(),
         })
@@ -190,8 +192,8 @@ pub fn render(r: &Report) -> String {
     let _ = write!(
         h,
         r#"<h2 style="margin-top:1rem">Revenue per SKU</h2>{}<h2 style="margin-top:1rem">Revenue per channel</h2>{}</section>"#,
-        svg::hbars("Revenue per SKU", &revenue),
-        svg::hbars("Revenue per channel", &per_channel)
+        svg::hbars("Revenue per SKU", &revenue, 720.0),
+        svg::hbars("Revenue per channel", &per_channel, 720.0)
     );
 
     // Funnels.
@@ -258,8 +260,8 @@ pub fn render(r: &Report) -> String {
         );
     }
 
-    h.push_str(r#"<section id="moments"><h2>Moments</h2><div class="table"><table><tr><th>when</th><th>after open</th><th>moment</th><th>clip</th></tr>"#);
-    for m in &r.moments {
+    h.push_str(r#"<section id="moments"><h2>Moments</h2><div class="table"><table><tr><th>#</th><th>when</th><th>after open</th><th>moment</th><th>clip</th></tr>"#);
+    for (i, m) in r.moments.iter().enumerate() {
         let after = r.opened_at_ms.map_or_else(|| "–".to_owned(), |o| seconds(m.at_ms - o));
         let clip = m.clip_url.as_ref().map_or_else(
             || "–".to_owned(),
@@ -267,7 +269,8 @@ pub fn render(r: &Report) -> String {
         );
         let _ = write!(
             h,
-            r#"<tr><td>{}</td><td>{after}</td><td class="wrap">{}: {}</td><td>{clip}</td></tr>"#,
+            r#"<tr><td>{}</td><td>{}</td><td>{after}</td><td class="wrap">{}: {}</td><td>{clip}</td></tr>"#,
+            i + 1,
             when(Some(m.at_ms)),
             esc(&m.kind),
             esc(&m.label)

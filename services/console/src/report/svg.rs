@@ -27,10 +27,12 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-/// A vertical mark on a time chart: where (bucket index, may be fractional), what, and a link.
+/// A vertical mark on a time chart: where (bucket index, may be fractional), its number (the
+/// moments table says what it was), what (shown on hover), and a link.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mark {
     pub at: f64,
+    pub number: usize,
     pub label: String,
     pub href: Option<String>,
 }
@@ -49,9 +51,13 @@ fn nice(max: f64) -> f64 {
 }
 
 fn open(out: &mut String, height: f64, title: &str) {
+    open_w(out, W, height, title);
+}
+
+fn open_w(out: &mut String, width: f64, height: f64, title: &str) {
     let _ = write!(
         out,
-        r#"<svg class="chart" viewBox="0 0 {W} {height}" width="100%" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
+        r#"<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
         esc(title)
     );
     let _ = write!(out, "<title>{}</title>", esc(title));
@@ -89,21 +95,29 @@ fn x_labels(out: &mut String, n: usize, bucket_s: f64, bottom: f64) {
     }
 }
 
+/// Moments as dashed lines with a numbered badge on top; badges that would overlap step down a
+/// row (four rows, then they overlap).
 fn marks(out: &mut String, marks: &[Mark], n: usize, top: f64, bottom: f64) {
     let plot = W - LEFT - RIGHT;
-    for (i, mark) in marks.iter().enumerate() {
+    let mut rows: [f64; 4] = [f64::NEG_INFINITY; 4];
+    for mark in marks {
         let x = LEFT + plot * (mark.at / n.max(1) as f64).clamp(0.0, 1.0);
-        let label_y = top + 10.0 + 11.0 * (i % 4) as f64;
+        let row = rows.iter().position(|last| x - last >= 16.0).unwrap_or(3);
+        rows[row] = x;
+        let y = top + 8.0 + 16.0 * row as f64;
         let body = format!(
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{bottom}" stroke="#111827" stroke-dasharray="3 3"/><text x="{:.1}" y="{label_y:.1}" font-size="10" fill="#111827">{}</text>"##,
-            x + 3.0,
-            esc(&mark.label)
+            r##"<title>{}</title><line x1="{x:.1}" x2="{x:.1}" y1="{y:.1}" y2="{bottom}" stroke="#111827" stroke-dasharray="3 3"/><circle cx="{x:.1}" cy="{y:.1}" r="7" fill="#111827"/><text x="{x:.1}" y="{:.1}" font-size="9" text-anchor="middle" fill="#fff">{}</text>"##,
+            esc(&mark.label),
+            y + 3.0,
+            mark.number
         );
         match &mark.href {
             Some(href) => {
-                let _ = write!(out, r#"<a href="{}" class="moment">{body}</a>"#, esc(href));
+                let _ = write!(out, r#"<a href="{}" class="moment"><g>{body}</g></a>"#, esc(href));
             }
-            None => out.push_str(&body),
+            None => {
+                let _ = write!(out, "<g>{body}</g>");
+            }
         }
     }
 }
@@ -178,15 +192,17 @@ pub fn stock_chart(lines: &[(String, Vec<i64>)], bucket_ms: i64, moments: &[Mark
     out
 }
 
-/// Horizontal bars with their values written beside them (a funnel's steps, revenue per SKU).
-pub fn hbars(title: &str, rows: &[(String, f64, String)]) -> String {
-    let label_w = 190.0;
+/// Horizontal bars with their values written beside them (a funnel's steps, revenue per SKU), in a
+/// chart `width` units wide (720 for a full row, less for charts side by side: their text stays
+/// readable).
+pub fn hbars(title: &str, rows: &[(String, f64, String)], width: f64) -> String {
+    let label_w = (width * 0.3).min(190.0);
     let bar_h = 20.0;
     let height = 8.0 + (bar_h + 6.0) * rows.len() as f64;
     let mut out = String::new();
-    open(&mut out, height.max(30.0), title);
+    open_w(&mut out, width, height.max(30.0), title);
     let max = rows.iter().map(|(_, v, _)| *v).fold(0.0, f64::max).max(1.0);
-    let plot = W - label_w - 120.0;
+    let plot = width - label_w - 110.0;
     for (i, (label, value, shown)) in rows.iter().enumerate() {
         let y = 4.0 + (bar_h + 6.0) * i as f64;
         let w = (plot * value / max).max(if *value > 0.0 { 1.0 } else { 0.0 });
@@ -213,13 +229,15 @@ mod tests {
     #[test]
     fn text_is_escaped_and_charts_are_whole_svg() {
         assert_eq!(esc(r#"<b a="x">&'"#), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
-        let marks = [Mark { at: 1.0, label: "<sold out>".into(), href: Some("/clips/a\"b/video".into()) }];
+        let marks =
+            [Mark { at: 1.0, number: 1, label: "<sold out>".into(), href: Some("/clips/a\"b/video".into()) }];
         for svg in [
             orders_chart(&[0, 3, 9, 1], 1_000, &marks),
             stock_chart(&[("TEE<".into(), vec![5, 3, 0, 0])], 1_000, &marks),
             hbars(
                 "funnel",
                 &[("lines <seen>".into(), 40.0, "40".into()), ("orders".into(), 0.0, "0".into())],
+                360.0,
             ),
         ] {
             assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");

@@ -39,7 +39,7 @@ td.wrap { white-space:normal; text-align:left; }
 .chart { display:block; max-width:100%; height:auto; }
 .funnels { display:grid; grid-template-columns:repeat(auto-fit, minmax(22rem, 1fr)); gap:1rem; }
 .sold { color:var(--bad); font-weight:600; }
-a.moment text { fill:#2563eb; text-decoration:underline; }
+a.moment circle { fill:#2563eb; }
 @page { size: A4; margin: 12mm; }
 @media print {
   body { background:#fff; font-size:11px; }
@@ -84,7 +84,7 @@ fn funnel_chart(f: &Funnel) -> String {
     let rows: Vec<(String, f64, String)> = [
         ("chat lines seen", f.lines_seen, String::new()),
         ("orders", f.orders, percent(f.order_rate)),
-        ("held (reserved + promoted)", held, percent(f.hold_rate)),
+        ("holds", held, percent(f.hold_rate)),
         ("paid", f.paid, percent(f.pay_rate)),
     ]
     .into_iter()

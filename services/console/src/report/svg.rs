@@ -84,8 +84,13 @@ fn x_labels(out: &mut String, n: usize, bucket_s: f64, bottom: f64) {
     for i in 0..=ticks {
         let frac = i as f64 / ticks as f64;
         let seconds = frac * n as f64 * bucket_s;
-        let label =
-            if seconds >= 120.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{seconds:.0} s") };
+        // Minutes and seconds on a long axis, all ticks alike.
+        let label = if n as f64 * bucket_s >= 120.0 {
+            let whole = seconds.round() as i64;
+            format!("{}:{:02}", whole / 60, whole % 60)
+        } else {
+            format!("{seconds:.0} s")
+        };
         let _ = write!(
             out,
             r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#6b7280">{label}</text>"##,

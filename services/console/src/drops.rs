@@ -22,9 +22,13 @@ use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Body, MaybeBody};
 use crate::state::AppState;
 
-/// Longest ids, names and lists the API takes.
+/// Longest ids the API takes (they are URL path segments too).
 const MAX_ID: usize = 64;
-pub(crate) const MAX_ITEMS: usize = 200;
+/// Most channels (and co-op partners) of one drop.
+const MAX_CHANNELS: usize = 20;
+/// Largest encoded open trigger: well under the broker's message limit (1 MiB by default), so a
+/// drop that opens here is never a message the broker refuses.
+const MAX_OPEN_BYTES: usize = 512 * 1024;
 
 /// One item of a drop's catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -186,23 +190,15 @@ impl CreateDrop {
     fn validate(&self) -> Result<(), ApiError> {
         let bad = |field: String, why: &str| Err(ApiError::bad_request(format!("{field}: {why}")));
         validate_id("id", &self.id)?;
-        if self.title.trim().is_empty() || self.title.len() > 200 {
-            return bad("title".into(), "must be 1–200 characters");
+        if self.title.trim().is_empty() || self.title.len() > 200 || self.title.contains(char::is_control) {
+            return bad("title".into(), "must be 1–200 characters, none a control character");
         }
-        if self.items.is_empty() || self.items.len() > MAX_ITEMS {
-            return bad("items".into(), "a drop sells 1–200 items");
-        }
-        let mut seen = HashMap::new();
+        // The catalog as the matcher will read it, through the check the matcher itself applies.
+        let open = open_trigger(&self.clone().into_draft(0));
+        dropline_core::domain::check_catalog(&open.items).map_err(catalog_error)?;
         for (i, item) in self.items.iter().enumerate() {
-            validate_id(&format!("items[{i}].sku"), &item.sku)?;
-            if let Some(first) = seen.insert(item.sku.to_ascii_uppercase(), i) {
-                return bad(format!("items[{i}].sku"), &format!("{} repeats items[{first}]", item.sku));
-            }
             if item.name.trim().is_empty() {
-                return bad(format!("items[{i}].name"), "must not be empty");
-            }
-            if item.price_cents < 0 {
-                return bad(format!("items[{i}].price_cents"), "must not be negative");
+                return bad(format!("items[{i}].name"), "must not be empty (it is what viewers type)");
             }
             let url = &item.checkout_url;
             let web = url.starts_with("https://") || url.starts_with("http://");
@@ -217,6 +213,25 @@ impl CreateDrop {
                 );
             }
         }
+        if self.recording.len() > 500 || self.recording.contains(char::is_control) {
+            return bad(
+                "recording".into(),
+                "must be a path of at most 500 bytes, without control characters",
+            );
+        }
+        if self.channels.len() > MAX_CHANNELS {
+            return bad("channels".into(), &format!("a drop is live on at most {MAX_CHANNELS} channels"));
+        }
+        if self.partners.len() > MAX_CHANNELS {
+            return bad("partners".into(), &format!("a co-op has at most {MAX_CHANNELS} partners"));
+        }
+        let size = prost::Message::encoded_len(&open);
+        if size > MAX_OPEN_BYTES {
+            return bad(
+                "items".into(),
+                &format!("the catalog is {size} bytes encoded; at most {MAX_OPEN_BYTES} fit in a drop's open trigger"),
+            );
+        }
         if self.shards > 64 {
             return bad("shards".into(), "must be 0–64");
         }
@@ -224,7 +239,10 @@ impl CreateDrop {
             return bad("hold_seconds".into(), "must be 10–86400");
         }
         for (i, channel) in self.channels.iter().enumerate() {
-            if channel.trim().is_empty() || channel.contains(char::is_whitespace) {
+            if channel.trim().is_empty()
+                || channel.len() > 100
+                || channel.contains(|c: char| c.is_whitespace() || c.is_control())
+            {
                 return bad(format!("channels[{i}]"), "must be like twitch:#creator");
             }
         }
@@ -232,7 +250,10 @@ impl CreateDrop {
             let mut seen = HashMap::new();
             for (i, partner) in self.partners.iter().enumerate() {
                 let channel = partner.channel.trim().to_lowercase();
-                if channel.is_empty() || channel.contains(char::is_whitespace) {
+                if channel.is_empty()
+                    || channel.len() > 100
+                    || channel.contains(|c: char| c.is_whitespace() || c.is_control())
+                {
                     return bad(format!("partners[{i}].channel"), "must be like twitch:#creator");
                 }
                 if let Some(first) = seen.insert(channel, i) {
@@ -272,6 +293,65 @@ impl CreateDrop {
             closed_at_ms: None,
         }
     }
+}
+
+/// The `OpenDrop` a record opens with. Chat's `!buy 2` names a product by its number: sizes of
+/// one product share it, numbered in catalog order.
+fn open_trigger(record: &DropRecord) -> OpenDrop {
+    let mut products: Vec<String> = Vec::new();
+    let mut number_of = |item: &Item| {
+        let product = if item.product.is_empty() { item.name.as_str() } else { item.product.as_str() };
+        let index = products.iter().position(|p| p.eq_ignore_ascii_case(product)).unwrap_or_else(|| {
+            products.push(product.to_owned());
+            products.len() - 1
+        });
+        u32::try_from(index + 1).unwrap_or(u32::MAX)
+    };
+    let items = record
+        .items
+        .iter()
+        .map(|item| CatalogItem {
+            sku: item.sku.clone(),
+            name: item.name.clone(),
+            aliases: item.aliases.clone(),
+            stock: item.stock,
+            price_cents: item.price_cents,
+            product: item.product.clone(),
+            size: item.size.clone(),
+            item_number: number_of(item),
+        })
+        .collect();
+    OpenDrop {
+        items,
+        limit_per_buyer: record.limit_per_buyer,
+        hold_seconds: record.hold_seconds,
+        waitlist: record.waitlist,
+        waitlist_cap: record.waitlist_cap,
+        title: record.title.clone(),
+        channels: record.channels.clone(),
+        recording: record.recording.clone(),
+        max_quantity_per_order: record.max_quantity_per_order,
+        shards: record.shards,
+    }
+}
+
+/// The shared catalog check's refusal as the API says it: `items[3].sku: …`.
+fn catalog_error(e: dropline_core::domain::DomainError) -> ApiError {
+    use dropline_core::domain::DomainError as E;
+    let message = match &e {
+        E::InvalidCatalogItem { index, field, reason } => format!("items[{index}].{field}: {reason}"),
+        E::DuplicateSku { sku, first, second } => {
+            format!("items[{second}].sku: {sku} repeats items[{first}]")
+        }
+        other => format!("items: {other}"),
+    };
+    ApiError::bad_request(message)
+}
+
+/// A SKU as the matcher keys it (a SKU the shared check refused never got this far).
+pub fn canonical_sku(raw: &str) -> String {
+    dropline_core::domain::Sku::parse(raw)
+        .map_or_else(|_| raw.trim().to_ascii_uppercase(), |s| s.as_str().to_owned())
 }
 
 /// Where the console keeps drop records: one hash per deployment (per triggers topic).
@@ -416,18 +496,20 @@ pub async fn read_state(state: &AppState, record: DropRecord) -> Result<DropStat
         .items
         .iter()
         .map(|item| {
+            // Redis counts a SKU under its canonical form (`hoodie-l` is `HOODIE-L`).
+            let sku = canonical_sku(&item.sku);
             let opened = record.status != DropStatus::Draft;
-            let left = if opened { get(&stock, &item.sku) } else { i64::from(item.stock) };
-            let total = if opened { get(&total, &item.sku) } else { i64::from(item.stock) };
+            let left = if opened { get(&stock, &sku) } else { i64::from(item.stock) };
+            let total = if opened { get(&total, &sku) } else { i64::from(item.stock) };
             SkuState {
-                sku: item.sku.clone(),
                 name: item.name.clone(),
                 price_cents: item.price_cents,
                 total,
                 left,
-                reserved: get(&held, &item.sku),
-                confirmed: get(&sold, &item.sku),
-                waitlisted: get(&waiting, &item.sku),
+                reserved: get(&held, &sku),
+                confirmed: get(&sold, &sku),
+                waitlisted: get(&waiting, &sku),
+                sku,
                 sold_out: opened && total > 0 && left <= 0,
             }
         })
@@ -470,43 +552,7 @@ pub async fn open(
     if !swap(&state, &before, &after).await? {
         return Err(ApiError::conflict(format!("drop {id} changed meanwhile; reload and retry")));
     }
-    // Chat's `!buy 2` names a product by its number: sizes of one product share it, numbered in
-    // catalog order.
-    let mut products: Vec<String> = Vec::new();
-    let mut number_of = |item: &Item| {
-        let product = if item.product.is_empty() { item.name.as_str() } else { item.product.as_str() };
-        let index = products.iter().position(|p| p.eq_ignore_ascii_case(product)).unwrap_or_else(|| {
-            products.push(product.to_owned());
-            products.len() - 1
-        });
-        u32::try_from(index + 1).unwrap_or(u32::MAX)
-    };
-    let items = after
-        .items
-        .iter()
-        .map(|item| CatalogItem {
-            sku: item.sku.clone(),
-            name: item.name.clone(),
-            aliases: item.aliases.clone(),
-            stock: item.stock,
-            price_cents: item.price_cents,
-            product: item.product.clone(),
-            size: item.size.clone(),
-            item_number: number_of(item),
-        })
-        .collect();
-    let open = OpenDrop {
-        items,
-        limit_per_buyer: after.limit_per_buyer,
-        hold_seconds: after.hold_seconds,
-        waitlist: after.waitlist,
-        waitlist_cap: after.waitlist_cap,
-        title: after.title.clone(),
-        channels: after.channels.clone(),
-        recording: after.recording.clone(),
-        max_quantity_per_order: after.max_quantity_per_order,
-        shards: after.shards,
-    };
+    let open = open_trigger(&after);
     if let Err(e) = publish_trigger(&state, &id, format!("open-{id}"), drop_trigger::Action::Open(open)).await
     {
         let _ = swap(&state, &after, &before).await; // not opened after all
@@ -581,14 +627,15 @@ pub async fn restock(
     if request.quantity == 0 {
         return Err(ApiError::bad_request("quantity: must be at least 1"));
     }
-    if !record.items.iter().any(|i| i.sku == request.sku) {
+    let sku = canonical_sku(&request.sku);
+    if !record.items.iter().any(|i| canonical_sku(&i.sku) == sku) {
         return Err(ApiError::bad_request(format!("sku: {:?} is not in drop {id}", request.sku)));
     }
     if record.status != DropStatus::Open {
         return Err(ApiError::conflict(format!("drop {id} is not open")));
     }
     let trigger_id = format!("restock-{}", uuid::Uuid::new_v4().simple());
-    let action = drop_trigger::Action::Restock(Restock { sku: request.sku, quantity: request.quantity });
+    let action = drop_trigger::Action::Restock(Restock { sku, quantity: request.quantity });
     publish_trigger(&state, &id, trigger_id, action).await?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::drops::{Item, MAX_ITEMS};
+use dropline_core::domain::{Sku, MAX_ITEMS};
+
+use crate::drops::Item;
 
 /// Which export a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -198,8 +200,8 @@ pub fn catalog_csv(bytes: &[u8]) -> Result<Imported, ImportError> {
             continue;
         }
         let mut bad = false;
-        if let Err(e) = crate::drops::validate_id(columns.sku, &sku) {
-            errors.push(note(columns.sku, e.message));
+        if let Err(e) = Sku::parse(&sku) {
+            errors.push(note(columns.sku, e.to_string()));
             bad = true;
         } else if let Some(first) = skus.insert(sku.to_ascii_uppercase(), line) {
             errors.push(note(columns.sku, format!("{sku} repeats line {first}")));

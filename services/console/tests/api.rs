@@ -577,3 +577,85 @@ async fn the_funnel_counts_what_a_crowd_typed() -> Result<()> {
     ensure!(Some(payouts) == report["revenue_cents"].as_i64(), "payouts add up to the revenue: {report}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_the_matcher_agree_on_skus_and_catalog_fields() -> Result<()> {
+    let c = console().await?;
+    // What the matcher would refuse, the console refuses first, in the same words, naming the field.
+    let mut body = drop_body(&unique("dots"), 2);
+    body["items"][1]["sku"] = json!("TEE.M");
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(CREATOR),
+        Some(body),
+        400,
+        "items[1].sku: SKU \"TEE.M\" contains '.'",
+    )
+    .await?;
+    let mut body = drop_body(&unique("padded"), 2);
+    body["items"][0]["aliases"] = json!(["hoody".repeat(200_000)]);
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(CREATOR),
+        Some(body),
+        400,
+        "items[0].aliases: alias #0 is 1000000 bytes long",
+    )
+    .await?;
+    let mut body = drop_body(&unique("twice"), 2);
+    body["items"][1]["sku"] = json!("hoodie-l");
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(CREATOR),
+        Some(body),
+        400,
+        "items[1].sku: HOODIE-L repeats items[0]",
+    )
+    .await?;
+    let mut body = drop_body(&unique("recording"), 2);
+    body["recording"] = json!("r".repeat(600));
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(CREATOR),
+        Some(body),
+        400,
+        "recording: must be a path of at most 500 bytes",
+    )
+    .await?;
+    let mut body = drop_body(&unique("big"), 2);
+    let item = |i: usize| {
+        json!({"sku": format!("SKU-{i}"), "name": "n".repeat(100), "product": "p".repeat(100),
+        "size": "s".repeat(100), "aliases": vec!["a".repeat(100); 20], "stock": 1})
+    };
+    body["items"] = json!((0..300).map(item).collect::<Vec<_>>());
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 400, "items: the catalog is").await?;
+
+    // A SKU typed in lower case is counted under its canonical form: the live numbers and the
+    // restock find it.
+    let id = unique("lower");
+    let mut body = drop_body(&id, 2);
+    body["items"][0]["sku"] = json!("hoodie-l");
+    c.create_and_open(body).await?;
+    let producer = kafka::producer(&c.settings, "test")?;
+    let order = ChatOrder {
+        order_id: format!("{id}-o1"),
+        drop_id: id.clone(),
+        buyer_id: "twitch:1".into(),
+        channel: "twitch:#creator".into(),
+        text: "!buy hoodie L".into(),
+        sent_at_ms: kafka::now_ms(),
+        ..Default::default()
+    };
+    kafka::publish(&producer, c.settings.topics.name(TopicKind::ChatOrders), &id, &order).await?;
+    let path = format!("/api/drops/{id}");
+    let state = until(&c, &path, PRODUCER, |s| s["skus"][0]["reserved"] == 1).await?;
+    ensure!(state["skus"][0]["sku"] == "HOODIE-L" && state["skus"][0]["left"] == 1, "{state}");
+    let restock = json!({"sku": "Hoodie-L", "quantity": 3});
+    c.expect(Method::POST, &format!("{path}/restock"), Some(CREATOR), Some(restock), 202, "").await?;
+    until(&c, &path, PRODUCER, |s| s["skus"][0]["left"] == 4 && s["skus"][0]["total"] == 5).await?;
+    Ok(())
+}

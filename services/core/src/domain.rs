@@ -12,6 +12,14 @@ pub const COMMAND: &str = "!buy";
 /// Longest id (order, drop, trigger) accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 200;
 
+/// Longest catalog text — a name, product, size or one alias — in bytes.
+pub const MAX_TEXT_BYTES: usize = 100;
+/// Most aliases of one catalog item.
+pub const MAX_ALIASES: usize = 20;
+/// Most items in one drop's catalog (the console also keeps the encoded catalog well under the
+/// broker's message limit).
+pub const MAX_ITEMS: usize = 1_000;
+
 /// What is wrong with a raw value at the domain boundary.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
@@ -72,13 +80,27 @@ pub enum DomainError {
     /// A drop's catalog without items.
     #[error("the catalog is empty: a drop needs at least one item")]
     EmptyCatalog,
+    /// A catalog with more than [`MAX_ITEMS`] items.
+    #[error("the catalog has {count} items; a drop sells at most {MAX_ITEMS}")]
+    TooManyItems {
+        /// How many it has.
+        count: usize,
+    },
     /// One catalog item is invalid.
-    #[error("catalog item #{index}: {reason}")]
+    #[error("catalog item #{index} {field}: {reason}")]
     InvalidCatalogItem {
         /// Position of the item in the catalog (0-based).
         index: usize,
+        /// The field of the item (`sku`, `name`, `aliases`, `product`, `size`, `price_cents`).
+        field: &'static str,
         /// What is wrong with it.
         reason: Box<DomainError>,
+    },
+    /// A catalog text that is empty where it must not be, too long, or has control characters.
+    #[error("{why}")]
+    BadText {
+        /// What is wrong, in words.
+        why: String,
     },
     /// Two catalog items have the same SKU (compared after canonicalisation to uppercase).
     #[error("SKU {sku} appears twice in the catalog (items #{first} and #{second})")]
@@ -217,6 +239,64 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// A catalog text ([`MAX_TEXT_BYTES`] at most, no control characters; `required`: not blank).
+fn check_text(what: &str, text: &str, required: bool) -> Result<(), DomainError> {
+    let why = if required && text.trim().is_empty() {
+        format!("{what} is empty")
+    } else if text.len() > MAX_TEXT_BYTES {
+        format!("{what} is {} bytes long; at most {MAX_TEXT_BYTES} are allowed", text.len())
+    } else if text.chars().any(char::is_control) {
+        format!("{what} contains a control character")
+    } else {
+        return Ok(());
+    };
+    Err(DomainError::BadText { why })
+}
+
+/// Checks one catalog item's fields and returns its canonical SKU; the error names the field.
+pub fn check_catalog_item(index: usize, item: &dropline_proto::v1::CatalogItem) -> Result<Sku, DomainError> {
+    let bad = |field: &'static str| {
+        move |reason: DomainError| DomainError::InvalidCatalogItem { index, field, reason: Box::new(reason) }
+    };
+    let sku = Sku::parse(&item.sku).map_err(bad("sku"))?;
+    check_text("the name", &item.name, false).map_err(bad("name"))?;
+    check_text("the product", &item.product, false).map_err(bad("product"))?;
+    check_text("the size", &item.size, false).map_err(bad("size"))?;
+    if item.aliases.len() > MAX_ALIASES {
+        let why = format!("{} aliases; at most {MAX_ALIASES} are allowed", item.aliases.len());
+        return Err(bad("aliases")(DomainError::BadText { why }));
+    }
+    for (n, alias) in item.aliases.iter().enumerate() {
+        check_text(&format!("alias #{n}"), alias, true).map_err(bad("aliases"))?;
+    }
+    if item.price_cents < 0 {
+        let why = format!("the price is {} cents; it must not be negative", item.price_cents);
+        return Err(bad("price_cents")(DomainError::BadText { why }));
+    }
+    Ok(sku)
+}
+
+/// Checks a drop's catalog — every item ([`check_catalog_item`]), at least one and at most
+/// [`MAX_ITEMS`], no SKU twice (compared in canonical form) — and returns the canonical SKUs in
+/// catalog order. The console checks a drop with it before it opens, the matcher when it does.
+pub fn check_catalog(items: &[dropline_proto::v1::CatalogItem]) -> Result<Vec<Sku>, DomainError> {
+    if items.is_empty() {
+        return Err(DomainError::EmptyCatalog);
+    }
+    if items.len() > MAX_ITEMS {
+        return Err(DomainError::TooManyItems { count: items.len() });
+    }
+    let mut skus: Vec<Sku> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let sku = check_catalog_item(index, item)?;
+        if let Some(first) = skus.iter().position(|s| *s == sku) {
+            return Err(DomainError::DuplicateSku { sku, first, second: index });
+        }
+        skus.push(sku);
+    }
+    Ok(skus)
+}
+
 /// An id that becomes part of Redis keys and fields (`order_id`, `trigger_id`, ...): non-empty, at
 /// most [`MAX_ID_BYTES`], no control characters or braces (a brace would change a key's hash tag).
 /// The error names the field.
@@ -293,5 +373,53 @@ mod tests {
         assert!(!is_command("!buying"));
         assert!(!is_command("hey !buy"));
         assert_eq!(strip_command("!buy cap"), Some(" cap"));
+    }
+
+    #[test]
+    fn a_catalog_is_checked_field_by_field_and_names_the_field() {
+        use dropline_proto::v1::CatalogItem;
+        let item = |sku: &str| CatalogItem {
+            sku: sku.into(),
+            name: "hoodie".into(),
+            stock: 3,
+            ..Default::default()
+        };
+        let skus = check_catalog(&[item("hoodie-l"), item("TEE")]).expect("valid");
+        assert_eq!(skus[0].as_str(), "HOODIE-L", "canonical form");
+        let field = |items: &[CatalogItem]| match check_catalog(items) {
+            Err(DomainError::InvalidCatalogItem { index, field, reason }) => {
+                format!("{index}.{field}: {reason}")
+            }
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            field(&[item("TEE"), item("a.b")]),
+            "1.sku: SKU \"a.b\" contains '.'; only letters A-Z, digits, '-' and '_' are allowed"
+        );
+        assert_eq!(
+            field(&[CatalogItem { name: "n\n".into(), ..item("TEE") }]),
+            "0.name: the name contains a control character"
+        );
+        let padded = CatalogItem { aliases: vec!["x".repeat(1 << 20)], ..item("TEE") };
+        assert_eq!(field(&[padded]), "0.aliases: alias #0 is 1048576 bytes long; at most 100 are allowed");
+        let many = CatalogItem { aliases: vec!["a".into(); 21], ..item("TEE") };
+        assert_eq!(field(&[many]), "0.aliases: 21 aliases; at most 20 are allowed");
+        assert_eq!(
+            field(&[CatalogItem { price_cents: -1, ..item("TEE") }]),
+            "0.price_cents: the price is -1 cents; it must not be negative"
+        );
+        assert_eq!(
+            field(&[CatalogItem { size: "L\u{7}".into(), ..item("TEE") }]),
+            "0.size: the size contains a control character"
+        );
+        assert!(matches!(
+            check_catalog(&[item("tee"), item("TEE")]),
+            Err(DomainError::DuplicateSku { first: 0, second: 1, .. })
+        ));
+        assert_eq!(check_catalog(&[]), Err(DomainError::EmptyCatalog));
+        assert_eq!(
+            check_catalog(&vec![item("A"); 1_001]).map(|_| ()),
+            Err(DomainError::TooManyItems { count: 1_001 })
+        );
     }
 }

@@ -34,7 +34,7 @@
 //!   (`!buy hodie L`). All candidates within distance 1 are considered, so the result is
 //!   deterministic.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use dropline_proto::v1::CatalogItem;
 
@@ -183,25 +183,16 @@ impl CatalogIndex {
     /// Validates a drop's catalog and indexes it. Rejects an empty catalog, invalid SKU strings and
     /// duplicate SKUs (compared case-insensitively).
     pub fn new(items: &[CatalogItem]) -> Result<Self, DomainError> {
-        if items.is_empty() {
-            return Err(DomainError::EmptyCatalog);
-        }
+        // The one catalog check, the console's too: SKUs, texts and their lengths, duplicates.
+        let skus = dropline_core::domain::check_catalog(items)?;
         let mut words: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
         let mut phrases: BTreeMap<Vec<String>, BTreeSet<usize>> = BTreeMap::new();
         let mut codes = Vec::with_capacity(items.len());
-        let mut seen: HashMap<Sku, usize> = HashMap::with_capacity(items.len());
         let mut entries = Vec::with_capacity(items.len());
         let mut item_numbers = BTreeSet::new();
         let mut products = BTreeSet::new();
 
-        for (index, item) in items.iter().enumerate() {
-            let sku = Sku::parse(&item.sku)
-                .map_err(|e| DomainError::InvalidCatalogItem { index, reason: Box::new(e) })?;
-            if let Some(&first) = seen.get(&sku) {
-                return Err(DomainError::DuplicateSku { sku, first, second: index });
-            }
-            seen.insert(sku.clone(), index);
-
+        for (index, (item, sku)) in items.iter().zip(skus).enumerate() {
             let mut add = |descriptor: Vec<String>| match descriptor.len() {
                 0 => {}
                 1 => {

@@ -1,6 +1,7 @@
 //! Bearer tokens with roles: `creator` (drops), `producer` (live view, markers, holds), `editor`
 //! (clips). A missing or unknown token is 401, a known token with the wrong role 403; writes are
-//! rate-limited per token.
+//! rate-limited per token. Tokens are kept as SHA-256 digests and looked up in constant time (every
+//! known token compared, byte by byte, whatever matches).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -10,6 +11,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -45,7 +48,8 @@ impl Role {
 /// Known tokens and the write rate limit.
 #[derive(Clone)]
 pub struct Access {
-    tokens: Arc<HashMap<String, Role>>,
+    /// SHA-256 of each token, and its role.
+    tokens: Arc<Vec<([u8; 32], Role)>>,
     writes: Arc<DefaultKeyedRateLimiter<String>>,
     per_second: u32,
 }
@@ -60,11 +64,14 @@ impl std::fmt::Debug for Access {
 }
 
 impl Access {
-    /// Tokens from `role:token` entries separated by commas or new lines (`#` starts a comment);
-    /// at most `per_second` writes per token per second (bursts of twice that).
+    /// Tokens from `role:token` entries separated by commas or new lines (`#` at the start of a
+    /// line or after a space starts a comment; inside a token it is part of the token); at most
+    /// `per_second` writes per token per second (bursts of twice that). A token is at least 16
+    /// visible ASCII characters, none of `,` `;` `"` `\` (they would end an entry or a cookie).
     pub fn parse(spec: &str, per_second: u32) -> Result<Access, String> {
-        let mut tokens = HashMap::new();
-        for entry in spec.split([',', '\n']).map(|e| e.split('#').next().unwrap_or("").trim()) {
+        let mut tokens: HashMap<String, Role> = HashMap::new();
+        let entries = spec.lines().map(strip_comment).flat_map(|line| line.split(',')).map(str::trim);
+        for entry in entries {
             if entry.is_empty() {
                 continue;
             }
@@ -81,20 +88,60 @@ impl Access {
                     mask(token)
                 ));
             }
+            if let Some(c) = token.chars().find(|c| !c.is_ascii_graphic() || matches!(c, ';' | '"' | '\\')) {
+                return Err(format!(
+                    "the {} token {} contains {c:?}; use visible ASCII without ; \" \\ or ,",
+                    role.name(),
+                    mask(token)
+                ));
+            }
             tokens.insert(token.to_owned(), role);
         }
         if tokens.is_empty() {
             return Err("no tokens configured".into());
         }
+        let tokens: Vec<([u8; 32], Role)> = tokens.into_iter().map(|(t, role)| (digest(&t), role)).collect();
         let rate = NonZeroU32::new(per_second).ok_or("the write rate must be at least 1 per second")?;
         let burst = NonZeroU32::new(per_second.saturating_mul(2)).unwrap_or(rate);
         let writes = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst));
         Ok(Access { tokens: Arc::new(tokens), writes: Arc::new(writes), per_second })
     }
 
+    /// The role of `token`: its digest compared with every known one in constant time, so how long
+    /// this takes says nothing about how much of a guess was right.
     fn role(&self, token: &str) -> Option<Role> {
-        self.tokens.get(token).copied()
+        let wanted = digest(token);
+        let mut found = None;
+        for (known, role) in self.tokens.iter() {
+            if bool::from(known.ct_eq(&wanted)) {
+                found = Some(*role);
+            }
+        }
+        found
     }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A line without its comment: `#` at the start or after whitespace starts one.
+fn strip_comment(line: &str) -> &str {
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        if c == '#' && previous.is_whitespace() {
+            return &line[..i];
+        }
+        previous = c;
+    }
+    line
+}
+
+/// The value of `name` in a URL query, percent-decoded (`+` is a space, as forms encode it; a
+/// token with `+` arrives as `%2B`).
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// The first 4 characters of a secret, for error messages.
@@ -145,9 +192,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(|v| v.to_str().unwrap_or("").trim().to_owned())
             .map(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()).ok_or(v));
         // Browsers cannot set headers on EventSource and <video>: those pass ?access_token=.
-        let from_query = parts.uri.query().and_then(|q| {
-            q.split('&').find_map(|pair| pair.strip_prefix("access_token=").map(str::to_owned))
-        });
+        let from_query = parts.uri.query().and_then(|q| query_value(q, "access_token"));
         let token = match (from_header, from_query.or_else(|| session_cookie(&parts.headers))) {
             (Some(Ok(token)), _) => token,
             (Some(Err(_)), _) => return Err(unauthorized("Authorization must be `Bearer <token>`")),
@@ -179,8 +224,8 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
 /// request: `None` (the page is served as it is).
 pub fn sign_in(access: &Access, path: &str, query: Option<&str>, secure: bool) -> Option<(String, String)> {
     let query = query?;
-    let token = query.split('&').find_map(|pair| pair.strip_prefix("token="))?;
-    access.role(token)?;
+    let token = query_value(query, "token")?;
+    access.role(&token)?;
     let rest: Vec<&str> =
         query.split('&').filter(|pair| !pair.starts_with("token=") && !pair.is_empty()).collect();
     let location = if rest.is_empty() { path.to_owned() } else { format!("{path}?{}", rest.join("&")) };
@@ -210,6 +255,24 @@ mod tests {
         assert!(Access::parse("creator:short", 5).unwrap_err().contains("shorter"));
         assert!(Access::parse("justatoken", 5).unwrap_err().contains("role:token"));
         assert!(Access::parse("creator:cccccccccccccccc1", 0).is_err());
+    }
+
+    #[test]
+    fn a_hash_or_a_plus_inside_a_token_is_part_of_it() {
+        let access =
+            Access::parse("creator:abc#def+ghi/jkl=mno # the creator's\n# a comment line", 5).unwrap();
+        assert_eq!(access.role("abc#def+ghi/jkl=mno"), Some(Role::Creator));
+        assert_eq!(access.role("abc"), None, "not truncated at the #");
+        assert!(Access::parse("creator:abcdefghijklmnop;q", 5).unwrap_err().contains("contains ';'"));
+        // As a browser sends it in a URL: + / = # percent-encoded.
+        assert_eq!(
+            query_value("drop=x&access_token=abc%23def%2Bghi%2Fjkl%3Dmno", "access_token").as_deref(),
+            Some("abc#def+ghi/jkl=mno")
+        );
+        let (location, _) =
+            sign_in(&access, "/studio", Some("token=abc%23def%2Bghi%2Fjkl%3Dmno&drop=x"), false)
+                .expect("signed in");
+        assert_eq!(location, "/studio?drop=x");
     }
 
     #[test]

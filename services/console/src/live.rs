@@ -224,13 +224,15 @@ pub async fn snapshot(state: &AppState, drop_id: &str) -> Result<Snapshot, ApiEr
 /// The drop's live numbers as Server-Sent Events: a `snapshot` at once, then one at most every
 /// 100 ms while outcomes arrive (and a keep-alive comment otherwise).
 #[utoipa::path(get, path = "/api/drops/{id}/live", tag = "live", params(("id" = String, Path)),
-    responses((status = 200, description = "text/event-stream of `snapshot` events", body = Snapshot)),
+    responses((status = 200, description = "text/event-stream of `snapshot` events", body = Snapshot), (status = 403)),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // The last outcomes name buyers: the producers' and creators' view, not the editors'.
+    caller.require(&[crate::auth::Role::Producer, crate::auth::Role::Creator], "watch the live view")?;
     load(&state, &id).await?; // 404 before the stream starts
     Ok(snapshots(state, id, "snapshot", |s| s))
 }

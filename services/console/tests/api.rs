@@ -134,6 +134,8 @@ async fn a_drop_from_creation_to_report() -> Result<()> {
     let text = String::from_utf8_lossy(&first);
     ensure!(text.contains("event: snapshot") && text.contains("HOODIE-L"), "{text}");
     drop(events);
+    let editor = c.client.get(format!("{}/api/drops/{id}/live?access_token={EDITOR}", c.base)).send().await?;
+    ensure!(editor.status() == 403, "an editor watches buyers in the live view: {}", editor.status());
 
     // Chat on both channels, as ingest counts it; three viewers on the creator's channel want the
     // two hoodies, one on the friend's wants a tee.

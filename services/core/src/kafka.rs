@@ -57,7 +57,7 @@ pub fn client_config(settings: &Settings, client_id: &str, defaults: &[(&str, &s
     for (key, value) in defaults {
         config.set(*key, *value);
     }
-    for (key, value) in &settings.kafka_config {
+    for (key, value) in &settings.kafka_config.0 {
         config.set(key, value);
     }
     config

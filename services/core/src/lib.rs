@@ -11,6 +11,7 @@ pub mod error;
 pub mod kafka;
 pub mod keys;
 pub mod redis;
+pub mod secret;
 pub mod settings;
 pub mod shards;
 pub mod shutdown;

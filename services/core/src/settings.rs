@@ -92,7 +92,7 @@ pub struct Settings {
     /// Kafka bootstrap servers (`DROPLINE_KAFKA`, default `127.0.0.1:9092`).
     pub kafka: String,
     /// Extra librdkafka properties (`DROPLINE_KAFKA_CONFIG`, `key=value;key=value`), applied last.
-    pub kafka_config: Vec<(String, String)>,
+    pub kafka_config: crate::secret::KafkaProperties,
     /// Redis URL (`DROPLINE_REDIS`, default `redis://127.0.0.1:6379`).
     pub redis: String,
     /// Console listen address (`DROPLINE_HTTP`, default `127.0.0.1:8080`).
@@ -122,7 +122,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             kafka: "127.0.0.1:9092".into(),
-            kafka_config: Vec::new(),
+            kafka_config: crate::secret::KafkaProperties::default(),
             redis: "redis://127.0.0.1:6379".into(),
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: None,
@@ -167,7 +167,7 @@ impl Settings {
             s.kafka = parse_bootstrap("DROPLINE_KAFKA", &v)?;
         }
         if let Some(v) = get("DROPLINE_KAFKA_CONFIG")? {
-            s.kafka_config = parse_pairs("DROPLINE_KAFKA_CONFIG", &v)?;
+            s.kafka_config = crate::secret::KafkaProperties(parse_pairs("DROPLINE_KAFKA_CONFIG", &v)?);
         }
         if let Some(v) = get("DROPLINE_REDIS")? {
             s.redis = parse_redis_url("DROPLINE_REDIS", &v)?;
@@ -268,7 +268,10 @@ fn parse_pairs(var: &str, v: &str) -> Result<Vec<(String, String)>, SettingsErro
         .filter(|pair| !pair.is_empty())
         .map(|pair| match pair.split_once('=') {
             Some((k, val)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), val.trim().to_owned())),
-            _ => Err(invalid(var, v, "`key=value` pairs separated by `;`")),
+            // Passwords in the value stay out of the message.
+            _ => {
+                Err(invalid(var, &crate::secret::redact_properties(v), "`key=value` pairs separated by `;`"))
+            }
         })
         .collect()
 }
@@ -386,7 +389,7 @@ mod tests {
         assert_eq!(s.public_url, "https://drop.example.com");
         assert_eq!(s.kafka, "10.0.0.1:9092,10.0.0.2:9093");
         assert_eq!(
-            s.kafka_config,
+            s.kafka_config.0,
             vec![
                 ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
                 ("sasl.mechanism".to_owned(), "PLAIN".to_owned())
@@ -403,6 +406,15 @@ mod tests {
         assert_eq!(s.shutdown_grace, Duration::from_millis(1500));
         assert_eq!(s.topics.name(TopicKind::ChatOrders), "staging.chat-orders");
         assert_eq!(s.topics.name(TopicKind::Reservations), "outcomes");
+    }
+
+    #[test]
+    fn a_broken_kafka_config_is_reported_without_its_passwords() {
+        let e = parse(&[("DROPLINE_KAFKA_CONFIG", "sasl.password=hunter2; broken")]).expect_err("not pairs");
+        let shown = format!("{e} {e:?}");
+        assert!(shown.contains("DROPLINE_KAFKA_CONFIG") && !shown.contains("hunter2"), "{shown}");
+        let s = parse(&[("DROPLINE_KAFKA_CONFIG", "sasl.password=hunter2")]).expect("parses");
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct IrcConfig {
     /// `DROPLINE_INGEST_IRC_NICK` (Twitch: the bot account; `justinfan…` reads anonymously).
     pub nick: String,
     /// `DROPLINE_INGEST_IRC_PASS` (Twitch: `oauth:<token>`), sent before NICK if set.
-    pub pass: Option<String>,
+    pub pass: Option<dropline_core::secret::Secret>,
     /// Channels to join (`DROPLINE_INGEST_CHANNELS`, comma-separated, e.g. `#creator`).
     pub channels: Vec<String>,
     /// Network name that prefixes channel, order and buyer ids (`DROPLINE_INGEST_NETWORK`).
@@ -130,7 +130,7 @@ async fn session(
     let mut reader = BufReader::new(read);
     let mut hello = line("CAP", &["REQ"], Some("twitch.tv/tags twitch.tv/commands"));
     if let Some(pass) = &config.pass {
-        hello.push_str(&line("PASS", &[pass], None));
+        hello.push_str(&line("PASS", &[&pass.expose_str()], None));
     }
     hello.push_str(&line("NICK", &[&config.nick], None));
     hello.push_str(&line("USER", &[&config.nick, "0", "*"], Some(&config.nick)));

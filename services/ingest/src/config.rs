@@ -17,7 +17,7 @@ pub struct IngestConfig {
     /// `webhook_secret` is set.
     pub http: SocketAddr,
     /// HMAC secret of the webhook (`DROPLINE_INGEST_WEBHOOK_SECRET`, at least 10 bytes).
-    pub webhook_secret: Option<Vec<u8>>,
+    pub webhook_secret: Option<dropline_core::secret::Secret>,
     /// Network name for webhook lines and IRC (`DROPLINE_INGEST_NETWORK`, default `twitch`).
     pub network: String,
     /// Drop for orders on channels with no live drop (`DROPLINE_INGEST_FALLBACK_DROP`; default:
@@ -92,7 +92,7 @@ impl IngestConfig {
                 Some(IrcConfig {
                     server,
                     nick: get("DROPLINE_INGEST_IRC_NICK").unwrap_or_else(|| "justinfan4242".into()),
-                    pass: get("DROPLINE_INGEST_IRC_PASS"),
+                    pass: get("DROPLINE_INGEST_IRC_PASS").map(dropline_core::secret::Secret::new),
                     channels,
                     network: network.clone(),
                 })
@@ -106,7 +106,7 @@ impl IngestConfig {
             Some(secret) if secret.len() < 10 => {
                 return Err(bad("DROPLINE_INGEST_WEBHOOK_SECRET", "(hidden)", "at least 10 bytes"))
             }
-            other => other.map(String::into_bytes),
+            other => other.map(dropline_core::secret::Secret::new),
         };
         let rate = match get("DROPLINE_INGEST_REPLY_RATE") {
             None => Rate::TWITCH,
@@ -177,6 +177,20 @@ mod tests {
     fn config(vars: &[(&str, &str)]) -> Result<IngestConfig, SettingsError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         IngestConfig::from_lookup(None, |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c = config(&[
+            ("DROPLINE_INGEST_IRC", "127.0.0.1:6667"),
+            ("DROPLINE_INGEST_CHANNELS", "#a"),
+            ("DROPLINE_INGEST_IRC_PASS", "oauth:abcdefsecret"),
+            ("DROPLINE_INGEST_WEBHOOK_SECRET", "whsec_0123456789"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("abcdefsecret") && !shown.contains("0123456789"), "{shown}");
+        assert_eq!(c.webhook_secret.expect("set").expose(), b"whsec_0123456789");
     }
 
     #[test]

@@ -29,12 +29,12 @@ pub const MAX_AGE: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 struct WebhookState {
-    secret: Arc<Vec<u8>>,
+    secret: Arc<dropline_core::secret::Secret>,
     pipeline: Pipeline,
 }
 
 /// The webhook route, verifying with `secret`.
-pub fn router(secret: Vec<u8>, pipeline: Pipeline) -> Router {
+pub fn router(secret: dropline_core::secret::Secret, pipeline: Pipeline) -> Router {
     Router::new()
         .route("/ingest/chat", post(receive))
         .with_state(WebhookState { secret: Arc::new(secret), pipeline })
@@ -101,7 +101,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         let message = format!("{SIGNATURE} must be sha256=<hex>");
         return reject(&state, StatusCode::BAD_REQUEST, "bad_signature_format", message);
     };
-    if mac(&state.secret, id, timestamp, &body).verify_slice(&given).is_err() {
+    if mac(state.secret.expose(), id, timestamp, &body).verify_slice(&given).is_err() {
         return reject(&state, StatusCode::FORBIDDEN, "bad_signature", "signature does not match".into());
     }
     let Ok(sent) = humantime::parse_rfc3339_weak(timestamp.trim_end_matches('Z')) else {

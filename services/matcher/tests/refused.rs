@@ -19,7 +19,7 @@ const LIMIT: usize = 100_000;
 async fn an_outcome_too_large_to_publish_is_dead_lettered_and_the_matcher_goes_on() -> anyhow::Result<()> {
     let world = World::new("refused", 1).await?;
     let mut settings = world.settings.clone();
-    settings.kafka_config.push(("message.max.bytes".into(), LIMIT.to_string()));
+    settings.kafka_config.0.push(("message.max.bytes".into(), LIMIT.to_string()));
     let group = unique("g");
     let (stop, matcher) = world.spawn_matcher_with(settings, &group);
     let drop_id = unique("drop");

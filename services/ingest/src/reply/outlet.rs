@@ -82,7 +82,7 @@ impl IrcOutlet {
 #[derive(Debug, Clone)]
 pub struct WebhookOutlet {
     pub url: String,
-    pub secret: Vec<u8>,
+    pub secret: dropline_core::secret::Secret,
     pub client: reqwest::Client,
 }
 
@@ -92,7 +92,7 @@ impl WebhookOutlet {
         let body = serde_json::to_vec(reply).map_err(|e| SendError::Webhook(e.to_string()))?;
         let id = uuid::Uuid::new_v4().to_string();
         let timestamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let signature = crate::webhook::sign(&self.secret, &id, &timestamp, &body);
+        let signature = crate::webhook::sign(self.secret.expose(), &id, &timestamp, &body);
         let response = self
             .client
             .post(&self.url)

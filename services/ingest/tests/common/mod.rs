@@ -154,7 +154,7 @@ pub fn ingest_config(irc: Option<IrcConfig>, http: SocketAddr) -> IngestConfig {
     IngestConfig {
         irc,
         http,
-        webhook_secret: Some(SECRET.as_bytes().to_vec()),
+        webhook_secret: Some(dropline_core::secret::Secret::new(SECRET)),
         network: "twitch".into(),
         fallback_drop: None,
         admin: "127.0.0.1:0".parse().expect("addr"),

@@ -31,13 +31,56 @@ pub const MAX_AGE: Duration = Duration::from_secs(600);
 struct WebhookState {
     secret: Arc<dropline_core::secret::Secret>,
     pipeline: Pipeline,
+    seen: Arc<std::sync::Mutex<Seen>>,
+}
+
+/// Most message ids remembered (the oldest are forgotten first; ten minutes of 300 messages a
+/// second).
+const REMEMBERED: usize = 200_000;
+
+/// Message ids taken within the replay window: a signed request sent again — by the platform
+/// (it retries) or by someone who captured it — is answered 2xx and published once. Pure;
+/// per process (ingest runs as one replica; a restart forgets, and the matcher still decides an
+/// order id once).
+#[derive(Debug, Default)]
+pub struct Seen {
+    at: std::collections::HashMap<String, std::time::Instant>,
+    order: std::collections::VecDeque<(std::time::Instant, String)>,
+}
+
+impl Seen {
+    /// Takes `id` at `now` unless it was taken within `window`; `false` for a repeat.
+    pub fn take(&mut self, id: &str, now: std::time::Instant, window: std::time::Duration) -> bool {
+        while let Some((at, old)) = self.order.front() {
+            if now.duration_since(*at) <= window && self.order.len() < REMEMBERED {
+                break;
+            }
+            if self.at.get(old) == Some(at) {
+                self.at.remove(old);
+            }
+            self.order.pop_front();
+        }
+        if self.at.contains_key(id) {
+            return false;
+        }
+        self.at.insert(id.to_owned(), now);
+        self.order.push_back((now, id.to_owned()));
+        true
+    }
+
+    /// Forgets `id` (its order could not be published: the platform's retry must get through).
+    pub fn forget(&mut self, id: &str) {
+        self.at.remove(id);
+    }
 }
 
 /// The webhook route, verifying with `secret`.
 pub fn router(secret: dropline_core::secret::Secret, pipeline: Pipeline) -> Router {
-    Router::new()
-        .route("/ingest/chat", post(receive))
-        .with_state(WebhookState { secret: Arc::new(secret), pipeline })
+    Router::new().route("/ingest/chat", post(receive)).with_state(WebhookState {
+        secret: Arc::new(secret),
+        pipeline,
+        seen: Arc::default(),
+    })
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, id ‖ timestamp ‖ body): what a sender puts in the
@@ -117,6 +160,20 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         let message = format!("message timestamp {timestamp} is more than 10 minutes from now (replay?)");
         return reject(&state, StatusCode::FORBIDDEN, "stale", message);
     }
+    // A message id is taken once within the window the timestamp check allows (+ the clock skew
+    // it tolerates): a replay of a captured request changes nothing.
+    let fresh = state.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(
+        id,
+        std::time::Instant::now(),
+        MAX_AGE * 2,
+    );
+    if !fresh {
+        state.pipeline.metrics.webhook_rejected.with_label_values(&["repeat"]).inc();
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let forget = |state: &WebhookState| {
+        state.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget(id)
+    };
     let envelope: Envelope = match serde_json::from_slice(&body) {
         Ok(envelope) => envelope,
         Err(e) => return reject(&state, StatusCode::BAD_REQUEST, "bad_body", format!("invalid body: {e}")),
@@ -158,7 +215,31 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     match state.pipeline.handle("webhook", line).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
+            forget(&state);
             (StatusCode::SERVICE_UNAVAILABLE, format!("cannot publish the order, retry: {e}")).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_message_id_is_taken_once_within_the_window() {
+        let mut seen = Seen::default();
+        let t0 = Instant::now();
+        let window = Duration::from_secs(1_200);
+        assert!(seen.take("a", t0, window));
+        assert!(!seen.take("a", t0 + Duration::from_secs(600), window), "a replay");
+        assert!(seen.take("b", t0, window));
+        seen.forget("b");
+        assert!(seen.take("b", t0 + Duration::from_secs(1), window), "forgotten after a failed publish");
+        assert!(
+            seen.take("a", t0 + Duration::from_secs(1_300), window),
+            "outside the window the timestamp check refuses it"
+        );
+        assert!(seen.at.len() <= 2);
     }
 }

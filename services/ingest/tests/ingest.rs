@@ -180,6 +180,18 @@ async fn webhook_orders_are_verified() -> Result<()> {
     ensure!(order.buyer_id == "twitch:4242" && order.buyer_name == "Bob", "{order:?}");
     ensure!(order.channel == "twitch:#maker", "{order:?}");
 
+    // The same signed request again — the platform retrying, or someone who captured it: 2xx,
+    // nothing published (checked below).
+    let replayed = chat_event("maker", "msg-9", "!buy hoodie L");
+    let signature = dropline_ingest::webhook::sign(SECRET.as_bytes(), "evt-9", &now, replayed.as_bytes());
+    for _ in 0..2 {
+        let response =
+            raw(&client, &url, "notification", &now, &replayed, "evt-9", &signature).send().await?;
+        ensure!(response.status() == 204, "{:?}", response.text().await?);
+    }
+    let order: ChatOrder = next(&orders).await?;
+    ensure!(order.order_id == "twitch:msg-9", "{order:?}");
+
     // Ordinary chat and other channels: accepted, nothing published (checked below).
     for body in [chat_event("maker", "msg-2", "nice hoodie"), chat_event("elsewhere", "msg-3", "!buy tee")] {
         let response = signed(&client, &url, "notification", &now, &body, SECRET).send().await?;

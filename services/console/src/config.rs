@@ -21,6 +21,9 @@ pub struct ConsoleConfig {
     /// (`DROPLINE_CONSOLE_TEST_PAYMENTS=on|off`; default on without Stripe, off with it, so a
     /// real shop never hands out items for a test click).
     pub test_payments: bool,
+    /// Most live streams (SSE) open at once (`DROPLINE_CONSOLE_MAX_STREAMS`, default 2000); more
+    /// are refused with 503.
+    pub max_streams: usize,
 }
 
 impl ConsoleConfig {
@@ -93,6 +96,16 @@ impl ConsoleConfig {
                 Some(v) if v == "off" => false,
                 Some(v) => return Err(bad("DROPLINE_CONSOLE_TEST_PAYMENTS", v, "on or off".into())),
             };
-        Ok(ConsoleConfig { access, made_tokens, stripe_secret, test_payments })
+        let max_streams = match lookup("DROPLINE_CONSOLE_MAX_STREAMS") {
+            None => 2_000,
+            Some(v) => v.trim().parse().ok().filter(|n: &usize| *n >= 1).ok_or_else(|| {
+                bad(
+                    "DROPLINE_CONSOLE_MAX_STREAMS",
+                    v.clone(),
+                    "a whole number ≥ 1 (open live streams)".into(),
+                )
+            })?,
+        };
+        Ok(ConsoleConfig { access, made_tokens, stripe_secret, test_payments, max_streams })
     }
 }

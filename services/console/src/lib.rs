@@ -19,6 +19,7 @@ pub mod payout;
 pub mod report;
 pub mod service;
 pub mod state;
+pub mod streams;
 pub mod stripe;
 
 pub use config::ConsoleConfig;

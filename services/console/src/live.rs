@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Fastest push rate of the live view.
-const PUSH_EVERY: Duration = Duration::from_millis(100);
+pub const PUSH_EVERY: Duration = Duration::from_millis(100);
 /// Outcomes kept for the scrolling list.
 const RECENT: usize = 20;
 /// Window of the decisions-per-second figure.
@@ -149,6 +149,11 @@ impl Live {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// A receiver that sees every new outcome (as a changed version).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
     /// Runs `f` on the drop's numbers (fresh ones if nothing was decided yet).
     pub fn with<R>(&self, drop_id: &str, f: impl FnOnce(&DropStats) -> R) -> R {
         let drops = self.drops.lock().unwrap_or_else(PoisonError::into_inner);
@@ -234,48 +239,51 @@ pub async fn stream(
     // The last outcomes name buyers: the producers' and creators' view, not the editors'.
     caller.require(&[crate::auth::Role::Producer, crate::auth::Role::Creator], "watch the live view")?;
     load(&state, &id).await?; // 404 before the stream starts
-    Ok(snapshots(state, id, "snapshot", |s| s))
+    snapshots(state, id, "snapshot", |s| s)
 }
 
-/// A drop's snapshots as SSE events named `name` (mapped by `view`): one at once, then at most
-/// one every 100 ms while outcomes arrive (and a keep-alive comment otherwise).
+/// A drop's snapshots as SSE events named `name` (mapped by `view`): the latest at once, then
+/// each new one — built once per tick for every stream of the drop (`streams`) — and a keep-alive
+/// comment otherwise. 503 when the console has as many streams open as it takes.
 pub fn snapshots<T: Serialize + Send + 'static>(
     state: AppState,
     id: String,
     name: &'static str,
     view: fn(Snapshot) -> T,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let changes = state.live.version.subscribe();
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let permit = state.streams.admit()?;
+    let latest = state.streams.subscribe(&state, &id);
     let clients = state.metrics.sse_clients.clone();
     clients.inc();
-    struct Guard(prometheus::IntGauge);
+    struct Guard(prometheus::IntGauge, #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
     impl Drop for Guard {
         fn drop(&mut self) {
             self.0.dec();
         }
     }
-    let guard = Guard(clients);
-    let events = futures::stream::unfold(
-        (state, id, changes, true, guard),
-        move |(state, id, mut changes, first, guard)| async move {
-            if !first {
-                // Wait for a change, then at most one push per interval (Redis-side changes such as
-                // restocks show up with the next outcome or within a second).
-                let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
-                tokio::time::sleep(PUSH_EVERY).await;
-                changes.borrow_and_update();
+    let guard = Guard(clients, permit);
+    let events =
+        futures::stream::unfold((latest, true, guard), move |(mut latest, first, guard)| async move {
+            // The first event is whatever is there now (or the first snapshot built); then each new one.
+            if !(first && latest.borrow().is_some()) {
+                loop {
+                    latest.changed().await.ok()?;
+                    if latest.borrow_and_update().is_some() {
+                        break;
+                    }
+                }
             }
-            let event = match snapshot(&state, &id).await {
+            let current = latest.borrow_and_update().clone()?;
+            let event = match current.as_ref() {
                 Ok(snapshot) => Event::default()
                     .event(name)
-                    .json_data(view(snapshot))
+                    .json_data(view(snapshot.clone()))
                     .unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
-                Err(e) => Event::default().event("error").data(e.message),
+                Err(message) => Event::default().event("error").data(message.clone()),
             };
-            Some((Ok(event), (state, id, changes, false, guard)))
-        },
-    );
-    Sse::new(events).keep_alive(KeepAlive::default())
+            Some((Ok(event), (latest, false, guard)))
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub struct Metrics {
     pub sse_clients: IntGauge,
     /// `dropline_console_outcomes_total`: reservation outcomes folded into the live view.
     pub outcomes: IntCounter,
+    /// `dropline_console_snapshots_total`: drop snapshots built for live streams (one per drop per
+    /// tick, however many streams watch it).
+    pub snapshots: IntCounter,
     /// `dropline_console_payments_total{via, result}`: payments by `stripe` or `test` mode and
     /// what became of them (`confirmed`, `duplicate`, `ignored`, `amount_mismatch`, `unknown_order`, `refused`).
     pub payments: IntCounterVec,
@@ -44,8 +47,11 @@ impl Metrics {
             &["via", "result"],
         )?;
         registry.register(Box::new(outcomes.clone()))?;
+        let snapshots =
+            IntCounter::new("dropline_console_snapshots_total", "Drop snapshots built for live streams.")?;
+        registry.register(Box::new(snapshots.clone()))?;
         registry.register(Box::new(payments.clone()))?;
-        Ok(Metrics { registry, requests, latency, sse_clients, outcomes, payments })
+        Ok(Metrics { registry, requests, latency, sse_clients, outcomes, snapshots, payments })
     }
 }
 

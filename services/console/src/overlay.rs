@@ -107,5 +107,5 @@ pub async fn stream(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     load(&state, &id).await?;
-    Ok(snapshots(state, id, "overlay", view))
+    snapshots(state, id, "overlay", view)
 }

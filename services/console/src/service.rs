@@ -98,8 +98,22 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
 }
 
-/// Redis and Kafka reachable, and the live view and gallery following their topics.
+/// How long a readiness answer is reused: a probe (or anyone: it is unauthenticated) calling it
+/// in a loop costs one Redis ping and one broker metadata fetch per period, not per call.
+const READY_FOR: Duration = Duration::from_secs(2);
+
+/// The last readiness answer and when it was found.
+pub type Readiness = tokio::sync::Mutex<Option<(std::time::Instant, StatusCode, serde_json::Value)>>;
+
+/// Redis and Kafka reachable, and the live view and gallery following their topics (checked at
+/// most once per [`READY_FOR`]; concurrent calls wait for the one check).
 async fn readyz(State(state): State<AppState>) -> Response {
+    let mut last = state.readiness.lock().await;
+    if let Some((at, code, body)) = last.as_ref() {
+        if at.elapsed() < READY_FOR {
+            return (*code, Json(body.clone())).into_response();
+        }
+    }
     let mut redis = state.redis.clone();
     let redis_ok = tokio::time::timeout(Duration::from_secs(2), dropline_core::redis::ping(&mut redis))
         .await
@@ -121,6 +135,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "followers": if followers { "ok" } else { "catching up or failing" },
     });
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    *last = Some((std::time::Instant::now(), code, body.clone()));
     (code, Json(body)).into_response()
 }
 
@@ -148,6 +163,8 @@ pub async fn run(
         metrics,
         health,
         claims: Arc::default(),
+        streams: Arc::new(crate::streams::Streams::new(config.max_streams)),
+        readiness: Arc::default(),
         stripe_secret: config.stripe_secret.map(Arc::new),
         test_payments: config.test_payments,
     };

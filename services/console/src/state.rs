@@ -27,6 +27,10 @@ pub struct AppState {
     pub metrics: Metrics,
     pub health: Health,
     pub claims: Arc<Claims>,
+    /// Open live streams and their drops' shared snapshots.
+    pub streams: Arc<crate::streams::Streams>,
+    /// `/readyz`'s last answer (reused for a moment).
+    pub readiness: Arc<crate::service::Readiness>,
     /// `DROPLINE_STRIPE_WEBHOOK_SECRET`: Stripe payments are taken (and test mode is off).
     pub stripe_secret: Option<Arc<Vec<u8>>>,
     /// Claim pages may confirm SKUs without a checkout link directly (test mode).

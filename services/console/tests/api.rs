@@ -661,3 +661,49 @@ async fn the_console_and_the_matcher_agree_on_skus_and_catalog_fields() -> Resul
     until(&c, &path, PRODUCER, |s| s["skus"][0]["left"] == 4 && s["skus"][0]["total"] == 5).await?;
     Ok(())
 }
+
+/// The value of an unlabelled counter on the console's `/metrics`.
+async fn counter(c: &Console, name: &str) -> Result<f64> {
+    let text = c.client.get(format!("{}/metrics", c.base)).send().await?.text().await?;
+    let line =
+        text.lines().find(|l| l.starts_with(&format!("{name} "))).with_context(|| format!("no {name}"))?;
+    Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_share_one_snapshot_per_tick_and_are_capped() -> Result<()> {
+    let c = console_with(&[("DROPLINE_CONSOLE_MAX_STREAMS", "12")]).await?;
+    let id = unique("streams");
+    c.create_and_open(drop_body(&id, 5)).await?;
+    let url = format!("{}/api/drops/{id}/live?access_token={PRODUCER}", c.base);
+    let before = counter(&c, "dropline_console_snapshots_total").await?;
+    let mut streams = Vec::new();
+    for _ in 0..12 {
+        let mut stream = c.client.get(&url).send().await?;
+        ensure!(stream.status() == 200, "stream: {}", stream.status());
+        let first =
+            tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await??.context("no event")?;
+        ensure!(String::from_utf8_lossy(&first).contains("event: snapshot"));
+        streams.push(stream);
+    }
+    // Twelve viewers of one drop for a second and a half: the snapshots built are the drop's ticks,
+    // not twelve times as many (at most one per 100 ms, and one a second when nothing happens).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let built = counter(&c, "dropline_console_snapshots_total").await? - before;
+    ensure!((1.0..=4.0).contains(&built), "{built} snapshots for 12 streams of one quiet drop");
+    // The thirteenth is refused, saying why; a place frees when a stream closes.
+    let refused = c.client.get(&url).send().await?;
+    ensure!(refused.status() == 503, "over the cap: {}", refused.status());
+    ensure!(refused.text().await?.contains("too many live streams open (12)"));
+    streams.pop();
+    let mut admitted = false;
+    for _ in 0..50 {
+        if c.client.get(&url).send().await?.status() == 200 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(admitted, "a closed stream's place never came free");
+    Ok(())
+}

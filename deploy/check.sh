@@ -207,8 +207,8 @@ dockerfile = (root / "deploy/Dockerfile").read_text()
 for b in ["dropline-matcher", "dropline-clipper", "dropline-ingest", "dropline-console"]:
     if f"target/release/{b}" not in dockerfile:
         err(f"deploy/Dockerfile does not copy {b}")
-# crate directory of a binary, and which paths it serves (every service: /metrics and /healthz
-# from dropline_core::admin; /readyz only where the crate routes it)
+# crate directory of a binary, and which paths it serves (every service: /metrics, /healthz and
+# /livez from dropline_core::admin; /readyz only where the crate routes it)
 def crate_of(binary):
     for cargo in root.glob("services/*/Cargo.toml"):
         manifest = tomllib.loads(cargo.read_text())
@@ -217,7 +217,7 @@ def crate_of(binary):
     return None
 def served_paths(binary):
     crate = crate_of(binary)
-    paths = {"/metrics", "/healthz"}
+    paths = {"/metrics", "/healthz", "/livez"}
     if crate and any('"/readyz"' in p.read_text() for p in crate.glob("src/**/*.rs")):
         paths.add("/readyz")
     return paths
@@ -264,6 +264,11 @@ for path in sorted(root.glob("deploy/k8s/*.yaml")):
                 configmap.update(doc.get("data", {}))
 kustomization = yaml.safe_load((root / "deploy/k8s/kustomization.yaml").read_text())
 for path in root.glob("deploy/k8s/*.yaml"):
+    # The example Secret is documentation: applying it would put public values in the cluster.
+    if path.name == "secret.example.yaml":
+        if path.name in kustomization.get("resources", []):
+            err("deploy/k8s/kustomization.yaml applies secret.example.yaml (public example values)")
+        continue
     if path.name != "kustomization.yaml" and path.name not in kustomization.get("resources", []):
         err(f"deploy/k8s/kustomization.yaml does not list {path.name}")
 partitions = int(configmap.get("DROPLINE_PARTITIONS", "4"))
@@ -304,6 +309,8 @@ for path, doc in k8s_docs:
             port = named.get(http["port"], http["port"])
             if port != listen:
                 err(f"{where}: {probe} port {port} is not {listener_var(binary)}'s port {listen}")
+            if probe == "livenessProbe" and http["path"] != "/livez":
+                err(f"{where}: livenessProbe must ask /livez (the process alone), not {http['path']}: a dependency outage would restart every pod")
             if http["path"] not in served_paths(binary):
                 err(f"{where}: {probe} path {http['path']} is not served by {binary} (serves {sorted(served_paths(binary))})")
         if binary == "dropline-ingest" and named.get("webhook") != port_of(env.get("DROPLINE_INGEST_HTTP")):

@@ -1,4 +1,6 @@
-//! The admin endpoint every service serves: Prometheus `/metrics` and `/healthz`.
+//! The admin endpoint every service serves: Prometheus `/metrics`, `/healthz` (the service and its
+//! dependencies: readiness) and `/livez` (the process alone: liveness, so an outage of Redis or
+//! Kafka never restarts every pod at once).
 //!
 //! Services register their metrics in one [`prometheus::Registry`] (defined in each service's
 //! `metrics` module) and report the state of their dependencies through [`Health`].
@@ -69,11 +71,12 @@ struct AdminState {
     health: Health,
 }
 
-/// `/metrics` and `/healthz`, to serve alone or merge into a service's own router.
+/// `/metrics`, `/healthz` and `/livez`, to serve alone or merge into a service's own router.
 pub fn router(registry: Registry, health: Health) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/livez", get(|| async { "alive" }))
         .with_state(AdminState { registry, health })
 }
 
@@ -105,4 +108,24 @@ pub async fn serve(
         axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
     });
     Ok((local, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn liveness_ignores_the_dependencies_readiness_reports() {
+        let health = Health::default();
+        health.set("redis", false, "connection refused");
+        let shutdown = CancellationToken::new();
+        let router = router(registry("test"), health);
+        let (addr, task) =
+            serve("127.0.0.1:0".parse().expect("addr"), router, shutdown.clone()).await.expect("serves");
+        let get = |path: &str| reqwest::get(format!("http://{addr}{path}"));
+        assert_eq!(get("/healthz").await.expect("answers").status(), 503, "not ready: Redis is down");
+        assert_eq!(get("/livez").await.expect("answers").status(), 200, "but alive: no restart");
+        shutdown.cancel();
+        let _ = task.await;
+    }
 }

@@ -85,8 +85,10 @@ impl Routed {
 /// Which drop is live on which channel.
 #[derive(Debug, Clone, Default)]
 pub struct LiveDrops {
-    /// Channel (`network:#name` or `#name` for any network, lower-case) → drop id.
-    by_channel: HashMap<String, String>,
+    /// Channel (`network:#name` or `#name` for any network, lower-case) → the drops open on it,
+    /// in the order they opened: the last one takes the channel's orders, and when it closes the
+    /// one before has the channel again.
+    by_channel: HashMap<String, Vec<String>>,
     /// Lines on channels with no live drop go here if set (`DROPLINE_INGEST_FALLBACK_DROP`).
     fallback: Option<String>,
 }
@@ -96,20 +98,25 @@ impl LiveDrops {
         LiveDrops { by_channel: HashMap::new(), fallback }
     }
 
-    /// Applies a trigger: an opened drop takes its channels (from whichever drop had them), a
-    /// closed drop frees its channels. Restocks change nothing here.
+    /// Applies a trigger: an opened drop takes its channels (the drop open there before waits
+    /// under it), a closed drop leaves its channels. Restocks change nothing here.
     pub fn apply(&mut self, trigger: &DropTrigger) {
         match &trigger.action {
             Some(drop_trigger::Action::Open(open)) => {
                 for channel in &open.channels {
                     let channel = channel.trim().to_lowercase();
                     if !channel.is_empty() {
-                        self.by_channel.insert(channel, trigger.drop_id.clone());
+                        let drops = self.by_channel.entry(channel).or_default();
+                        drops.retain(|d| *d != trigger.drop_id);
+                        drops.push(trigger.drop_id.clone());
                     }
                 }
             }
             Some(drop_trigger::Action::Close(_)) => {
-                self.by_channel.retain(|_, drop| *drop != trigger.drop_id)
+                for drops in self.by_channel.values_mut() {
+                    drops.retain(|d| *d != trigger.drop_id);
+                }
+                self.by_channel.retain(|_, drops| !drops.is_empty());
             }
             Some(drop_trigger::Action::Restock(_)) | None => {}
         }
@@ -119,7 +126,8 @@ impl LiveDrops {
     pub fn drop_for(&self, line: &ChatLine) -> Option<&str> {
         self.by_channel
             .get(&line.channel_id())
-            .or_else(|| self.by_channel.get(&line.channel.to_lowercase()))
+            .and_then(|drops| drops.last())
+            .or_else(|| self.by_channel.get(&line.channel.to_lowercase()).and_then(|drops| drops.last()))
             .or(self.fallback.as_ref())
             .map(String::as_str)
     }
@@ -218,6 +226,16 @@ mod tests {
         live.apply(&close("b"));
         assert_eq!(live.drop_for(&line("#creator", "", None)), Some("a"));
         live.apply(&close("a"));
+        assert_eq!(live.drop_for(&line("#creator", "", None)), None);
+        // Two drops on the very same channel: the second takes it, and closing it gives the
+        // channel back to the first (which is still open), not to nobody.
+        live.apply(&open("c", &["twitch:#creator"]));
+        live.apply(&open("d", &["twitch:#creator"]));
+        assert_eq!(live.drop_for(&line("#creator", "", None)), Some("d"));
+        live.apply(&close("d"));
+        assert_eq!(live.drop_for(&line("#creator", "", None)), Some("c"), "the first drop is not left deaf");
+        live.apply(&open("c", &["twitch:#creator"])); // the same open replayed: still one entry
+        live.apply(&close("c"));
         assert_eq!(live.drop_for(&line("#creator", "", None)), None);
         let fallback = LiveDrops::with_fallback(Some("always".into()));
         assert_eq!(fallback.drop_for(&line("#x", "", None)), Some("always"));

@@ -358,6 +358,21 @@ fn safe_name(what: &str, id: &str) -> Result<(), String> {
     }
 }
 
+/// The suffix of a clip's 9:16 file next to its main file (`<clip>.vertical.mp4`).
+const VERTICAL_SUFFIX: &str = ".vertical";
+
+/// A clip id usable as the stem of its files: a file name, and not `<another clip>.vertical`,
+/// whose main file would be that clip's 9:16 file.
+fn clip_name(id: &str) -> Result<(), String> {
+    safe_name("clip_id", id)?;
+    if id.to_ascii_lowercase().ends_with(VERTICAL_SUFFIX) {
+        return Err(format!(
+            "clip_id {id:?} ends in {VERTICAL_SUFFIX:?}: its file would be another clip's 9:16 file"
+        ));
+    }
+    Ok(())
+}
+
 /// The recording's path inside `DROPLINE_RECORDINGS`; never outside it.
 fn recording_path(root: &Path, recording: &str) -> Result<PathBuf, String> {
     let relative = Path::new(recording);
@@ -373,7 +388,7 @@ fn cut_request(
     wait: WaitLimits,
     request: &ClipRequest,
 ) -> Result<ClipReady, String> {
-    safe_name("clip_id", &request.clip_id)?;
+    clip_name(&request.clip_id)?;
     safe_name("drop_id", &request.drop_id)?;
     let input = recording_path(&settings.recordings, &request.recording)?;
     let growing = is_growing(&input, wait.stall);
@@ -479,7 +494,7 @@ async fn vertical_loop(
 /// Makes the 9:16 variant of a ready clip; the clip with `vertical_path` set, or `None` on failure.
 fn with_vertical(mut ready: ClipReady, opts: VerticalOptions) -> Option<ClipReady> {
     let clip = PathBuf::from(&ready.path);
-    let out = clip.with_extension("vertical.mp4");
+    let out = clip.with_extension(format!("{}.mp4", &VERTICAL_SUFFIX[1..]));
     match vertical(&clip, &out, opts) {
         Ok(_) => {
             ready.vertical_path = out.display().to_string();
@@ -515,5 +530,11 @@ mod tests {
         for bad in ["", "..", "a/b", "a b", "x\0"] {
             assert!(safe_name("clip_id", bad).is_err(), "{bad:?}");
         }
+        assert!(
+            clip_name("marker-1.vertical").is_err_and(|e| e.contains("9:16")),
+            "would overwrite marker-1's"
+        );
+        assert!(clip_name("marker-1.Vertical").is_err());
+        assert!(clip_name("marker-1.verticals").is_ok() && clip_name("drop.v2-rush-1").is_ok());
     }
 }

@@ -76,7 +76,8 @@ DROPLINE_LOG=$log DROPLINE_CONSOLE_TOKENS="creator:$creator,producer:$producer,e
 pids+=($!)
 trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$irc_dir"' EXIT
 for _ in $(seq 100); do curl -sf "$console/readyz" >/dev/null && break; sleep 0.2; done
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && (exec 3<>/dev/tcp/${DROPLINE_INGEST_HTTP/://}) 2>/dev/null && break; sleep 0.2; done
+# Ingest is ready once it knows the live drops (its webhook answers 503 until then).
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/9101) 2>/dev/null && curl -sf http://127.0.0.1:9103/healthz >/dev/null && break; sleep 0.2; done
 
 # The stream "started" 30 s before the drop opens: the drop's moments fall inside the recording.
 now=$(($(date +%s%N) / 1000000))

@@ -2,7 +2,6 @@
 //! chat from IRC and the webhook into `ChatOrder`s on `chat-orders` (keyed by drop id).
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 use dropline_core::admin::{self, Health};
 use dropline_core::kafka::{self, now_ms, Followed};
@@ -41,6 +40,8 @@ pub struct Pipeline {
     topic: String,
     live: Arc<RwLock<LiveDrops>>,
     activity: dropline_core::activity::Shared,
+    /// True once the live drops are known (drop-triggers read up to where it ended at start).
+    caught_up: watch::Receiver<bool>,
     pub(crate) metrics: Metrics,
     pub(crate) network: String,
 }
@@ -52,6 +53,12 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// Whether the live drops are known: before, a line cannot be routed (it would count as "no
+    /// drop" and be lost), so the webhook answers 503 and the platform retries.
+    pub fn ready(&self) -> bool {
+        *self.caught_up.borrow()
+    }
+
     /// Routes `line` and, if it is an order, hands it to the producer (in call order, so orders
     /// keep their chat order within a drop). The future resolves when the broker has it.
     async fn enqueue(
@@ -119,16 +126,18 @@ pub async fn run(
     info!(addr = %admin_addr, "ingest admin endpoint");
 
     let producer = kafka::producer(&settings, "dropline-ingest")?;
+    let (caught_up_tx, caught_up) = watch::channel(false);
     let pipeline = Pipeline {
         producer,
         topic: settings.topics.name(TopicKind::ChatOrders).to_owned(),
         live: Arc::new(RwLock::new(LiveDrops::with_fallback(config.fallback_drop.clone()))),
         activity: dropline_core::activity::Shared::default(),
+        caught_up: caught_up.clone(),
         metrics: metrics.clone(),
         network: config.network.clone(),
     };
 
-    let (caught_up_tx, mut caught_up) = watch::channel(false);
+    health.set("triggers", false, "reading drop-triggers: the live drops are not known yet");
     let triggers = tokio::spawn(follow_triggers(
         settings.clone(),
         pipeline.live.clone(),
@@ -136,10 +145,8 @@ pub async fn run(
         health.clone(),
         shutdown.clone(),
     ));
-    // Chat before the live drops are known would be "no drop": wait for the replay (bounded).
-    let _ = tokio::time::timeout(Duration::from_secs(30), caught_up.wait_for(|done| *done)).await;
-    health.set("triggers", true, "live drops known");
-
+    // Chat before the live drops are known would be "no drop": the webhook answers 503 until
+    // then (the platform retries), IRC is joined only then — however long the replay takes.
     let mut tasks = Vec::new();
     let activity_stop = CancellationToken::new();
     let activity = tokio::spawn(dropline_core::activity::publish(
@@ -174,14 +181,16 @@ pub async fn run(
                 nick: irc.nick.clone(),
             });
         }
-        tasks.push(tokio::spawn(crate::client::run(
-            irc,
-            lines_tx,
-            outgoing_rx,
-            link_tx,
-            metrics.clone(),
-            shutdown.clone(),
-        )));
+        let (mut known, client_metrics, stop) = (caught_up.clone(), metrics.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let known = tokio::select! {
+                known = known.wait_for(|done| *done) => known.is_ok(),
+                () = stop.cancelled() => false,
+            };
+            if known {
+                crate::client::run(irc, lines_tx, outgoing_rx, link_tx, client_metrics, stop).await;
+            }
+        }));
         tasks.push(tokio::spawn(publish_lines(pipeline.clone(), lines_rx)));
     }
     if let Some(replies) = config.replies.clone() {
@@ -275,6 +284,7 @@ async fn follow_triggers(
                 warn!(error = %e, "undecodable drop trigger skipped (the matcher dead-letters it)");
             }
             Followed::CaughtUp => {
+                health.set("triggers", true, "live drops known");
                 let _ = caught_up.send(true);
             }
         },

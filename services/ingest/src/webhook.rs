@@ -134,6 +134,15 @@ fn reject(state: &WebhookState, status: StatusCode, reason: &'static str, messag
 }
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !state.pipeline.ready() {
+        // Which drop a line belongs to is not known yet: taking it now would lose it.
+        return reject(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "catching_up",
+            "catching up with drop-triggers: the live drops are not known yet; retry".into(),
+        );
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let (Some(id), Some(timestamp), Some(signature)) = (header(ID), header(TIMESTAMP), header(SIGNATURE))
     else {

@@ -236,3 +236,32 @@ async fn webhook_orders_are_verified() -> Result<()> {
     tokio::time::timeout(Duration::from_secs(20), ingest).await???;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_waits_until_the_live_drops_are_known() -> Result<()> {
+    // A broker that does not answer: drop-triggers cannot be read, so no line can be routed yet.
+    let World { mut settings, .. } = world().await?;
+    settings.kafka = format!("127.0.0.1:{}", free_port()?);
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let token = CancellationToken::new();
+    let ingest =
+        tokio::spawn(dropline_ingest::run(settings.clone(), ingest_config(None, http), token.clone()));
+    let url = format!("http://{http}/ingest/chat");
+    let client = reqwest::Client::new();
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let body = chat_event("maker", "msg-early", "!buy hoodie L");
+    // Not "no drop" and 204 (the order would be lost): 503, so the platform sends it again later.
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(response) = signed(&client, &url, "notification", &now, &body, SECRET).send().await {
+            answer = Some((response.status(), response.text().await?));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, text) = answer.context("the webhook never listened")?;
+    ensure!(status == 503 && text.contains("catching up with drop-triggers"), "{status}: {text}");
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(20), ingest).await???;
+    Ok(())
+}

@@ -137,7 +137,7 @@ pub async fn run(
         network: config.network.clone(),
     };
 
-    health.set("triggers", false, "reading drop-triggers: the live drops are not known yet");
+    health.set("live-drops", false, "reading drop-triggers: the live drops are not known yet");
     let triggers = tokio::spawn(follow_triggers(
         settings.clone(),
         pipeline.live.clone(),
@@ -269,14 +269,8 @@ async fn follow_triggers(
     shutdown: CancellationToken,
 ) {
     let topic = settings.topics.name(TopicKind::DropTriggers);
-    kafka::follow_from_start(
-        &settings,
-        "dropline-ingest",
-        topic,
-        &health,
-        "triggers",
-        &shutdown,
-        |f| match f {
+    kafka::follow_from_start(&settings, "dropline-ingest", topic, &health, "drop-triggers", &shutdown, |f| {
+        match f {
             Followed::Message { event: Ok(trigger), .. } => {
                 live.write().unwrap_or_else(PoisonError::into_inner).apply(&trigger);
             }
@@ -284,10 +278,10 @@ async fn follow_triggers(
                 warn!(error = %e, "undecodable drop trigger skipped (the matcher dead-letters it)");
             }
             Followed::CaughtUp => {
-                health.set("triggers", true, "live drops known");
+                health.set("live-drops", true, "live drops known");
                 let _ = caught_up.send(true);
             }
-        },
-    )
+        }
+    })
     .await;
 }

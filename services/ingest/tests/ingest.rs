@@ -161,16 +161,19 @@ async fn webhook_orders_are_verified() -> Result<()> {
     let client = reqwest::Client::new();
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
 
-    // Up once the listener answers.
+    // Up once it takes chat: it answers 503 until it knows the live drops.
+    let challenge = r#"{"subscription":{"type":"channel.chat.message"},"challenge":"up"}"#;
     let mut up = false;
     for _ in 0..100 {
-        if client.get(format!("http://{http}/")).send().await.is_ok() {
+        let probe =
+            signed(&client, &url, "webhook_callback_verification", &now, challenge, SECRET).send().await;
+        if probe.is_ok_and(|r| r.status() == 200) {
             up = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ensure!(up, "webhook never listened");
+    ensure!(up, "webhook never took chat");
 
     let body = chat_event("maker", "msg-1", "!buy hoodie L");
     let response = signed(&client, &url, "notification", &now, &body, SECRET).send().await?;

@@ -403,7 +403,7 @@ async fn webhook_orders_are_answered_by_a_signed_post() -> Result<()> {
     })
     .to_string();
     let mut accepted = false;
-    // Ingest listens once it has replayed the triggers (it waits up to 30 s for that).
+    // Ingest takes chat once it has replayed the triggers (503 until then): retry until 204.
     for _ in 0..450 {
         let id = uuid::Uuid::new_v4().to_string();
         let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();

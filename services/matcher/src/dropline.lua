@@ -585,6 +585,21 @@ end
 -- Arguments per operation, the kind included (a slim wire: an order carries only what it needs).
 local ARITY = { o = 8, v = 10, O = 7, R = 6, C = 4, c = 4, x = 4 }
 
+-- A drop's keys are kept while it can still change, then given a TTL: a drop that never opened
+-- keeps its decisions for a day; a closed drop with no hold left keeps everything for a week (its
+-- outcomes are long published). Called by every call that can end the last hold: apply (a
+-- confirm, a cancel) and the sweep (an expiry) — a closed drop gets no other call.
+local function set_ttls(K, st)
+  if st.state == 'none' then
+    for _, key in ipairs({ K.decisions, K.offsets, K.stats }) do redis.call('EXPIRE', key, UNSEEN_DROP_TTL) end
+  elseif st.state == 'closed' and (tonumber(redis.call('HGET', K.meta, 'holds')) or 0) == 0 then
+    for _, key in ipairs({ K.meta, K.stock, K.held, K.sold, K.total, K.buyers, K.decisions, K.holds, K.expiry,
+      K.offsets, K.waitlist, K.waiting, K.wlinfo, K.stats }) do
+      redis.call('EXPIRE', key, CLOSED_DROP_TTL)
+    end
+  end
+end
+
 -- FCALL dropline_apply 15 <keys> now n [op] * n, each op `kind src offset id` then by kind:
 --   o  order:          buyer sku qty who          (who: its reply-to record)
 --   v  decided order:  buyer sku qty status reason who (the matcher already knows the answer)
@@ -673,15 +688,7 @@ local function apply(keys, args)
   for src, _ in pairs(touched) do hset(K.offsets, src, last[src]) end
   if cache then flush(); flush_counts(K) end
   flush_tags(K)
-  if st.state == 'none' then
-    -- Orders for a drop that never opened: remember their decisions for a day, not forever.
-    for _, key in ipairs({ K.decisions, K.offsets, K.stats }) do redis.call('EXPIRE', key, UNSEEN_DROP_TTL) end
-  elseif st.state == 'closed' and (tonumber(redis.call('HGET', K.meta, 'holds')) or 0) == 0 then
-    for _, key in ipairs({ K.meta, K.stock, K.held, K.sold, K.total, K.buyers, K.decisions, K.holds, K.expiry,
-      K.offsets, K.waitlist, K.waiting, K.wlinfo, K.stats }) do
-      redis.call('EXPIRE', key, CLOSED_DROP_TTL)
-    end
-  end
+  set_ttls(K, st)
   return { st.version, flat }
 end
 
@@ -745,6 +752,7 @@ local function sweep(keys, args)
   promote_all(K, st, now)
   if st.state == 'closed' then close_chunk(K, now, promote_left) end
   flush_tags(K)
+  set_ttls(K, st)
   local entries = redis.call('LRANGE', K.outbox, 0, max_outbox - 1)
   return { st.state, tonumber(redis.call('HGET', K.meta, 'holds')) or 0, entries, redis.call('ZCARD', K.waitlist) }
 end

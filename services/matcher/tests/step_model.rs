@@ -1262,3 +1262,31 @@ fn a_big_restock_promotes_the_waitlist_in_chunks() {
         delete_drop(&mut conn, &keys).await;
     });
 }
+
+/// A drop closed while a hold is pending gets its keys' TTL when the sweep ends that last hold —
+/// not only when a later order or trigger happens to arrive (none will: the drop is closed).
+#[test]
+fn a_closed_drops_keys_expire_once_its_last_hold_is_swept() {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = connect().await;
+        let keys = DropKeys::new(&unique_drop());
+        let ops = vec![open_cap("open-1", 2, 1_000), cap_order(0)];
+        step::apply(&mut conn, T0, &[(&keys, ops.as_slice())]).await.expect("apply");
+        let close = vec![Op::Close { source: Source::new('t', 0, 2), trigger_id: "close-1".into() }];
+        step::apply(&mut conn, T0 + 10, &[(&keys, close.as_slice())]).await.expect("close");
+        let reader = conn.clone();
+        let ttl = |key: String| {
+            let mut conn = reader.clone();
+            async move { redis::cmd("TTL").arg(key).query_async::<i64>(&mut conn).await.expect("ttl") }
+        };
+        assert_eq!(ttl(keys.meta().to_owned()).await, -1, "a hold is pending: the drop is kept");
+        let swept = step::sweep(&mut conn, &keys, T0 + 2_000, 100, 1_000, &[]).await.expect("sweep");
+        assert_eq!(swept.active_holds, 0, "{swept:?}");
+        for key in [keys.meta(), keys.stock(), keys.decisions()] {
+            let left = ttl(key.to_owned()).await;
+            assert!(left > 0, "{key} has no TTL after the closed drop's last hold ended ({left})");
+        }
+        delete_drop(&mut conn, &keys).await;
+    });
+}

@@ -2,11 +2,13 @@
 //! chat from IRC and the webhook into `ChatOrder`s on `chat-orders` (keyed by drop id).
 
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use dropline_core::admin::{self, Health};
+use dropline_core::backoff::Backoff;
 use dropline_core::kafka::{self, now_ms, Followed};
 use dropline_core::{Settings, TopicKind};
-use dropline_proto::v1::DropTrigger;
+use dropline_proto::v1::{ChatOrder, DropTrigger};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use prost::Message as _;
@@ -59,13 +61,8 @@ impl Pipeline {
         *self.caught_up.borrow()
     }
 
-    /// Routes `line` and, if it is an order, hands it to the producer (in call order, so orders
-    /// keep their chat order within a drop). The future resolves when the broker has it.
-    async fn enqueue(
-        &self,
-        source: &str,
-        line: &ChatLine,
-    ) -> Result<(Routed, Option<DeliveryFuture>), KafkaError> {
+    /// Routes `line` (counting it for the funnel): an order, ordinary chat, or no live drop.
+    fn route(&self, source: &str, line: &ChatLine) -> Routed {
         let now = now_ms();
         let routed = {
             let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
@@ -78,16 +75,58 @@ impl Pipeline {
             live.route(line, now, || uuid::Uuid::new_v4().simple().to_string())
         };
         self.metrics.lines.with_label_values(&[source, routed.label()]).inc();
-        let Routed::Order(order) = &routed else { return Ok((routed, None)) };
+        routed
+    }
+
+    /// Hands `order` to the producer (in call order, so orders keep their chat order within a
+    /// drop). The future resolves when the broker has it.
+    async fn send(&self, order: &ChatOrder) -> Result<DeliveryFuture, KafkaError> {
         let payload = order.encode_to_vec();
-        match kafka::enqueue(&self.producer, &self.topic, &order.drop_id, &payload, &CancellationToken::new())
+        kafka::enqueue(&self.producer, &self.topic, &order.drop_id, &payload, &CancellationToken::new())
             .await
-        {
-            Ok(delivery) => Ok((routed, Some(delivery))),
-            Err(e) => {
-                self.metrics.publish_errors.inc();
-                Err(e)
+            .inspect_err(|_| self.metrics.publish_errors.inc())
+    }
+
+    /// Routes `line` and, if it is an order, hands it to the producer.
+    async fn enqueue(
+        &self,
+        source: &str,
+        line: &ChatLine,
+    ) -> Result<(Routed, Option<DeliveryFuture>), KafkaError> {
+        let routed = self.route(source, line);
+        let Routed::Order(order) = &routed else { return Ok((routed, None)) };
+        let delivery = self.send(order).await?;
+        Ok((routed, Some(delivery)))
+    }
+
+    /// Publishes an IRC order until the broker has it: IRC does not resend, so an order the
+    /// broker did not take (a broker away longer than the producer's own retries) is sent again
+    /// with backoff — unless the broker refuses it for good. Ends early only at `stop`.
+    async fn deliver(
+        &self,
+        order: ChatOrder,
+        first: Result<DeliveryFuture, KafkaError>,
+        stop: CancellationToken,
+    ) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut attempt = first;
+        loop {
+            let failed = match attempt {
+                Ok(delivery) => match self.confirm(delivery).await {
+                    Ok(()) => return,
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if kafka::is_permanent(&failed) {
+                warn!(error = %failed, order_id = %order.order_id, "the broker refuses this order for good; dropped");
+                return;
             }
+            warn!(error = %failed, order_id = %order.order_id, "order not published; sending it again");
+            if !backoff.wait(&stop).await {
+                return;
+            }
+            attempt = self.send(&order).await;
         }
     }
 
@@ -191,7 +230,7 @@ pub async fn run(
                 crate::client::run(irc, lines_tx, outgoing_rx, link_tx, client_metrics, stop).await;
             }
         }));
-        tasks.push(tokio::spawn(publish_lines(pipeline.clone(), lines_rx)));
+        tasks.push(tokio::spawn(publish_lines(pipeline.clone(), lines_rx, shutdown.clone())));
     }
     if let Some(replies) = config.replies.clone() {
         if let (Some(url), Some(secret)) = (replies.config.webhook.clone(), config.webhook_secret.clone()) {
@@ -231,32 +270,24 @@ pub async fn run(
     Ok(())
 }
 
-/// Publishes the lines IRC hands over, in order, with up to `IN_FLIGHT` awaiting the broker.
-/// Ends when the IRC client is gone and everything handed over is acknowledged.
-async fn publish_lines(pipeline: Pipeline, mut lines: mpsc::Receiver<ChatLine>) {
+/// Publishes the lines IRC hands over, in order, with up to `IN_FLIGHT` awaiting the broker; an
+/// order the broker did not take is sent again (`Pipeline::deliver`). Ends when the IRC client is
+/// gone and everything handed over is acknowledged (or `stop`).
+async fn publish_lines(pipeline: Pipeline, mut lines: mpsc::Receiver<ChatLine>, stop: CancellationToken) {
     let mut pending = FuturesUnordered::new();
     loop {
         tokio::select! {
             line = lines.recv(), if pending.len() < IN_FLIGHT => {
                 let Some(line) = line else { break };
-                match pipeline.enqueue("irc", &line).await {
-                    Ok((_, Some(delivery))) => pending.push(pipeline.confirm(delivery)),
-                    Ok((_, None)) => {}
-                    Err(e) => warn!(error = %e, channel = %line.channel, "order not published"),
+                if let Routed::Order(order) = pipeline.route("irc", &line) {
+                    let sent = pipeline.send(&order).await;
+                    pending.push(pipeline.deliver(*order, sent, stop.clone()));
                 }
             }
-            Some(result) = pending.next(), if !pending.is_empty() => {
-                if let Err(e) = result {
-                    warn!(error = %e, "order not acknowledged by the broker");
-                }
-            }
+            Some(()) = pending.next(), if !pending.is_empty() => {}
         }
     }
-    while let Some(result) = pending.next().await {
-        if let Err(e) = result {
-            warn!(error = %e, "order not acknowledged by the broker");
-        }
-    }
+    while pending.next().await.is_some() {}
 }
 
 /// Reads `drop-triggers` from the beginning (all partitions, no consumer group membership, no

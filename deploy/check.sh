@@ -239,6 +239,19 @@ script = (root / "deploy/compose/create-topics.sh").read_text()
 listed = re.search(r'contract=\(([^)]*)\)', script)
 if not listed or listed.group(1).split() != contract_topics:
     err(f"deploy/compose/create-topics.sh topics differ from services/core/src/topics.rs: {contract_topics}")
+# ... each with the retention TopicKind::retention_ms gives it
+variants = re.findall(r'Self::(\w+) => "[a-z-]+",', topics_rs.split("fn default_name")[1].split("fn message_name")[0])
+retention_block = topics_rs.split("fn retention_ms")[1].split("fn env_var")[0]
+day = 86_400_000
+retention_of = {}
+for arms, value in re.findall(r'((?:Self::\w+\s*\|?\s*)+)=>\s*\{?\s*(FOREVER|\d+ \* DAY)', retention_block):
+    ms = -1 if value == "FOREVER" else int(value.split()[0]) * day
+    for variant in re.findall(r'Self::(\w+)', arms):
+        retention_of[variant] = ms
+wanted = [str(retention_of.get(v, "?")) for v in variants]
+given = re.search(r'retention=\(([^)]*)\)', script)
+if not given or given.group(1).split() != wanted:
+    err(f"deploy/compose/create-topics.sh retention differs from TopicKind::retention_ms: {wanted}")
 print(f"   variables: every DROPLINE_* set in deploy/ is read by the code; topics = {contract_topics}")
 
 def port_of(addr):

@@ -116,9 +116,22 @@ pub async fn ensure_topics(
     replication: i32,
 ) -> Result<Vec<String>, KafkaError> {
     let admin = admin(settings)?;
+    // A contract topic is created with its retention (`TopicKind::retention_ms`), said out loud
+    // rather than left to the broker's default.
+    let retention: Vec<Option<String>> = names
+        .iter()
+        .map(|name| settings.topics.kind_of(name).map(|kind| kind.retention_ms().to_string()))
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
+        .zip(&retention)
+        .map(|(name, retention)| {
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+            match retention {
+                Some(ms) => topic.set("retention.ms", ms),
+                None => topic,
+            }
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(new_topics.iter(), &options).await?;

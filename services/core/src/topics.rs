@@ -70,6 +70,23 @@ impl TopicKind {
         }
     }
 
+    /// How long the broker keeps the topic's messages, ms (`retention.ms`; -1: forever). The
+    /// topics services rebuild their state from — read from the beginning by the console's live
+    /// view and reports, by ingest and by the clipper — are kept forever (compact or archive them
+    /// deliberately, never by a default); the topics consumed once in a group keep a week, dead
+    /// letters a month for someone to look at.
+    pub fn retention_ms(self) -> i64 {
+        const DAY: i64 = 86_400_000;
+        const FOREVER: i64 = -1;
+        match self {
+            Self::ChatOrders | Self::DropTriggers | Self::Reservations | Self::Clips | Self::ChatActivity => {
+                FOREVER
+            }
+            Self::HoldActions | Self::ClipRequests | Self::ChatReplies => 7 * DAY,
+            Self::DeadLetters => 30 * DAY,
+        }
+    }
+
     /// The variable that overrides this topic's name, e.g. `DROPLINE_TOPIC_CHAT_ORDERS`.
     pub fn env_var(self) -> String {
         format!("DROPLINE_TOPIC_{}", self.default_name().replace('-', "_").to_ascii_uppercase())

@@ -199,3 +199,26 @@ async fn an_unreachable_broker_is_an_error_not_a_hang() -> anyhow::Result<()> {
     assert!(started.elapsed() < Duration::from_secs(10));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_topics_are_created_with_their_retention() -> anyhow::Result<()> {
+    use dropline_core::{TopicKind, Topics};
+    use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+    let mut settings = settings()?;
+    settings.topics = Topics::with_prefix(&format!("{}.", unique("retention")));
+    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
+    let names: Vec<&str> =
+        [TopicKind::Reservations, TopicKind::DeadLetters].map(|k| settings.topics.name(k)).to_vec();
+    kafka::ensure_topics(&settings, &names, 1, 1).await?;
+    let admin = kafka::admin(&settings)?;
+    let specs: Vec<ResourceSpecifier<'_>> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let described = admin.describe_configs(specs.iter(), &AdminOptions::new()).await?;
+    let retention = |i: usize| -> anyhow::Result<String> {
+        let resource = described[i].as_ref().map_err(|e| anyhow::anyhow!("describe {}: {e:?}", names[i]))?;
+        let entry = resource.get("retention.ms").with_context(|| format!("{}: no retention.ms", names[i]))?;
+        Ok(entry.value.clone().unwrap_or_default())
+    };
+    ensure!(retention(0)? == "-1", "reservations are kept forever: {}", retention(0)?);
+    ensure!(retention(1)? == (30 * 86_400_000i64).to_string(), "dead letters a month: {}", retention(1)?);
+    Ok(())
+}

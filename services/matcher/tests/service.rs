@@ -177,3 +177,41 @@ async fn without_redis_the_matcher_waits_and_says_it_is_unhealthy() -> anyhow::R
     tokio::time::timeout(Duration::from_secs(10), matcher).await???;
     Ok(())
 }
+
+/// A matcher that starts after a drop opened loads its catalog by the drop id the order names, not
+/// by the message's key: an order keyed wrongly is still understood (it was answered as if the
+/// drop had no catalog).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogs_load_by_the_drop_the_order_names() -> anyhow::Result<()> {
+    let world = World::new("payload", 1).await?;
+    let drop = unique("drop");
+    let reader = world.reader(TopicKind::Reservations)?;
+    let group = unique("group");
+    let (stop, matcher) = world.spawn_matcher(&group);
+    world
+        .open_and_wait(&drop, OpenDrop { items: catalog(1, 2, 5), hold_seconds: 60, ..Default::default() })
+        .await?;
+    world.order(&drop, "o1", "ann", "!buy hoodie L").await?;
+    let first = collect(&reader, Duration::from_secs(30), |seen| !seen.is_empty()).await?;
+    assert_eq!(status(&first[0]), S::Reserved);
+    stop.cancel();
+    matcher.await?;
+    // A fresh matcher (nothing cached), the same group: it starts after the open.
+    let (stop, matcher) = world.spawn_matcher(&group);
+    let order = dropline_proto::v1::ChatOrder {
+        order_id: "o2".into(),
+        drop_id: drop.clone(),
+        buyer_id: "bob".into(),
+        channel: "twitch:#test".into(),
+        text: "!buy hoodie L".into(),
+        sent_at_ms: dropline_core::kafka::now_ms(),
+        ..Default::default()
+    };
+    use prost::Message as _;
+    world.send_raw(TopicKind::ChatOrders, "some-other-key", &order.encode_to_vec()).await?;
+    let second = collect(&reader, Duration::from_secs(30), |seen| !seen.is_empty()).await?;
+    assert_eq!((second[0].order_id.as_str(), status(&second[0])), ("o2", S::Reserved), "{second:#?}");
+    stop.cancel();
+    matcher.await?;
+    Ok(())
+}

@@ -102,7 +102,9 @@ impl Decider {
 
     /// Decides a batch and hands its outcomes over. False when shutdown interrupted it.
     async fn decide(&mut self, batch: Vec<(OwnedMessage, Instant)>) -> bool {
-        self.load_catalogs(&batch).await;
+        if !self.load_catalogs(&batch).await {
+            return false;
+        }
         let default_hold_ms = u64::try_from(self.config.default_hold.as_millis()).unwrap_or(u64::MAX);
         let items = Planner { topics: &self.settings.topics, catalogs: &mut self.catalogs, default_hold_ms }
             .classify_batch(batch);
@@ -192,22 +194,38 @@ impl Decider {
         store::await_replicas(&self.redis, wanted, timeout, &self.health, &self.metrics, &self.shutdown).await
     }
 
-    /// Loads catalogs of drops this batch names and this matcher has not cached. Orders and
-    /// triggers need them, hold actions need a split drop's shards.
-    async fn load_catalogs(&mut self, batch: &[(OwnedMessage, Instant)]) {
-        let keys = batch.iter().filter_map(|(m, _)| m.key().and_then(|k| std::str::from_utf8(k).ok()));
-        let missing = self.catalogs.missing(keys);
+    /// Loads catalogs of drops this batch names (by the drop ids in the payloads, whatever the
+    /// keys say) and this matcher has not cached: orders and triggers need them, hold actions a
+    /// split drop's shards. A failed read is retried with backoff — deciding without the catalog
+    /// would answer an open drop's orders as not understood. False at shutdown.
+    async fn load_catalogs(&mut self, batch: &[(OwnedMessage, Instant)]) -> bool {
+        let topics = &self.settings.topics;
+        let ids: Vec<String> = batch
+            .iter()
+            .filter_map(|(m, _)| plan::drop_id_of(topics.kind_of(m.topic())?, m.payload()?))
+            .collect();
+        let missing = self.catalogs.missing(ids.iter().map(String::as_str));
         if missing.is_empty() {
-            return;
+            return true;
         }
-        match store::read_metas(&self.redis, &missing).await {
-            Ok(rows) => {
-                for (drop_id, (version, catalog)) in missing.into_iter().zip(rows) {
-                    self.catalogs.loaded(drop_id, version.unwrap_or(0), catalog.as_deref());
+        let mut backoff = Backoff::fast();
+        loop {
+            match store::read_metas(&self.redis, &missing).await {
+                Ok(rows) => {
+                    for (drop_id, (version, catalog)) in missing.into_iter().zip(rows) {
+                        self.catalogs.loaded(drop_id, version.unwrap_or(0), catalog.as_deref());
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    self.metrics.redis_errors.inc();
+                    self.health.set("redis", false, e.to_string());
+                    warn!(error = %e, "could not load catalogs; retrying");
+                    if !backoff.wait(&self.shutdown).await {
+                        return false;
+                    }
                 }
             }
-            // Orders parsed without a catalog are answered by the step from the drop's state.
-            Err(e) => warn!(error = %e, "could not load catalogs"),
         }
     }
 

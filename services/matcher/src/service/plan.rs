@@ -385,6 +385,30 @@ pub(crate) fn stream_of(topics: &Topics, topic: &str, partition: i32) -> Option<
 
 /// One operation per shard of a split drop (`op(k)`; `None` leaves shard `k` out). Empty when the
 /// drop is not split (`shards` = 1).
+/// The drop a message is about, read from its payload (not its key: a message keyed wrongly still
+/// belongs to the drop it names), without decoding the rest. `None` for other topics and for
+/// payloads that do not decode (the planner dead-letters those).
+pub fn drop_id_of(kind: TopicKind, payload: &[u8]) -> Option<String> {
+    /// The one field wanted, at the tag the message type has it (`ChatOrder` and `HoldAction`: 2,
+    /// `DropTrigger`: 1); prost skips the others.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct At1 {
+        #[prost(string, tag = "1")]
+        drop_id: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct At2 {
+        #[prost(string, tag = "2")]
+        drop_id: String,
+    }
+    let id = match kind {
+        TopicKind::ChatOrders | TopicKind::HoldActions => At2::decode(payload).ok()?.drop_id,
+        TopicKind::DropTriggers => At1::decode(payload).ok()?.drop_id,
+        _ => return None,
+    };
+    (!id.is_empty()).then_some(id)
+}
+
 fn to_shards(drop_id: &str, shards: u32, op: impl Fn(u32) -> Option<Op>) -> Vec<(String, Op)> {
     if shards < 2 {
         return Vec::new();
@@ -418,6 +442,28 @@ mod tests {
 
     fn answer(status: ReservationStatus, reason: &str) -> Option<OpResult> {
         Some(OpResult { status: status as i32, reason: reason.into(), ..OpResult::default() })
+    }
+
+    #[test]
+    fn the_drop_of_a_message_is_read_from_its_payload() {
+        let order = ChatOrder {
+            drop_id: "b".into(),
+            order_id: "o".into(),
+            text: "!buy".into(),
+            ..Default::default()
+        };
+        assert_eq!(drop_id_of(TopicKind::ChatOrders, &order.encode_to_vec()).as_deref(), Some("b"));
+        let action = HoldAction { drop_id: "h".into(), order_id: "o".into(), ..Default::default() };
+        assert_eq!(drop_id_of(TopicKind::HoldActions, &action.encode_to_vec()).as_deref(), Some("h"));
+        let close = DropTrigger {
+            drop_id: "t".into(),
+            trigger_id: "c".into(),
+            action: Some(drop_trigger::Action::Close(CloseDrop::default())),
+            ..Default::default()
+        };
+        assert_eq!(drop_id_of(TopicKind::DropTriggers, &close.encode_to_vec()).as_deref(), Some("t"));
+        assert_eq!(drop_id_of(TopicKind::ChatOrders, &[0xff, 0xff]), None);
+        assert_eq!(drop_id_of(TopicKind::Reservations, &order.encode_to_vec()), None);
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! Automatic clip requests: watches `drop-triggers` (opens, and each drop's recording) and
 //! `reservations` (sell-outs, order rate), and publishes a `ClipRequest` for every moment the
 //! [`Detector`] keeps. Clip ids are derived from the moment, so a replay asks for the same clip.
+//! Which drop is recorded where is read from `drop-triggers` from its beginning before anything
+//! else, so a restarted clipper still knows the recordings of drops opened before it started.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use dropline_core::kafka::{self, now_ms};
+use dropline_core::admin::Health;
+use dropline_core::kafka::{self, now_ms, Followed};
 use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1::{
     drop_trigger, ClipReason, ClipRequest, DropTrigger, ReservationOutcome, ReservationStatus,
@@ -67,7 +71,48 @@ pub async fn run(
     consumer.subscribe(&[&triggers, &reservations])?;
     let requests = settings.topics.name(TopicKind::ClipRequests).to_owned();
     let mut detector = Detector::new(rules, RushRule::default());
-    let mut recordings: HashMap<String, String> = HashMap::new();
+    // Drop → recording, from every open trigger since the topic's beginning (the group's offsets
+    // start after the opens a restarted clipper already handled).
+    let recordings: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let (known_tx, mut known) = tokio::sync::watch::channel(false);
+    let follower = {
+        let (recordings, settings, triggers, stop) =
+            (recordings.clone(), settings.clone(), triggers.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let health = Health::default();
+            kafka::follow_from_start(
+                &settings,
+                "dropline-clipper-recordings",
+                &triggers,
+                &health,
+                "recordings",
+                &stop,
+                |f: Followed<DropTrigger>| match f {
+                    Followed::Message { event: Ok(trigger), .. } => {
+                        if let Some(drop_trigger::Action::Open(open)) = trigger.action {
+                            if !open.recording.is_empty() {
+                                let mut map = recordings.lock().unwrap_or_else(PoisonError::into_inner);
+                                map.insert(trigger.drop_id, open.recording);
+                            }
+                        }
+                    }
+                    Followed::Message { event: Err(_), .. } => {}
+                    Followed::CaughtUp => {
+                        let _ = known_tx.send(true);
+                    }
+                },
+            )
+            .await;
+        })
+    };
+    let caught_up = tokio::select! {
+        known = known.wait_for(|done| *done) => known.is_ok(),
+        () = shutdown.cancelled() => false,
+    };
+    if !caught_up {
+        follower.abort();
+        return Ok(());
+    }
     loop {
         let message = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -90,7 +135,10 @@ pub async fn run(
                     ..
                 }) => {
                     if !open.recording.is_empty() {
-                        recordings.insert(drop_id.clone(), open.recording);
+                        recordings
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(drop_id.clone(), open.recording);
                     }
                     let at = if sent_at_ms > 0 { sent_at_ms } else { now_ms() };
                     detector.opened(&drop_id, at)
@@ -115,9 +163,11 @@ pub async fn run(
             }
         };
         if let Some(moment) = moment {
-            match recordings.get(&moment.drop_id) {
+            let recording =
+                recordings.lock().unwrap_or_else(PoisonError::into_inner).get(&moment.drop_id).cloned();
+            match recording {
                 Some(recording) => {
-                    let request = request_for(&moment, recording);
+                    let request = request_for(&moment, &recording);
                     info!(drop_id = %moment.drop_id, clip_id = %request.clip_id, note = %moment.note, "moment: clip requested");
                     while let Err(e) = kafka::publish(&producer, &requests, &moment.drop_id, &request).await {
                         warn!(error = %e, "cannot request the clip; retrying");
@@ -141,5 +191,6 @@ pub async fn run(
     }
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
     consumer.unsubscribe();
+    follower.abort();
     Ok(())
 }

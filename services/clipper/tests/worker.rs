@@ -276,3 +276,62 @@ async fn windows_of_recordings_still_being_written_are_waited_for() -> anyhow::R
     tokio::time::timeout(Duration::from_secs(60), worker).await???;
     Ok(())
 }
+
+/// A clipper restarted after a drop opened still knows the drop's recording: a moment after the
+/// restart is requested as a clip of it (before, it was "a moment without a recording").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_clipper_remembers_which_recording_a_drop_is_in() -> anyhow::Result<()> {
+    use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop, ReservationOutcome, ReservationStatus};
+    let mut settings = Settings::from_env()?;
+    settings.topics = Topics::with_prefix(&format!("test-clipper-{}.", uuid::Uuid::new_v4().simple()));
+    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(&settings, &names, 1, 1).await?;
+    let requests = reader(&settings, TopicKind::ClipRequests)?;
+    let producer = kafka::producer(&settings, "test")?;
+    let group = format!("moments-{}", uuid::Uuid::new_v4().simple());
+    let start = |settings: &Settings| {
+        let token = tokio_util::sync::CancellationToken::new();
+        let run = dropline_clipper::autoclip::run(
+            settings.clone(),
+            group.clone(),
+            Default::default(),
+            token.clone(),
+        );
+        (token, tokio::spawn(run))
+    };
+    let (token, moments) = start(&settings);
+    let opened_at = kafka::now_ms();
+    let open = DropTrigger {
+        drop_id: "drop-r".into(),
+        sent_at_ms: opened_at,
+        trigger_id: "open-r".into(),
+        action: Some(drop_trigger::Action::Open(OpenDrop {
+            recording: "stream.mp4".into(),
+            ..Default::default()
+        })),
+    };
+    kafka::publish(&producer, settings.topics.name(TopicKind::DropTriggers), "drop-r", &open).await?;
+    let opening: ClipRequest = next(&requests).await?;
+    assert_eq!(opening.reason, ClipReason::DropOpened as i32);
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(15), moments).await???;
+
+    let (token, moments) = start(&settings);
+    let last = ReservationOutcome {
+        order_id: "o-last".into(),
+        drop_id: "drop-r".into(),
+        sku: "HOODIE-L".into(),
+        quantity: 1,
+        status: ReservationStatus::Reserved as i32,
+        remaining: 0,
+        decided_at_ms: opened_at + 180_000,
+        ..Default::default()
+    };
+    kafka::publish(&producer, settings.topics.name(TopicKind::Reservations), "drop-r", &last).await?;
+    let sold_out: ClipRequest = next(&requests).await?;
+    assert_eq!((sold_out.reason, sold_out.recording.as_str()), (ClipReason::SoldOut as i32, "stream.mp4"));
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(15), moments).await???;
+    Ok(())
+}

@@ -56,10 +56,24 @@ struct World {
     worker: tokio::task::JoinHandle<Result<(), dropline_clipper::worker::WorkerError>>,
 }
 
+/// Settings of this machine with topics of the test's own.
+fn test_settings() -> Settings {
+    let mut settings = Settings::from_env().expect("settings");
+    settings.topics = Topics::with_prefix(&format!("test-clipper-{}.", uuid::Uuid::new_v4().simple()));
+    settings
+}
+
+/// Waits for the broker and creates the settings' topics.
+async fn with_topics(settings: &Settings) -> anyhow::Result<()> {
+    kafka::wait_for_broker(settings, Duration::from_secs(30)).await?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(settings, &names, 2, 1).await?;
+    Ok(())
+}
+
 async fn world(moments: bool) -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
-    let mut settings = Settings::from_env()?;
-    settings.topics = Topics::with_prefix(&format!("test-clipper-{}.", uuid::Uuid::new_v4().simple()));
+    let mut settings = test_settings();
     settings.recordings = dir.path().join("recordings");
     settings.clips = dir.path().join("clips");
     std::fs::create_dir_all(&settings.recordings)?;
@@ -73,9 +87,7 @@ async fn world(moments: bool) -> anyhow::Result<World> {
         .open(&recording)?
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))?;
 
-    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
-    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-    kafka::ensure_topics(&settings, &names, 2, 1).await?;
+    with_topics(&settings).await?;
     let clips = reader(&settings, TopicKind::Clips)?;
     let dead = reader(&settings, TopicKind::DeadLetters)?;
 
@@ -282,11 +294,8 @@ async fn windows_of_recordings_still_being_written_are_waited_for() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_clipper_remembers_which_recording_a_drop_is_in() -> anyhow::Result<()> {
     use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop, ReservationOutcome, ReservationStatus};
-    let mut settings = Settings::from_env()?;
-    settings.topics = Topics::with_prefix(&format!("test-clipper-{}.", uuid::Uuid::new_v4().simple()));
-    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
-    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-    kafka::ensure_topics(&settings, &names, 1, 1).await?;
+    let settings = test_settings();
+    with_topics(&settings).await?;
     let requests = reader(&settings, TopicKind::ClipRequests)?;
     let producer = kafka::producer(&settings, "test")?;
     let group = format!("moments-{}", uuid::Uuid::new_v4().simple());

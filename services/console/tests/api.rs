@@ -584,57 +584,26 @@ async fn the_funnel_counts_what_a_crowd_typed() -> Result<()> {
 async fn the_console_and_the_matcher_agree_on_skus_and_catalog_fields() -> Result<()> {
     let c = console().await?;
     // What the matcher would refuse, the console refuses first, in the same words, naming the field.
-    let mut body = drop_body(&unique("dots"), 2);
-    body["items"][1]["sku"] = json!("TEE.M");
-    c.expect(
-        Method::POST,
-        "/api/drops",
-        Some(CREATOR),
-        Some(body),
-        400,
-        "items[1].sku: SKU \"TEE.M\" contains '.'",
-    )
-    .await?;
-    let mut body = drop_body(&unique("padded"), 2);
-    body["items"][0]["aliases"] = json!(["hoody".repeat(200_000)]);
-    c.expect(
-        Method::POST,
-        "/api/drops",
-        Some(CREATOR),
-        Some(body),
-        400,
-        "items[0].aliases: alias #0 is 1000000 bytes long",
-    )
-    .await?;
-    let mut body = drop_body(&unique("twice"), 2);
-    body["items"][1]["sku"] = json!("hoodie-l");
-    c.expect(
-        Method::POST,
-        "/api/drops",
-        Some(CREATOR),
-        Some(body),
-        400,
-        "items[1].sku: HOODIE-L repeats items[0]",
-    )
-    .await?;
-    let mut body = drop_body(&unique("recording"), 2);
-    body["recording"] = json!("r".repeat(600));
-    c.expect(
-        Method::POST,
-        "/api/drops",
-        Some(CREATOR),
-        Some(body),
-        400,
-        "recording: must be a path of at most 500 bytes",
-    )
-    .await?;
-    let mut body = drop_body(&unique("big"), 2);
-    let item = |i: usize| {
+    fn big(i: usize) -> Value {
         json!({"sku": format!("SKU-{i}"), "name": "n".repeat(100), "product": "p".repeat(100),
-        "size": "s".repeat(100), "aliases": vec!["a".repeat(100); 20], "stock": 1})
-    };
-    body["items"] = json!((0..300).map(item).collect::<Vec<_>>());
-    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 400, "items: the catalog is").await?;
+            "size": "s".repeat(100), "aliases": vec!["a".repeat(100); 20], "stock": 1})
+    }
+    type Change = fn(&mut Value);
+    let cases: [(Change, &str); 5] = [
+        (|b| b["items"][1]["sku"] = json!("TEE.M"), "items[1].sku: SKU \"TEE.M\" contains '.'"),
+        (
+            |b| b["items"][0]["aliases"] = json!(["hoody".repeat(200_000)]),
+            "items[0].aliases: alias #0 is 1000000 bytes long",
+        ),
+        (|b| b["items"][1]["sku"] = json!("hoodie-l"), "items[1].sku: HOODIE-L repeats items[0]"),
+        (|b| b["recording"] = json!("r".repeat(600)), "recording: must be a path of at most 500 bytes"),
+        (|b| b["items"] = json!((0..300).map(big).collect::<Vec<_>>()), "items: the catalog is"),
+    ];
+    for (change, needle) in cases {
+        let mut body = drop_body(&unique("refused"), 2);
+        change(&mut body);
+        c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(body), 400, needle).await?;
+    }
 
     // A SKU typed in lower case is counted under its canonical form: the live numbers and the
     // restock find it.

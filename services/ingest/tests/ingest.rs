@@ -34,15 +34,7 @@ async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {
         ..Default::default()
     };
     let matcher = tokio::spawn(dropline_matcher::service::run(settings.clone(), matcher, token.clone()));
-    let irc = IrcConfig {
-        server: format!("127.0.0.1:{}", server.port),
-        nick: "dropline".into(),
-        pass: None,
-        channels: vec!["#creator".into()],
-        network: "irc".into(),
-    };
-    let mut config = ingest_config(Some(irc), format!("127.0.0.1:{}", free_port()?).parse()?);
-    config.network = "irc".into();
+    let config = irc_ingest(server.port)?;
     let ingest = tokio::spawn(dropline_ingest::run(settings.clone(), config, token.clone()));
 
     let mut viewer = Viewer::connect(server.port, "ada", "#creator").await?;
@@ -281,15 +273,7 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
     let late = format!("{}.late", settings.topics.name(TopicKind::ChatOrders));
     settings.topics.set(TopicKind::ChatOrders, late.clone());
     settings.kafka_config.0.push(("message.timeout.ms".into(), "1500".into()));
-    let irc = IrcConfig {
-        server: format!("127.0.0.1:{}", server.port),
-        nick: "dropline".into(),
-        pass: None,
-        channels: vec!["#creator".into()],
-        network: "irc".into(),
-    };
-    let mut config = ingest_config(Some(irc), format!("127.0.0.1:{}", free_port()?).parse()?);
-    config.network = "irc".into();
+    let config = irc_ingest(server.port)?;
     let token = CancellationToken::new();
     let ingest = tokio::spawn(dropline_ingest::run(settings.clone(), config, token.clone()));
     let mut viewer = Viewer::connect(server.port, "ada", "#creator").await?;
@@ -304,4 +288,18 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
     token.cancel();
     tokio::time::timeout(Duration::from_secs(20), ingest).await???;
     Ok(())
+}
+
+/// Ingest reading `#creator` on the IRC server at `port` as network `irc`.
+fn irc_ingest(port: u16) -> Result<dropline_ingest::IngestConfig> {
+    let irc = IrcConfig {
+        server: format!("127.0.0.1:{port}"),
+        nick: "dropline".into(),
+        pass: None,
+        channels: vec!["#creator".into()],
+        network: "irc".into(),
+    };
+    let mut config = ingest_config(Some(irc), format!("127.0.0.1:{}", free_port()?).parse()?);
+    config.network = "irc".into();
+    Ok(config)
 }

@@ -119,10 +119,7 @@ impl Decider {
                     Ok(Some(applied)) => break applied,
                     Ok(None) => return false,
                     Err(e) => {
-                        self.metrics.redis_errors.inc();
-                        self.health.set("redis", false, e.to_string());
-                        warn!(error = %e, "reservation step failed; retrying");
-                        if !backoff.wait(&self.shutdown).await {
+                        if !self.redis_failed(&e, "reservation step failed", &mut backoff).await {
                             return false;
                         }
                     }
@@ -176,6 +173,15 @@ impl Decider {
         self.publisher.send(Publication { records, offsets: next_offsets(&items), outbox: None }).await
     }
 
+    /// A Redis call of the batch failed: counted, reported unhealthy, then the backoff's wait.
+    /// False at shutdown.
+    async fn redis_failed(&self, e: &redis::RedisError, what: &str, backoff: &mut Backoff) -> bool {
+        self.metrics.redis_errors.inc();
+        self.health.set("redis", false, e.to_string());
+        warn!(error = %e, "{what}; retrying");
+        backoff.wait(&self.shutdown).await
+    }
+
     /// One attempt at the batch's calls, then the replicas' acknowledgement. `Ok(None)` at shutdown.
     async fn apply(
         &self,
@@ -218,10 +224,7 @@ impl Decider {
                     return true;
                 }
                 Err(e) => {
-                    self.metrics.redis_errors.inc();
-                    self.health.set("redis", false, e.to_string());
-                    warn!(error = %e, "could not load catalogs; retrying");
-                    if !backoff.wait(&self.shutdown).await {
+                    if !self.redis_failed(&e, "could not load catalogs", &mut backoff).await {
                         return false;
                     }
                 }

@@ -261,28 +261,35 @@ async fn chat_waits_until_the_live_drops_are_known() -> Result<()> {
     Ok(())
 }
 
-/// IRC does not send a line twice: an order the broker did not take in time (here: its topic is
-/// not there yet, and the producer gives up after 1.5 s) is sent again until it is taken.
+/// IRC does not send a line twice: an order the broker did not take in time (the broker is down
+/// longer than the producer's 1.5 s of patience) is sent again until it is taken. On librdkafka's
+/// mock cluster, so the shared broker is never taken down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
-    let World { mut settings, producer } = world().await?;
+    let mock = rdkafka::mocking::MockCluster::new(1)?;
+    let mut settings = dropline_core::Settings::from_env()?;
+    settings.kafka = mock.bootstrap_servers();
+    settings.topics = dropline_core::Topics::with_prefix(&format!("mock-{}.", uuid::Uuid::new_v4().simple()));
+    for (_, name) in settings.topics.all() {
+        mock.create_topic(name, 1, 1)?;
+    }
+    settings.kafka_config.0.push(("message.timeout.ms".into(), "1500".into()));
+    let producer = kafka::producer(&settings, "test")?;
     let server = irc_server().await?;
     let drop_id = format!("late-{}", uuid::Uuid::new_v4().simple());
     let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
     kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["irc:#creator"])).await?;
-    let late = format!("{}.late", settings.topics.name(TopicKind::ChatOrders));
-    settings.topics.set(TopicKind::ChatOrders, late.clone());
-    settings.kafka_config.0.push(("message.timeout.ms".into(), "1500".into()));
-    let config = irc_ingest(server.port)?;
     let token = CancellationToken::new();
-    let ingest = tokio::spawn(dropline_ingest::run(settings.clone(), config, token.clone()));
+    let ingest =
+        tokio::spawn(dropline_ingest::run(settings.clone(), irc_ingest(server.port)?, token.clone()));
     let mut viewer = Viewer::connect(server.port, "ada", "#creator").await?;
     viewer.wait_for(|l| l.starts_with(":dropline!") && l.contains(" JOIN ")).await?;
+    mock.broker_down(1)?;
     viewer.send("PRIVMSG #creator :!buy hoodie L\r\n").await?;
     // Longer than the producer's own patience: its first delivery fails.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    kafka::ensure_topics(&settings, &[late.as_str()], 2, 1).await?;
-    let orders = kafka::reader(&settings, "test", &late)?;
+    mock.broker_up(1)?;
+    let orders = kafka::reader(&settings, "test", settings.topics.name(TopicKind::ChatOrders))?;
     let order: ChatOrder = next(&orders).await?;
     ensure!(order.drop_id == drop_id && order.buyer_id == "irc:ada", "{order:?}");
     token.cancel();

@@ -181,7 +181,7 @@ async fn clip_requests_become_clips_or_reasons() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moments_of_a_drop_become_clip_requests_and_clips() -> anyhow::Result<()> {
-    use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop, ReservationOutcome, ReservationStatus};
+    use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop};
     let World { _dir, settings, started, clips, token, worker, .. } = world(true).await?;
     let requests = reader(&settings, TopicKind::ClipRequests)?;
     let producer = kafka::producer(&settings, "test")?;
@@ -207,16 +207,7 @@ async fn moments_of_a_drop_become_clip_requests_and_clips() -> anyhow::Result<()
     assert!(Path::new(&ready.path).exists());
 
     // The last hoodie goes a few minutes later: a sold-out moment (its own clip request).
-    let last = ReservationOutcome {
-        order_id: "o-last".into(),
-        drop_id: "drop-m".into(),
-        sku: "HOODIE-L".into(),
-        quantity: 1,
-        status: ReservationStatus::Reserved as i32,
-        remaining: 0,
-        decided_at_ms: opened_at + 180_000,
-        ..Default::default()
-    };
+    let last = last_hoodie("drop-m", opened_at + 180_000);
     kafka::publish(&producer, settings.topics.name(TopicKind::Reservations), "drop-m", &last).await?;
     let sold_out: ClipRequest = next(&requests).await?;
     assert_eq!(sold_out.reason, ClipReason::SoldOut as i32);
@@ -293,7 +284,7 @@ async fn windows_of_recordings_still_being_written_are_waited_for() -> anyhow::R
 /// restart is requested as a clip of it (before, it was "a moment without a recording").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_clipper_remembers_which_recording_a_drop_is_in() -> anyhow::Result<()> {
-    use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop, ReservationOutcome, ReservationStatus};
+    use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop};
     let settings = test_settings();
     with_topics(&settings).await?;
     let requests = reader(&settings, TopicKind::ClipRequests)?;
@@ -327,20 +318,25 @@ async fn a_restarted_clipper_remembers_which_recording_a_drop_is_in() -> anyhow:
     tokio::time::timeout(Duration::from_secs(15), moments).await???;
 
     let (token, moments) = start(&settings);
-    let last = ReservationOutcome {
-        order_id: "o-last".into(),
-        drop_id: "drop-r".into(),
-        sku: "HOODIE-L".into(),
-        quantity: 1,
-        status: ReservationStatus::Reserved as i32,
-        remaining: 0,
-        decided_at_ms: opened_at + 180_000,
-        ..Default::default()
-    };
+    let last = last_hoodie("drop-r", opened_at + 180_000);
     kafka::publish(&producer, settings.topics.name(TopicKind::Reservations), "drop-r", &last).await?;
     let sold_out: ClipRequest = next(&requests).await?;
     assert_eq!((sold_out.reason, sold_out.recording.as_str()), (ClipReason::SoldOut as i32, "stream.mp4"));
     token.cancel();
     tokio::time::timeout(Duration::from_secs(15), moments).await???;
     Ok(())
+}
+
+/// The reservation of a drop's last hoodie at `at_ms`: a sold-out moment.
+fn last_hoodie(drop_id: &str, at_ms: i64) -> dropline_proto::v1::ReservationOutcome {
+    dropline_proto::v1::ReservationOutcome {
+        order_id: "o-last".into(),
+        drop_id: drop_id.into(),
+        sku: "HOODIE-L".into(),
+        quantity: 1,
+        status: dropline_proto::v1::ReservationStatus::Reserved as i32,
+        remaining: 0,
+        decided_at_ms: at_ms,
+        ..Default::default()
+    }
 }

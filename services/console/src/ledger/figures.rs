@@ -183,7 +183,6 @@ fn paying(log: &DropLog) -> BTreeSet<&str> {
 
 /// The figures of `log`; `earlier` are the creator's drops opened before it (for repeat buyers).
 pub fn figures<'a>(log: &DropLog, earlier: impl IntoIterator<Item = &'a DropLog>) -> Figures {
-    let price = |sku: &str| log.listed.iter().find(|(k, _)| k == sku).map_or(0, |(_, l)| l.price_cents);
     let mut skus: Vec<SkuFigures> = log
         .listed
         .iter()
@@ -218,8 +217,8 @@ pub fn figures<'a>(log: &DropLog, earlier: impl IntoIterator<Item = &'a DropLog>
     for channel in &log.channels {
         per_channel.entry(channel.clone()).or_default();
     }
-    for (channel, chat) in &log.chat {
-        per_channel.entry(channel.clone()).or_default().lines_seen += chat.lines;
+    for (channel, lines) in &log.chat {
+        per_channel.entry(channel.clone()).or_default().lines_seen += lines;
     }
     for channel in log.chat_orders.values() {
         per_channel.entry(channel.clone()).or_default().orders += 1;
@@ -227,7 +226,7 @@ pub fn figures<'a>(log: &DropLog, earlier: impl IntoIterator<Item = &'a DropLog>
     let mut buyers = BTreeSet::new();
     for life in log.orders.values() {
         buyers.insert(life.buyer_id.as_str());
-        per_channel.entry(life.channel.clone()).or_default().add(life, price(&life.sku));
+        per_channel.entry(life.channel.clone()).or_default().add(life, log.price_of(&life.sku));
         let Some(sku) = skus.iter_mut().find(|s| s.units.sku == life.sku).map(|s| &mut s.units) else {
             continue;
         };

@@ -5,6 +5,7 @@
 //! how the topics interleave (time series are bucketed by the events' own timestamps), so a
 //! console that replays the log after a restart arrives at the same numbers.
 
+use crate::drops::canonical_sku;
 use std::collections::{BTreeMap, HashMap};
 
 use dropline_proto::v1::{
@@ -100,13 +101,6 @@ fn is_decision(status: ReservationStatus) -> bool {
     )
 }
 
-/// Chat seen on one channel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Chat {
-    pub lines: u64,
-    pub commands: u64,
-}
-
 /// A drop's log, folded.
 #[derive(Debug, Default)]
 pub struct DropLog {
@@ -120,7 +114,7 @@ pub struct DropLog {
     /// Restocks by trigger id: (sent at, SKU, units).
     pub restocks: BTreeMap<String, (i64, String, u32)>,
     /// Chat lines seen per channel (from `chat-activity`).
-    pub chat: BTreeMap<String, Chat>,
+    pub chat: BTreeMap<String, u64>,
     /// Order id → channel, from `chat-orders` (every order ingest took, decided or not).
     pub chat_orders: HashMap<String, String>,
     /// Order id → its life, from `reservations`.
@@ -141,14 +135,14 @@ fn bucket(at_ms: i64) -> i64 {
     at_ms.div_euclid(BUCKET_MS) * BUCKET_MS
 }
 
-/// The key the matcher counts a SKU under.
-pub fn sku_key(sku: &str) -> String {
-    sku.to_ascii_uppercase()
-}
-
 impl DropLog {
+    /// The price a SKU (canonical) was listed at; 0 for a SKU the open did not list.
+    pub fn price_of(&self, sku: &str) -> i64 {
+        self.listed.iter().find(|(k, _)| k == sku).map_or(0, |(_, l)| l.price_cents)
+    }
+
     fn move_stock(&mut self, sku: &str, at_ms: i64, units: i64) {
-        *self.stock_moves.entry(sku_key(sku)).or_default().entry(bucket(at_ms)).or_default() += units;
+        *self.stock_moves.entry(canonical_sku(sku)).or_default().entry(bucket(at_ms)).or_default() += units;
     }
 
     pub fn trigger(&mut self, trigger: &DropTrigger) {
@@ -162,7 +156,7 @@ impl DropLog {
                 self.title = open.title.clone();
                 self.channels = open.channels.iter().map(|c| c.trim().to_lowercase()).collect();
                 for item in &open.items {
-                    let key = sku_key(&item.sku);
+                    let key = canonical_sku(&item.sku);
                     if self.listed.iter().any(|(k, _)| *k == key) {
                         continue;
                     }
@@ -186,7 +180,7 @@ impl DropLog {
                 if self.restocks.contains_key(&id) || self.closed_at_ms.is_some() {
                     return;
                 }
-                self.restocks.insert(id, (trigger.sent_at_ms, sku_key(&restock.sku), restock.quantity));
+                self.restocks.insert(id, (trigger.sent_at_ms, canonical_sku(&restock.sku), restock.quantity));
                 self.move_stock(&restock.sku, trigger.sent_at_ms, i64::from(restock.quantity));
             }
             Some(drop_trigger::Action::Close(_)) => {
@@ -197,9 +191,7 @@ impl DropLog {
     }
 
     pub fn activity(&mut self, activity: &ChatActivity) {
-        let chat = self.chat.entry(activity.channel.to_lowercase()).or_default();
-        chat.lines += activity.lines;
-        chat.commands += activity.commands;
+        *self.chat.entry(activity.channel.to_lowercase()).or_default() += activity.lines;
     }
 
     pub fn chat_order(&mut self, order: &ChatOrder) {
@@ -218,7 +210,7 @@ impl DropLog {
                     buyer_id: outcome.buyer_id.clone(),
                     buyer_name: outcome.buyer_name.clone(),
                     channel: outcome.channel.to_lowercase(),
-                    sku: sku_key(&outcome.sku),
+                    sku: canonical_sku(&outcome.sku),
                     quantity: outcome.quantity,
                     first: status,
                     decided_at_ms: at,

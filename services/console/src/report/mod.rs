@@ -193,17 +193,24 @@ fn csv_response(filename: &str, body: Vec<u8>) -> axum::response::Response {
         .into_response()
 }
 
+/// 503 until the console has read every topic a report is computed from up to where it ended at
+/// the start: before, a report would be missing what the log already says.
+fn caught_up(state: &AppState) -> Result<(), ApiError> {
+    let behind = state.ledger.behind();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<&str> = behind.iter().map(|t| state.settings.topics.name(*t)).collect();
+    Err(ApiError::unavailable(format!(
+        "the console is still reading the event log since its start ({}); try again in a moment",
+        topics.join(", ")
+    )))
+}
+
 /// The report of drop `id`: its record (title, partners) and its log's figures.
 pub async fn build(state: &AppState, id: &str) -> Result<Report, ApiError> {
     let record = load(state, id).await?;
-    let behind = state.ledger.behind();
-    if !behind.is_empty() {
-        let topics: Vec<&str> = behind.iter().map(|t| state.settings.topics.name(*t)).collect();
-        return Err(ApiError::unavailable(format!(
-            "the console is still reading the event log since its start ({}); try again in a moment",
-            topics.join(", ")
-        )));
-    }
+    caught_up(state)?;
     let mut figures = state.ledger.figures(id);
     if figures.skus.is_empty() {
         // Not opened yet: the catalog as drafted.
@@ -212,7 +219,7 @@ pub async fn build(state: &AppState, id: &str) -> Result<Report, ApiError> {
             .iter()
             .map(|i| SkuFigures {
                 units: crate::drops::SkuState {
-                    sku: crate::ledger::fold::sku_key(&i.sku),
+                    sku: crate::drops::canonical_sku(&i.sku),
                     name: i.name.clone(),
                     price_cents: i.price_cents,
                     total: i64::from(i.stock),
@@ -289,11 +296,7 @@ pub async fn buyers_csv(
 ) -> Result<axum::response::Response, ApiError> {
     caller.require(READERS, "read the buyer list")?;
     load(&state, &id).await?;
-    if !state.ledger.behind().is_empty() {
-        return Err(ApiError::unavailable(
-            "the console is still reading the event log since its start; try again in a moment",
-        ));
-    }
+    caught_up(&state)?;
     struct Paid {
         order: String,
         buyer_id: String,
@@ -305,7 +308,6 @@ pub async fn buyers_csv(
         paid_at_ms: i64,
     }
     let mut paid: Vec<Paid> = state.ledger.with(&id, |log| {
-        let price = |sku: &str| log.listed.iter().find(|(k, _)| k == sku).map_or(0, |(_, l)| l.price_cents);
         log.orders
             .iter()
             .filter_map(|(order, life)| {
@@ -316,7 +318,7 @@ pub async fn buyers_csv(
                     channel: life.channel.clone(),
                     sku: life.sku.clone(),
                     quantity: life.quantity,
-                    amount: price(&life.sku).saturating_mul(i64::from(life.quantity)),
+                    amount: log.price_of(&life.sku).saturating_mul(i64::from(life.quantity)),
                     paid_at_ms: life.paid_at_ms?,
                 })
             })

@@ -2,12 +2,14 @@
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
 
-.PHONY: help demo test lint stack-up stack-down stack-status build bench load bench-limits faults deploy-check
+.PHONY: help demo test fuzz api-fuzz lint stack-up stack-down stack-status build bench load bench-limits faults deploy-check
 
 help:
 	@echo "make demo          start the stack and run a live drop on this machine"
 	@echo "make test          start the stack and run every test"
 	@echo "make lint          rustfmt and clippy, warnings are errors"
+	@echo "make fuzz          every fuzz target for FUZZ_SECONDS (default 60) each, seeded by fuzz/corpus"
+	@echo "make api-fuzz      schemathesis against the console's /openapi.json (SCHEMATHESIS_EXAMPLES per operation)"
 	@echo "make stack-up      install what is missing, start Redis + broker, create topics"
 	@echo "make stack-down    stop what stack-up started"
 	@echo "make stack-status  what runs where"
@@ -33,6 +35,14 @@ test: stack-up
 	cargo test --workspace
 	deploy/local/check-metrics.sh
 	deploy/check.sh
+	load-tests/api/schemathesis.sh
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} fuzz/run.sh
+
+fuzz:
+	fuzz/run.sh
+
+api-fuzz: stack-up
+	load-tests/api/schemathesis.sh
 
 lint:
 	cargo fmt --all --check

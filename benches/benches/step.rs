@@ -42,7 +42,7 @@ fn bench_step(c: &mut Criterion) {
     let rt = Runtime::new().expect("a tokio runtime");
     let mut conn = connect(&rt);
     let drop_id = format!("bench-step-{}", std::process::id());
-    let keys = DropKeys::new(&drop_id);
+    let keys = dropline_core::keys::Keyspace::new("bench").expect("a namespace").drop_keys(&drop_id);
     open(&keys, &rt, &mut conn);
     let next = AtomicU64::new(0);
     let mut group = c.benchmark_group("step");

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dropline_core::{kafka, Settings, Topics};
+use dropline_core::{kafka, Settings};
 
 use crate::process::Process;
 use crate::run::{self, free_port, Matcher, Probe, Watch};
@@ -127,7 +127,7 @@ async fn one(options: &Options, fault: Fault, redis: &mut RedisServer, broker: &
     let mut settings = Settings::from_env()?;
     settings.kafka = format!("127.0.0.1:{}", broker.port);
     settings.redis = format!("redis://127.0.0.1:{}", redis.port);
-    settings.topics = Topics::with_prefix(&format!("{run_id}."));
+    settings.set_topic_prefix(&format!("{run_id}."))?;
     run::prepare(&settings).await?;
 
     let first = Matcher::start(&options.matcher, &settings, &run_id).await?;

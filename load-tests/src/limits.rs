@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dropline_core::domain::{BuyerId, Quantity, Sku};
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_core::{kafka, Settings, TopicKind};
 use dropline_matcher::step::{self, DropKeys, Op, ReplyTo, Source};
 use dropline_proto::v1::{drop_trigger, CatalogItem, ChatOrder, DropTrigger, OpenDrop, ReservationOutcome};
 use futures::StreamExt;
@@ -118,7 +118,7 @@ fn per_order(before: (u64, u64), after: (u64, u64), orders: u64) -> f64 {
 pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<(f64, f64)> {
     let mut conn = dropline_core::redis::connect(&settings.redis).await?;
     step::load(&mut conn).await?;
-    let keys = DropKeys::new(&format!("{run}-evalsha"));
+    let keys = settings.keyspace.drop_keys(&format!("{run}-evalsha"));
     step::apply(&mut conn, 0, &[(&keys, &[open_op("open")?])]).await?;
     let template = Op::Order {
         source: Source { stream: "o__rand_int__".into(), offset: 1 },
@@ -183,7 +183,7 @@ pub async fn evalsha(settings: &Settings, run: &str, sizes: Sizes) -> Result<(f6
 pub async fn bounded_calls(settings: &Settings, run: &str, waiting: u32) -> Result<Vec<(&'static str, f64)>> {
     let mut conn = dropline_core::redis::connect(&settings.redis).await?;
     step::load(&mut conn).await?;
-    let keys = DropKeys::new(&format!("{run}-bounded"));
+    let keys = settings.keyspace.drop_keys(&format!("{run}-bounded"));
     let sku = Sku::parse(SKU)?;
     let hold_ms = 3_000;
     let open = Op::Open {
@@ -298,12 +298,12 @@ async fn step_lanes(
     let drop_id = format!("{run}-split{shards}");
     let ids = dropline_core::shards::key_ids(&drop_id, shards);
     for id in &ids {
-        step::apply(&mut conn.clone(), 0, &[(&DropKeys::new(id), &[open_op("open")?])]).await?;
+        step::apply(&mut conn.clone(), 0, &[(&settings.keyspace.drop_keys(id), &[open_op("open")?])]).await?;
     }
     let started = Instant::now();
     let loops = ids.iter().flat_map(|id| (0..lanes).map(move |lane| (id.clone(), lane))).map(|(id, lane)| {
         let mut conn = conn.clone();
-        let keys = DropKeys::new(&id);
+        let keys = settings.keyspace.drop_keys(&id);
         async move {
             let stream = char::from(b'a' + u8::try_from(lane).unwrap_or(0));
             let mut n = 0u64;
@@ -319,7 +319,7 @@ async fn step_lanes(
     let counts = futures::future::try_join_all(loops).await?;
     let elapsed = started.elapsed();
     for id in &ids {
-        clean(&mut conn.clone(), &DropKeys::new(id)).await;
+        clean(&mut conn.clone(), &settings.keyspace.drop_keys(id)).await;
     }
     let orders = counts.iter().sum::<u64>();
     Ok((orders as f64 / elapsed.as_secs_f64(), orders))
@@ -327,7 +327,7 @@ async fn step_lanes(
 
 fn world(settings: &Settings, name: &str) -> Settings {
     let mut settings = settings.clone();
-    settings.topics = Topics::with_prefix(&format!("{name}."));
+    settings.set_topic_prefix(&format!("{name}.")).expect("a run name is a namespace");
     settings
 }
 

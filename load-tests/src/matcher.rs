@@ -32,6 +32,7 @@ impl Matcher {
         let child = command
             .env("DROPLINE_KAFKA", &settings.kafka)
             .env("DROPLINE_REDIS", &settings.redis)
+            .env("DROPLINE_NAMESPACE", settings.keyspace.namespace())
             .env("DROPLINE_MATCHER_GROUP", group)
             .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
             .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))

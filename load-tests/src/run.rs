@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_core::keys::Keyspace;
+use dropline_core::{kafka, Settings, TopicKind};
 use dropline_proto::v1::{
     drop_trigger, CatalogItem, ChatOrder, DropTrigger, HoldAction, HoldActionKind, OpenDrop,
     ReservationOutcome, ReservationStatus,
@@ -89,7 +90,7 @@ pub async fn run(scenario: Scenario, matcher: MatcherMode) -> Result<Report> {
     let run = format!("load-{}-{started_at_ms}", scenario.name);
     let mut settings = Settings::from_env()?;
     if !matches!(matcher, MatcherMode::External) {
-        settings.topics = Topics::with_prefix(&format!("{run}."));
+        settings.set_topic_prefix(&format!("{run}."))?;
     }
     prepare(&settings).await?;
 
@@ -171,7 +172,7 @@ where
     let catalog = catalog(run, &scenario);
     open_drops(settings, &producer, &scenario, &catalog).await?;
     for drop_id in &catalog.drops {
-        let key = dropline_core::keys::drop_key(drop_id, "meta");
+        let key = settings.keyspace.drop_key(drop_id, "meta");
         let mut open = false;
         for _ in 0..300 {
             let state: Option<String> = redis.hget(&key, "state").await?;
@@ -330,7 +331,8 @@ where
         ));
     }
     tally.checker.finish();
-    check_redis(&mut redis, &scenario, &catalog, settle_holds, &mut tally.checker).await?;
+    check_redis(&mut redis, &settings.keyspace, &scenario, &catalog, settle_holds, &mut tally.checker)
+        .await?;
     let inside = match watch.admin {
         Some(port) => matcher_histograms(port).await.and_then(|after| after.since(inside_before.as_ref())),
         None => None,
@@ -662,6 +664,7 @@ async fn consume(
 /// once holds have settled, none held.
 async fn check_redis(
     redis: &mut dropline_core::redis::Conn,
+    keyspace: &Keyspace,
     scenario: &Scenario,
     catalog: &Catalog,
     settled: bool,
@@ -671,7 +674,7 @@ async fn check_redis(
     for drop_id in &catalog.drops {
         let mut sums: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
         for id in dropline_core::shards::key_ids(drop_id, scenario.drops.shards) {
-            let key = |name: &str| dropline_core::keys::drop_key(&id, name);
+            let key = |name: &str| keyspace.drop_key(&id, name);
             let mut pipe = redis::pipe();
             pipe.hgetall(key("stock")).hgetall(key("held")).hgetall(key("sold")).hgetall(key("total"));
             pipe.cmd("HGETALL").arg(key("meta"));
@@ -706,7 +709,7 @@ async fn check_redis(
                 let mut marker = b"x\x1f".to_vec();
                 marker.extend_from_slice(transfer);
                 let given: bool = redis::cmd("HEXISTS")
-                    .arg(dropline_core::keys::drop_key(to, "decisions"))
+                    .arg(keyspace.drop_key(to, "decisions"))
                     .arg(marker)
                     .query_async(redis)
                     .await?;
@@ -727,7 +730,8 @@ async fn check_redis(
                         .report(format!("{id} {sku}: {s} for sale + {h} held + {d} sold != {t} put on sale"));
                 }
                 if settled && h != 0 {
-                    let why = stuck_holds(redis, &id, sku).await.unwrap_or_else(|e| format!("({e})"));
+                    let why =
+                        stuck_holds(redis, keyspace, &id, sku).await.unwrap_or_else(|e| format!("({e})"));
                     checker.report(format!("{id} {sku}: {h} units still held after every hold ended: {why}"));
                 }
                 let sum = sums.entry(sku.as_str()).or_default();
@@ -749,11 +753,16 @@ async fn check_redis(
 /// What a shard says about its holds of `sku` that never ended: each hold's decision (source
 /// stream and offset), its expiry, and the shard's applied offsets per stream — what the sweeper's
 /// "expire only once the reservation is out" rule compares.
-async fn stuck_holds(redis: &mut dropline_core::redis::Conn, id: &str, sku: &str) -> Result<String> {
-    let keys = dropline_core::keys::DropKeys::new(id);
+async fn stuck_holds(
+    redis: &mut dropline_core::redis::Conn,
+    keyspace: &Keyspace,
+    id: &str,
+    sku: &str,
+) -> Result<String> {
+    let keys = keyspace.drop_keys(id);
     let holds = dropline_matcher::step::holds(redis, &keys, 50).await?;
     let offsets: std::collections::HashMap<String, String> =
-        redis::cmd("HGETALL").arg(dropline_core::keys::drop_key(id, "offsets")).query_async(redis).await?;
+        redis::cmd("HGETALL").arg(keyspace.drop_key(id, "offsets")).query_async(redis).await?;
     let now = kafka::now_ms();
     let out: Vec<String> = holds
         .iter()

@@ -345,17 +345,9 @@ fn answer(settings: &Settings, rules: ClipRules, wait: WaitLimits, msg: &OwnedMe
     Answer::Event { event: Box::new(event), drop_id, elapsed: started.elapsed() }
 }
 
-/// Ids become file names: letters, digits, `.`, `_`, `-`; not empty, not dots only.
+/// Ids become file names: the shared check of names.
 fn safe_name(what: &str, id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !id.chars().all(|c| c == '.');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{what} {id:?} is not usable as a file name (letters, digits, . _ -)"))
-    }
+    dropline_core::domain::check_name(what, id)
 }
 
 /// The suffix of a clip's 9:16 file next to its main file (`<clip>.vertical.mp4`).

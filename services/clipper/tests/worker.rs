@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_core::{kafka, Settings, TopicKind};
 use dropline_proto::v1::{clip_event, ClipEvent, ClipReason, ClipRequest, DeadLetter};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -59,7 +59,9 @@ struct World {
 /// Settings of this machine with topics of the test's own.
 fn test_settings() -> Settings {
     let mut settings = Settings::from_env().expect("settings");
-    settings.topics = Topics::with_prefix(&format!("test-clipper-{}.", uuid::Uuid::new_v4().simple()));
+    settings
+        .set_topic_prefix(&format!("test-clipper-{}.", uuid::Uuid::new_v4().simple()))
+        .expect("namespace");
     settings
 }
 

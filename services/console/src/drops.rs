@@ -22,8 +22,6 @@ use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Body, MaybeBody};
 use crate::state::AppState;
 
-/// Longest ids the API takes (they are URL path segments too).
-const MAX_ID: usize = 64;
 /// Most channels (and co-op partners) of one drop.
 const MAX_CHANNELS: usize = 20;
 /// Largest encoded open trigger: well under the broker's message limit (1 MiB by default), so a
@@ -34,7 +32,7 @@ const MAX_OPEN_BYTES: usize = 512 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
-    /// Stock-keeping unit, e.g. `HOODIE-L` (letters, digits, `.`, `_`, `-`).
+    /// Stock-keeping unit, e.g. `HOODIE-L` (letters, digits, `_`, `-`; at most 64; kept upper-cased).
     pub sku: String,
     /// What viewers type, e.g. `hoodie`.
     pub name: String,
@@ -174,20 +172,12 @@ pub struct DropState {
 }
 
 pub(crate) fn validate_id(field: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{field}: {id:?} must be 1–{MAX_ID} letters, digits, '.', '_' or '-'"
-        )))
-    }
+    dropline_core::domain::check_name(field, id).map_err(ApiError::bad_request)
 }
 
 impl CreateDrop {
-    fn validate(&self) -> Result<(), ApiError> {
+    /// Checks every field (the message names the first bad one), the catalog with the matcher's own check.
+    pub fn validate(&self) -> Result<(), ApiError> {
         let bad = |field: String, why: &str| Err(ApiError::bad_request(format!("{field}: {why}")));
         validate_id("id", &self.id)?;
         if self.title.trim().is_empty() || self.title.len() > 200 || self.title.contains(char::is_control) {
@@ -354,9 +344,9 @@ pub fn canonical_sku(raw: &str) -> String {
         .map_or_else(|_| raw.trim().to_ascii_uppercase(), |s| s.as_str().to_owned())
 }
 
-/// Where the console keeps drop records: one hash per deployment (per triggers topic).
+/// Where the console keeps drop records: one hash per deployment (its keyspace).
 pub fn records_key(state: &AppState) -> String {
-    dropline_core::keys::console_drops(state.settings.topics.name(TopicKind::DropTriggers))
+    state.settings.keyspace.console_drops()
 }
 
 pub async fn load(state: &AppState, id: &str) -> Result<DropRecord, ApiError> {
@@ -471,7 +461,7 @@ pub async fn read_state(state: &AppState, record: DropRecord) -> Result<DropStat
     let (mut stock, mut held, mut sold, mut total, mut waiting, mut holds) =
         (Hash::new(), Hash::new(), Hash::new(), Hash::new(), Hash::new(), 0);
     for id in &ids {
-        let keys = |name: &str| dropline_core::keys::drop_key(id, name);
+        let keys = |name: &str| state.settings.keyspace.drop_key(id, name);
         let mut redis = state.redis.clone();
         let (s, h, d, t, w, n): (Hash, Hash, Hash, Hash, Hash, Option<i64>) = redis::pipe()
             .hgetall(keys("stock"))

@@ -92,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         .route("/clips/{id}/thumbnail", get(clips::thumbnail))
         .route("/clips/{id}/vertical", get(clips::vertical))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
+        })
         .with_state(state.clone());
     // `/healthz` answers for the process; `/readyz` for its dependencies.
     app.merge(admin::router(state.metrics.registry.clone(), Health::default()))

@@ -14,8 +14,6 @@ use sha2::Sha256;
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// Length of a code: 16 characters of 5 bits = 80 bits.
 pub const CODE_LEN: usize = 16;
-/// Where a deployment without `DROPLINE_CLAIM_SECRET` keeps the secret its matchers share.
-pub use crate::keys::CLAIM_SECRET as SECRET_KEY;
 
 /// The key claim codes are derived with (`DROPLINE_CLAIM_SECRET`, or one kept in Redis).
 #[derive(Clone, PartialEq, Eq)]
@@ -52,13 +50,17 @@ impl ClaimSecret {
 
     /// The deployment's shared secret kept in Redis: created once (32 random bytes, `SET NX`) by
     /// whichever process asks first, read by all others, so every matcher derives the same codes.
-    pub async fn shared<C: ConnectionLike>(conn: &mut C) -> Result<Self, redis::RedisError> {
+    /// It lives at [`crate::keys::Keyspace::claim_secret`], one per deployment.
+    pub async fn shared<C: ConnectionLike>(
+        conn: &mut C,
+        keyspace: &crate::keys::Keyspace,
+    ) -> Result<Self, redis::RedisError> {
+        let key = keyspace.claim_secret();
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut fresh);
         let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-        let _: Option<String> =
-            redis::cmd("SET").arg(SECRET_KEY).arg(&fresh).arg("NX").query_async(conn).await?;
-        let kept: String = redis::cmd("GET").arg(SECRET_KEY).query_async(conn).await?;
+        let _: Option<String> = redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").query_async(conn).await?;
+        let kept: String = redis::cmd("GET").arg(&key).query_async(conn).await?;
         Ok(Self(kept.into_bytes()))
     }
 }

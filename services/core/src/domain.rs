@@ -312,6 +312,26 @@ pub fn check_id(field: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Longest [`check_name`] name.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// A name that also becomes a file name and a URL path segment — a drop's id at the console, a
+/// clip's id: 1 to [`MAX_NAME_BYTES`] letters, digits, `.`, `_` or `-`, not dots only (`.`/`..`
+/// would leave the directory). It passes [`check_id`] too. The error names the field.
+pub fn check_name(field: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAME_BYTES
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !value.bytes().all(|b| b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field}: {value:?} must be 1–{MAX_NAME_BYTES} letters, digits, '.', '_' or '-' (not dots only)"
+        ))
+    }
+}
+
 /// A drop id: an id ([`check_id`]) that is not a shard's (`#` separates a split drop from its
 /// shard number, `crate::shards`).
 pub fn check_drop_id(value: &str) -> Result<(), String> {

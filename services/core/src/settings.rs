@@ -105,6 +105,9 @@ pub struct Settings {
     pub clips: PathBuf,
     /// Topic names (`DROPLINE_TOPIC_PREFIX`, `DROPLINE_TOPIC_<KIND>`).
     pub topics: Topics,
+    /// The deployment's Redis keyspace (`DROPLINE_NAMESPACE`, default the topic prefix without its
+    /// trailing separator, or `default`): every key starts with `dl:<namespace>:`.
+    pub keyspace: crate::keys::Keyspace,
     /// Partitions of topics we create (`DROPLINE_PARTITIONS`, default 4).
     pub partitions: i32,
     /// Log format (`DROPLINE_LOG_FORMAT`: `human` or `json`).
@@ -129,6 +132,7 @@ impl Default for Settings {
             recordings: PathBuf::from("data/recordings"),
             clips: PathBuf::from("data/clips"),
             topics: Topics::default(),
+            keyspace: crate::keys::Keyspace::default(),
             partitions: 4,
             log_format: LogFormat::Human,
             log_filter: "info".into(),
@@ -224,7 +228,20 @@ impl Settings {
             }
         }
         s.topics = topics;
+        s.keyspace = match get("DROPLINE_NAMESPACE")? {
+            Some(v) => crate::keys::Keyspace::new(&v),
+            None => crate::keys::Keyspace::for_topic_prefix(&prefix),
+        }
+        .map_err(|e| invalid("DROPLINE_NAMESPACE", &e.0, &e.to_string()))?;
         Ok(s)
+    }
+
+    /// Topics named with `prefix` and the keyspace that goes with them, as `DROPLINE_TOPIC_PREFIX`
+    /// alone would set them (tests and tools give each run a deployment of its own this way).
+    pub fn set_topic_prefix(&mut self, prefix: &str) -> Result<(), crate::keys::BadNamespace> {
+        self.keyspace = crate::keys::Keyspace::for_topic_prefix(prefix)?;
+        self.topics = Topics::with_prefix(prefix);
+        Ok(())
     }
 }
 
@@ -406,6 +423,11 @@ mod tests {
         assert_eq!(s.shutdown_grace, Duration::from_millis(1500));
         assert_eq!(s.topics.name(TopicKind::ChatOrders), "staging.chat-orders");
         assert_eq!(s.topics.name(TopicKind::Reservations), "outcomes");
+        assert_eq!(s.keyspace.namespace(), "staging", "the prefix names the keyspace too");
+        let s = parse(&[("DROPLINE_TOPIC_PREFIX", "staging."), ("DROPLINE_NAMESPACE", "eu-prod")])
+            .expect("parses");
+        assert_eq!(s.keyspace.namespace(), "eu-prod");
+        assert_eq!(parse(&[]).expect("defaults").keyspace.namespace(), "default");
     }
 
     #[test]
@@ -443,6 +465,7 @@ mod tests {
             ("DROPLINE_SHUTDOWN_GRACE", "soon"),
             ("DROPLINE_TOPIC_PREFIX", "bad prefix"),
             ("DROPLINE_TOPIC_CHAT_ORDERS", "chat/orders"),
+            ("DROPLINE_NAMESPACE", "a{b}"),
             ("DROPLINE_PUBLIC_URL", "drop.example.com"),
             ("DROPLINE_PUBLIC_URL", "https://a b"),
         ];

@@ -202,10 +202,10 @@ async fn an_unreachable_broker_is_an_error_not_a_hang() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_topics_are_created_with_their_retention() -> anyhow::Result<()> {
-    use dropline_core::{TopicKind, Topics};
+    use dropline_core::TopicKind;
     use rdkafka::admin::{AdminOptions, ResourceSpecifier};
     let mut settings = settings()?;
-    settings.topics = Topics::with_prefix(&format!("{}.", unique("retention")));
+    settings.set_topic_prefix(&format!("{}.", unique("retention")))?;
     kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
     let names: Vec<&str> =
         [TopicKind::Reservations, TopicKind::DeadLetters].map(|k| settings.topics.name(k)).to_vec();

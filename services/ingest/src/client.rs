@@ -242,7 +242,7 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 /// A PRIVMSG as a chat line: channel, text, and whatever ids the tags carry.
-fn chat_line(message: &Message, network: &str) -> Option<ChatLine> {
+pub fn chat_line(message: &Message, network: &str) -> Option<ChatLine> {
     let channel = message.params.first()?.clone();
     let text = message.params.get(1)?.clone();
     let nick = message.nick()?.to_owned();

@@ -112,63 +112,145 @@ struct Subscription {
     kind: String,
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct ChatEvent {
-    broadcaster_user_login: String,
-    chatter_user_id: String,
-    chatter_user_login: String,
+/// A chat message of a `channel.chat.message` notification.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ChatEvent {
+    /// The channel's login (without `#`).
+    pub broadcaster_user_login: String,
+    /// The chatter's stable user id.
+    pub chatter_user_id: String,
+    /// The chatter's login.
+    pub chatter_user_login: String,
+    /// The chatter's display name.
     #[serde(default)]
-    chatter_user_name: Option<String>,
-    message_id: String,
-    message: ChatText,
+    pub chatter_user_name: Option<String>,
+    /// The platform's id of the message (the order id).
+    pub message_id: String,
+    /// What was typed.
+    pub message: ChatText,
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct ChatText {
-    text: String,
+/// The text of a chat message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ChatText {
+    /// The line as typed.
+    pub text: String,
 }
 
-fn reject(state: &WebhookState, status: StatusCode, reason: &'static str, message: String) -> Response {
-    state.pipeline.metrics.webhook_rejected.with_label_values(&[reason]).inc();
-    (status, message).into_response()
+/// Why a request was refused: the status, a metric label and the message the sender reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status answered.
+    pub status: StatusCode,
+    /// The `reason` label of `dropline_ingest_webhook_rejected_total`.
+    pub reason: &'static str,
+    /// What the sender is told.
+    pub message: String,
 }
 
-async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !state.pipeline.ready() {
-        // Which drop a line belongs to is not known yet: taking it now would lose it.
-        return reject(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "catching_up",
-            "catching up with drop-triggers: the live drops are not known yet; retry".into(),
-        );
+fn refuse(status: StatusCode, reason: &'static str, message: String) -> Refusal {
+    Refusal { status, reason, message }
+}
+
+/// The headers a signed request carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    /// `Twitch-Eventsub-Message-Id`.
+    pub id: &'a str,
+    /// `Twitch-Eventsub-Message-Timestamp` (RFC 3339).
+    pub timestamp: &'a str,
+    /// `Twitch-Eventsub-Message-Signature` (`sha256=<hex>`).
+    pub signature: &'a str,
+}
+
+/// Checks a request's signature and age (pure: `now` is given). `Ok` is the time it was sent.
+pub fn verify(
+    secret: &[u8],
+    signed: Signed<'_>,
+    body: &[u8],
+    now: std::time::SystemTime,
+) -> Result<std::time::SystemTime, Refusal> {
+    let Some(given) = signed.signature.strip_prefix("sha256=").and_then(|h| hex::decode(h).ok()) else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_signature_format",
+            format!("{SIGNATURE} must be sha256=<hex>"),
+        ));
+    };
+    if mac(secret, signed.id, signed.timestamp, body).verify_slice(&given).is_err() {
+        return Err(refuse(StatusCode::FORBIDDEN, "bad_signature", "signature does not match".into()));
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let (Some(id), Some(timestamp), Some(signature)) = (header(ID), header(TIMESTAMP), header(SIGNATURE))
-    else {
-        let message = format!("missing header: {ID}, {TIMESTAMP} and {SIGNATURE} are required");
-        return reject(&state, StatusCode::BAD_REQUEST, "missing_header", message);
+    let Ok(sent) = humantime::parse_rfc3339_weak(signed.timestamp.trim_end_matches('Z')) else {
+        let message = format!("{TIMESTAMP} is not an RFC 3339 time: {:?}", signed.timestamp);
+        return Err(refuse(StatusCode::BAD_REQUEST, "bad_timestamp", message));
     };
-    let Some(given) = signature.strip_prefix("sha256=").and_then(|h| hex::decode(h).ok()) else {
-        let message = format!("{SIGNATURE} must be sha256=<hex>");
-        return reject(&state, StatusCode::BAD_REQUEST, "bad_signature_format", message);
-    };
-    if mac(state.secret.expose(), id, timestamp, &body).verify_slice(&given).is_err() {
-        return reject(&state, StatusCode::FORBIDDEN, "bad_signature", "signature does not match".into());
-    }
-    let Ok(sent) = humantime::parse_rfc3339_weak(timestamp.trim_end_matches('Z')) else {
-        let message = format!("{TIMESTAMP} is not an RFC 3339 time: {timestamp:?}");
-        return reject(&state, StatusCode::BAD_REQUEST, "bad_timestamp", message);
-    };
-    let now = std::time::SystemTime::now();
     let skew = match now.duration_since(sent) {
         Ok(age) => age,
         Err(ahead) => ahead.duration(),
     };
     if skew > MAX_AGE {
-        let message = format!("message timestamp {timestamp} is more than 10 minutes from now (replay?)");
-        return reject(&state, StatusCode::FORBIDDEN, "stale", message);
+        let message =
+            format!("message timestamp {} is more than 10 minutes from now (replay?)", signed.timestamp);
+        return Err(refuse(StatusCode::FORBIDDEN, "stale", message));
     }
+    Ok(sent)
+}
+
+/// What a verified request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// Subscription verification: answer the challenge.
+    Challenge(String),
+    /// A chat message.
+    Chat(ChatEvent),
+    /// Revocations and other subscriptions: nothing to do.
+    Ignored,
+}
+
+/// Reads a verified request's body (`kind`: the `Twitch-Eventsub-Message-Type` header). Pure.
+pub fn notification(kind: Option<&str>, body: &[u8]) -> Result<Notification, Refusal> {
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad_body", format!("invalid body: {e}")))?;
+    match kind {
+        Some("webhook_callback_verification") => {
+            return envelope.challenge.map(Notification::Challenge).ok_or_else(|| {
+                refuse(StatusCode::BAD_REQUEST, "bad_body", "verification without challenge".into())
+            });
+        }
+        Some("revocation") => return Ok(Notification::Ignored),
+        _ => {}
+    }
+    if envelope.subscription.kind != "channel.chat.message" {
+        return Ok(Notification::Ignored);
+    }
+    envelope
+        .event
+        .map(Notification::Chat)
+        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "bad_body", "notification without event".into()))
+}
+
+fn reject(state: &WebhookState, refusal: Refusal) -> Response {
+    state.pipeline.metrics.webhook_rejected.with_label_values(&[refusal.reason]).inc();
+    (refusal.status, refusal.message).into_response()
+}
+
+async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !state.pipeline.ready() {
+        // Which drop a line belongs to is not known yet: taking it now would lose it.
+        let message = "catching up with drop-triggers: the live drops are not known yet; retry".into();
+        return reject(&state, refuse(StatusCode::SERVICE_UNAVAILABLE, "catching_up", message));
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let (Some(id), Some(timestamp), Some(signature)) = (header(ID), header(TIMESTAMP), header(SIGNATURE))
+    else {
+        let message = format!("missing header: {ID}, {TIMESTAMP} and {SIGNATURE} are required");
+        return reject(&state, refuse(StatusCode::BAD_REQUEST, "missing_header", message));
+    };
+    let signed = Signed { id, timestamp, signature };
+    let sent = match verify(state.secret.expose(), signed, &body, std::time::SystemTime::now()) {
+        Ok(sent) => sent,
+        Err(refusal) => return reject(&state, refusal),
+    };
     // A message id is taken once within the window the timestamp check allows (+ the clock skew
     // it tolerates): a replay of a captured request changes nothing.
     let fresh = state.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take(
@@ -183,30 +265,13 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
     let forget = |state: &WebhookState| {
         state.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget(id)
     };
-    let envelope: Envelope = match serde_json::from_slice(&body) {
-        Ok(envelope) => envelope,
-        Err(e) => return reject(&state, StatusCode::BAD_REQUEST, "bad_body", format!("invalid body: {e}")),
-    };
-    match header(KIND) {
-        Some("webhook_callback_verification") => {
-            let Some(challenge) = envelope.challenge else {
-                return reject(
-                    &state,
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    "verification without challenge".into(),
-                );
-            };
+    let event = match notification(header(KIND), &body) {
+        Ok(Notification::Chat(event)) => event,
+        Ok(Notification::Challenge(challenge)) => {
             return (StatusCode::OK, [("content-type", "text/plain")], challenge).into_response();
         }
-        Some("revocation") => return StatusCode::NO_CONTENT.into_response(),
-        _ => {}
-    }
-    if envelope.subscription.kind != "channel.chat.message" {
-        return StatusCode::NO_CONTENT.into_response(); // other subscriptions: nothing to do
-    }
-    let Some(event) = envelope.event else {
-        return reject(&state, StatusCode::BAD_REQUEST, "bad_body", "notification without event".into());
+        Ok(Notification::Ignored) => return StatusCode::NO_CONTENT.into_response(),
+        Err(refusal) => return reject(&state, refusal),
     };
     let sent_at_ms =
         sent.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_millis()).ok());

@@ -269,7 +269,7 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
     let mock = rdkafka::mocking::MockCluster::new(1)?;
     let mut settings = dropline_core::Settings::from_env()?;
     settings.kafka = mock.bootstrap_servers();
-    settings.topics = dropline_core::Topics::with_prefix(&format!("mock-{}.", uuid::Uuid::new_v4().simple()));
+    settings.set_topic_prefix(&format!("mock-{}.", uuid::Uuid::new_v4().simple()))?;
     for (_, name) in settings.topics.all() {
         mock.create_topic(name, 1, 1)?;
     }

@@ -4,7 +4,7 @@ Dropline's reservation step: the only code that changes a drop's stock, holds, p
 waitlist and decisions. Loaded with FUNCTION LOAD REPLACE; each call is atomic.
 
 Every key of one drop shares the hash tag {drop:<id>}, so a call touches one Redis Cluster slot.
-KEYS (in this order, all `dl:{drop:<id>}:<name>`):
+KEYS (in this order, all `dl:<namespace>:{drop:<id>}:<name>`):
   1 meta       hash  state (open|closed), limit, hold_ms, waitlist (0|1), cap, catalog, version, wl_seq,
                      holds (active holds), exp_seq (last expiry tag)
   2 stock      hash  sku -> units for sale now

@@ -11,7 +11,7 @@ use crate::chat::{BuyerId, Quantity, Sku};
 /// The function library, loaded with `FUNCTION LOAD REPLACE`.
 pub const LIBRARY: &str = include_str!("dropline.lua");
 
-/// A drop's keys (`dl:{drop:<id>}:<name>`), as the library takes them: the layout lives in the core.
+/// A drop's keys (`dl:<ns>:{drop:<id>}:<name>`), as the library takes them: the layout lives in the core.
 pub use dropline_core::keys::{DropKeys, DROP_KEY_NAMES as KEY_NAMES};
 
 /// Where a Kafka message came from: topic letter + partition (e.g. `o3`), and its offset.

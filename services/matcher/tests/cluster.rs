@@ -124,7 +124,7 @@ async fn the_matcher_decides_drops_spread_over_a_redis_cluster() -> anyhow::Resu
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         for drop_id in &drops {
-            let key = dropline_core::keys::drop_key(drop_id, "stock");
+            let key = world.settings.keyspace.drop_key(drop_id, "stock");
             let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query_async(&mut conn).await?;
             let here: i64 =
                 redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(&mut conn).await?;

@@ -83,7 +83,7 @@ async fn outcomes_wait_for_a_replica_when_one_is_required() -> anyhow::Result<()
     assert_eq!(outcomes[0].sku, "HOODIE-L");
 
     // The replica really holds the decision.
-    let key = dropline_core::keys::drop_key(&drop_id, "decisions");
+    let key = world.settings.keyspace.drop_key(&drop_id, "decisions");
     let mut replica = redis::Client::open(format!("redis://127.0.0.1:{replica_port}"))?
         .get_multiplexed_async_connection()
         .await?;

@@ -215,3 +215,32 @@ async fn catalogs_load_by_the_drop_the_order_names() -> anyhow::Result<()> {
     matcher.await?;
     Ok(())
 }
+
+/// `staging` and `prod` on one Redis, the same drop id in both: each deployment has its own stock
+/// and its own offsets, so both sell their one unit and neither takes the other's orders (at the
+/// same offsets of their own topics) for replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_sharing_a_redis_keep_their_drops_apart() -> anyhow::Result<()> {
+    let (staging, prod) = (World::new("ns-staging", 1).await?, World::new("ns-prod", 1).await?);
+    assert_ne!(staging.settings.keyspace, prod.settings.keyspace);
+    let drop = unique("shared-id");
+    let open =
+        || OpenDrop { items: catalog(1, 0, 0), limit_per_buyer: 1, hold_seconds: 60, ..Default::default() };
+    let mut decided = Vec::new();
+    for (world, order, buyer) in [(&staging, "o1", "ann"), (&prod, "o2", "bob")] {
+        let reader = world.reader(TopicKind::Reservations)?;
+        let (stop, matcher) = world.spawn_matcher(&unique("group"));
+        world.open_and_wait(&drop, open()).await?;
+        world.order(&drop, order, buyer, "!buy hoodie m").await?;
+        let outcomes = collect(&reader, Duration::from_secs(10), |seen| !seen.is_empty()).await?;
+        decided.push((outcomes[0].order_id.clone(), status(&outcomes[0]), outcomes[0].remaining));
+        stop.cancel();
+        matcher.await?;
+    }
+    let want = [("o1".to_owned(), S::Reserved, 0), ("o2".to_owned(), S::Reserved, 0)];
+    assert_eq!(decided, want, "each deployment sells its own unit");
+    for world in [&staging, &prod] {
+        assert_eq!(common::drop_field(&world.settings, &drop, "held", "HOODIE-M").await?, 1);
+    }
+    Ok(())
+}

@@ -60,7 +60,7 @@ async fn a_split_drop_sells_every_unit_and_never_one_more() -> anyhow::Result<()
     let (mut held, mut left, mut total) = (0, 0, 0);
     for k in 0..4 {
         let shard = split::shard_id(&drop_id, k);
-        let key = |name: &str| dropline_core::keys::drop_key(&shard, name);
+        let key = |name: &str| world.settings.keyspace.drop_key(&shard, name);
         type H = HashMap<String, i64>;
         let (s, h, d, t): (H, H, H, H) = redis::pipe()
             .hgetall(key("stock"))
@@ -76,8 +76,7 @@ async fn a_split_drop_sells_every_unit_and_never_one_more() -> anyhow::Result<()
         left += get(&s);
         total += get(&t);
         let pending =
-            dropline_matcher::step::pending(&mut conn, &dropline_matcher::step::DropKeys::new(&shard))
-                .await?;
+            dropline_matcher::step::pending(&mut conn, &world.settings.keyspace.drop_keys(&shard)).await?;
         assert!(pending.is_empty(), "shard {k}: transfer left in flight: {pending:?}");
     }
     assert_eq!((held, left, total), (10, 0, 10));

@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dropline_core::keys::Keyspace;
 use dropline_core::redis::Conn;
 use dropline_matcher::chat::{BuyerId, Quantity, Sku};
 use dropline_matcher::model::{self, KeyContents, Model, CLOSE_CHUNK, KEY_NAMES, PROMOTE_CHUNK};
@@ -72,6 +73,11 @@ fn reply_to(buyer: &str) -> ReplyTo {
         origin: "irc".into(),
         message_id: format!("msg-{buyer}"),
     }
+}
+
+/// The keys of `drop_id` in the tests' own keyspace.
+fn keys_of(drop_id: &str) -> DropKeys {
+    Keyspace::new("test-step-model").expect("a namespace").drop_keys(drop_id)
 }
 
 fn unique_drop() -> String {
@@ -393,7 +399,7 @@ impl Case {
         let drop_id = unique_drop();
         Self {
             conn,
-            keys: DropKeys::new(&drop_id),
+            keys: keys_of(&drop_id),
             drop_id,
             model: Model::new(),
             now: T0,
@@ -882,7 +888,7 @@ fn replaying_a_batch_answers_the_same_and_changes_nothing() {
     rt.block_on(async {
         let mut conn = connect().await;
         let drop_id = unique_drop();
-        let keys = DropKeys::new(&drop_id);
+        let keys = keys_of(&drop_id);
         let mut model = Model::new();
         let mut offsets: BTreeMap<char, i64> = BTreeMap::new();
         let mut src = |letter: char| {
@@ -983,7 +989,7 @@ fn replays_are_recognised_per_source_stream() {
     let rt = runtime();
     rt.block_on(async {
         let mut conn = connect().await;
-        let keys = DropKeys::new(&unique_drop());
+        let keys = keys_of(&unique_drop());
         let mut model = Model::new();
         let open = Op::Open {
             source: Source::new('t', 3, 7),
@@ -1033,7 +1039,7 @@ fn order_ids_do_not_collide_with_hold_and_trigger_records() {
     let rt = runtime();
     rt.block_on(async {
         let mut conn = connect().await;
-        let keys = DropKeys::new(&unique_drop());
+        let keys = keys_of(&unique_drop());
         let mut model = Model::new();
         let order = |off: i64, id: &str| Op::Order {
             source: Source::new('o', 0, off),
@@ -1066,7 +1072,7 @@ fn a_hold_expires_only_once_its_reservation_is_published() {
     let rt = runtime();
     rt.block_on(async {
         let mut conn = connect().await;
-        let keys = DropKeys::new(&unique_drop());
+        let keys = keys_of(&unique_drop());
         let ops = vec![
             open_cap("open-1", 5, 1000),
             Op::Order {
@@ -1092,7 +1098,7 @@ fn a_hold_expires_only_once_its_reservation_is_published() {
         delete_drop(&mut conn, &keys).await;
 
         // The same again, released once offset 40 is published.
-        let keys = DropKeys::new(&unique_drop());
+        let keys = keys_of(&unique_drop());
         step::apply(&mut conn, T0, &[(&keys, ops.as_slice())]).await.expect("apply");
         let swept =
             step::sweep(&mut conn, &keys, later, 100, 100, &[("o2".into(), 40)]).await.expect("sweep");
@@ -1112,7 +1118,7 @@ fn a_transfer_between_shards_arrives_exactly_once() {
         let mut conn = connect().await;
         let drop_id = unique_drop();
         let (a, b) = (format!("{drop_id}#0"), format!("{drop_id}#1"));
-        let (donor, recipient) = (DropKeys::new(&a), DropKeys::new(&b));
+        let (donor, recipient) = (keys_of(&a), keys_of(&b));
         for (keys, stock) in [(&donor, 6), (&recipient, 0)] {
             let open = open_cap("open", stock, 60_000);
             step::apply(&mut conn, T0, &[(keys, std::slice::from_ref(&open))]).await.expect("open");
@@ -1151,7 +1157,7 @@ fn closing_a_long_waitlist_answers_it_in_chunks() {
     let rt = runtime();
     rt.block_on(async {
         let mut conn = connect().await;
-        let keys = DropKeys::new(&unique_drop());
+        let keys = keys_of(&unique_drop());
         let mut model = Model::new();
         let waiting = 2 * CLOSE_CHUNK + 37;
         let mut ops = vec![open_cap_waitlist("open-1", 1, 1_000)];
@@ -1206,7 +1212,7 @@ fn a_big_restock_promotes_the_waitlist_in_chunks() {
     let rt = runtime();
     rt.block_on(async {
         let mut conn = connect().await;
-        let keys = DropKeys::new(&unique_drop());
+        let keys = keys_of(&unique_drop());
         let mut model = Model::new();
         let waiting = 2 * PROMOTE_CHUNK + 37;
         let mut ops = vec![open_cap_waitlist("open-1", 0, 60_000)];
@@ -1270,7 +1276,7 @@ fn a_closed_drops_keys_expire_once_its_last_hold_is_swept() {
     let rt = runtime();
     rt.block_on(async {
         let mut conn = connect().await;
-        let keys = DropKeys::new(&unique_drop());
+        let keys = keys_of(&unique_drop());
         let ops = vec![open_cap("open-1", 2, 1_000), cap_order(0)];
         step::apply(&mut conn, T0, &[(&keys, ops.as_slice())]).await.expect("apply");
         let close = vec![Op::Close { source: Source::new('t', 0, 2), trigger_id: "close-1".into() }];

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_core::{kafka, Settings, TopicKind};
 use rdkafka::consumer::StreamConsumer;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -83,7 +83,7 @@ pub async fn console() -> Result<Console> {
 /// A console with more settings (`DROPLINE_STRIPE_WEBHOOK_SECRET`, …).
 pub async fn console_with(extra: &[(&str, &str)]) -> Result<Console> {
     let mut settings = Settings::from_env()?;
-    settings.topics = Topics::with_prefix(&format!("test-console-{}.", uuid::Uuid::new_v4().simple()));
+    settings.set_topic_prefix(&format!("test-console-{}.", uuid::Uuid::new_v4().simple()))?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     settings.http = format!("127.0.0.1:{port}").parse()?;
     let clips = tempfile::tempdir()?;

@@ -263,7 +263,7 @@ impl Replier {
 
     async fn was_sent(&mut self, answer: &Answer) -> bool {
         let Some(redis) = self.redis.as_mut() else { return false };
-        let key = dropline_core::keys::replies_sent(&self.config.group, &answer.drop_id);
+        let key = self.settings.keyspace.replies_sent(&self.config.group, &answer.drop_id);
         match redis::cmd("HEXISTS").arg(&key).arg(&answer.key).query_async::<bool>(redis).await {
             Ok(sent) => sent,
             Err(e) => {
@@ -277,7 +277,7 @@ impl Replier {
         let Some(redis) = self.redis.as_mut() else { return };
         let mut pipe = redis::pipe();
         for q in answers {
-            let key = dropline_core::keys::replies_sent(&self.config.group, &q.answer.drop_id);
+            let key = self.settings.keyspace.replies_sent(&self.config.group, &q.answer.drop_id);
             pipe.hset(&key, &q.answer.key, now_ms()).ignore();
             pipe.expire(&key, SENT_TTL_SECS).ignore();
         }

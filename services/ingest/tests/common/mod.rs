@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_core::{kafka, Settings, TopicKind};
 use dropline_ingest::client::IrcConfig;
 use dropline_ingest::IngestConfig;
 use dropline_proto::v1::{drop_trigger, CatalogItem, DropTrigger, OpenDrop};
@@ -112,7 +112,7 @@ pub struct World {
 
 pub async fn world() -> Result<World> {
     let mut settings = Settings::from_env()?;
-    settings.topics = Topics::with_prefix(&format!("test-ingest-{}.", uuid::Uuid::new_v4().simple()));
+    settings.set_topic_prefix(&format!("test-ingest-{}.", uuid::Uuid::new_v4().simple()))?;
     settings.shutdown_grace = Duration::from_secs(5);
     kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
     let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();

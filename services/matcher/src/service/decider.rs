@@ -108,7 +108,7 @@ impl Decider {
         let default_hold_ms = u64::try_from(self.config.default_hold.as_millis()).unwrap_or(u64::MAX);
         let items = Planner { topics: &self.settings.topics, catalogs: &mut self.catalogs, default_hold_ms }
             .classify_batch(batch);
-        let calls = plan::group(&items);
+        let calls = plan::group(&items, &self.settings.keyspace);
         let applied = if calls.is_empty() {
             Vec::new()
         } else {
@@ -216,7 +216,7 @@ impl Decider {
         }
         let mut backoff = Backoff::fast();
         loop {
-            match store::read_metas(&self.redis, &missing).await {
+            match store::read_metas(&self.redis, &self.settings.keyspace, &missing).await {
                 Ok(rows) => {
                     for (drop_id, (version, catalog)) in missing.into_iter().zip(rows) {
                         self.catalogs.loaded(drop_id, version.unwrap_or(0), catalog.as_deref());
@@ -241,16 +241,19 @@ impl Decider {
             let _ = request.report.send(Vec::new());
             return true;
         }
-        let swept = match store::sweep_many(&self.redis, &drops, now_ms(), &request.settled).await {
-            Ok(swept) => swept,
-            Err(e) => {
-                self.metrics.redis_errors.inc();
-                self.health.set("redis", false, e.to_string());
-                warn!(error = %e, "sweep failed");
-                let _ = request.report.send(Vec::new());
-                return true;
-            }
-        };
+        let swept =
+            match store::sweep_many(&self.redis, &self.settings.keyspace, &drops, now_ms(), &request.settled)
+                .await
+            {
+                Ok(swept) => swept,
+                Err(e) => {
+                    self.metrics.redis_errors.inc();
+                    self.health.set("redis", false, e.to_string());
+                    warn!(error = %e, "sweep failed");
+                    let _ = request.report.send(Vec::new());
+                    return true;
+                }
+            };
         let with_events = swept.iter().any(|s| !s.events.is_empty());
         if with_events {
             match self.replicated().await {
@@ -276,7 +279,12 @@ impl Decider {
                         .into_iter()
                         .map(|e| self.outcomes.record(&self.outcomes.event(parent, e)))
                         .collect();
-                    let outbox = Some(OutboxAck { keys_of: drop_id.clone(), count: published, first });
+                    let outbox = Some(OutboxAck {
+                        keys: self.settings.keyspace.drop_keys(&drop_id),
+                        keys_of: drop_id.clone(),
+                        count: published,
+                        first,
+                    });
                     if !self.publisher.send(Publication { records, offsets: BTreeMap::new(), outbox }).await {
                         return false;
                     }

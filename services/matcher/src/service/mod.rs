@@ -34,6 +34,8 @@ use crate::config::MatcherConfig;
 use crate::metrics::Metrics;
 use crate::step;
 
+pub use plan::{plan_raw, RawMessage};
+
 /// The matcher could not start or had to stop.
 pub type MatcherError = dropline_core::StartError;
 
@@ -62,7 +64,7 @@ pub async fn run(
     step::load(&mut redis).await?;
     let claim = match config.claim_secret.clone() {
         Some(secret) => secret,
-        None => dropline_core::claim::ClaimSecret::shared(&mut redis).await?,
+        None => dropline_core::claim::ClaimSecret::shared(&mut redis, &settings.keyspace).await?,
     };
     // The sweeper and the publisher's outbox removals go on their own connection, so they never
     // queue behind a batch's step calls.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use dropline_core::domain::{check_drop_id, check_id};
+use dropline_core::keys::Keyspace;
 use dropline_core::{kafka, TopicKind, Topics};
 use dropline_proto::v1::{
     drop_trigger, ChatOrder, DropTrigger, HoldAction, HoldActionKind, ReservationStatus,
@@ -311,7 +312,7 @@ impl Planner<'_> {
 
 /// Groups the items' operations into one call per drop (per shard of a split drop), in
 /// consumption order except that a drop's opens go first.
-pub(crate) fn group(items: &[Item]) -> Vec<DropCall> {
+pub(crate) fn group(items: &[Item], keyspace: &Keyspace) -> Vec<DropCall> {
     let mut calls: Vec<DropCall> = Vec::new();
     let mut call_of: HashMap<&str, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
@@ -320,7 +321,7 @@ pub(crate) fn group(items: &[Item]) -> Vec<DropCall> {
             let g = *call_of.entry(keys_of.as_str()).or_insert_with(|| {
                 calls.push(DropCall {
                     keys_of: keys_of.clone(),
-                    keys: DropKeys::new(keys_of),
+                    keys: keyspace.drop_keys(keys_of),
                     ops: Vec::new(),
                     slots: Vec::new(),
                 });
@@ -381,6 +382,49 @@ pub(crate) fn stream_of(topics: &Topics, topic: &str, partition: i32) -> Option<
         _ => return None,
     };
     Some(Source::new(letter, partition, 0).stream)
+}
+
+/// A consumed message as bytes: its topic, key and payload.
+pub type RawMessage<'a> = (TopicKind, Option<&'a [u8]>, &'a [u8]);
+
+/// Plans a batch of raw messages as the decider does — decode, check, parse against catalogs the
+/// batch opens, group into step calls — and says what became of each (`dead: <reason>`, `ignore`,
+/// `step: <n> calls`). The planning the matcher runs on every consumed message, without Redis or
+/// the broker: the fuzz target `topic_payloads` and tests drive it with arbitrary bytes.
+pub fn plan_raw(batch: &[RawMessage<'_>]) -> Vec<String> {
+    let topics = Topics::default();
+    let mut catalogs = Catalogs::new(10);
+    let mut planner = Planner { topics: &topics, catalogs: &mut catalogs, default_hold_ms: 60_000 };
+    let messages = batch
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, key, payload))| {
+            let offset = i64::try_from(i).unwrap_or(i64::MAX);
+            let msg = OwnedMessage::new(
+                Some(payload.to_vec()),
+                key.map(<[u8]>::to_vec),
+                topics.name(*kind).to_owned(),
+                rdkafka::Timestamp::NotAvailable,
+                0,
+                offset,
+                None,
+            );
+            (msg, Instant::now())
+        })
+        .collect();
+    let items = planner.classify_batch(messages);
+    let calls = group(&items, &Keyspace::default());
+    for call in &calls {
+        let _ = opened_here(&items, call);
+    }
+    items
+        .iter()
+        .map(|item| match &item.work {
+            Work::Ignore => "ignore".to_owned(),
+            Work::Dead(reason) => format!("dead: {reason}"),
+            Work::Step { calls, .. } => format!("step: {} calls", calls.len()),
+        })
+        .collect()
 }
 
 /// One operation per shard of a split drop (`op(k)`; `None` leaves shard `k` out). Empty when the
@@ -552,7 +596,7 @@ mod tests {
             if matches!(&calls[0].1, Op::Order { item: Some((sku, q)), .. } if sku.as_str() == "TEE-M" && q.get() == 1)));
         assert!(matches!(items[1].work, Work::Ignore));
         assert!(matches!(&items[3].work, Work::Dead(reason) if reason.contains("protobuf")));
-        let calls = group(&items);
+        let calls = group(&items, &Keyspace::default());
         assert_eq!(calls.len(), 1);
         assert!(matches!(calls[0].ops[0], Op::Open { .. }));
         assert!(matches!(calls[0].ops[1], Op::Order { .. }));
@@ -603,7 +647,23 @@ mod tests {
         assert_eq!(calls[0].0, split::shard_id("d2", split::shard_of("ann", 4)));
         let Work::Step { calls, .. } = &items[2].work else { panic!("a close is a step") };
         assert_eq!(calls.len(), 5);
-        assert_eq!(group(&items).len(), 5);
+        assert_eq!(group(&items, &Keyspace::default()).len(), 5);
+    }
+
+    #[test]
+    fn raw_batches_are_planned_as_the_decider_plans_them() {
+        let open = trigger("d1", open(5, 1));
+        let order = order("d1", "o1", "ann", "!buy tee m");
+        let planned = plan_raw(&[
+            (TopicKind::ChatOrders, Some(b"d1"), &order),
+            (TopicKind::DropTriggers, None, &open),
+            (TopicKind::HoldActions, Some(b"x"), b"\xff\xff"),
+            (TopicKind::Clips, None, b""),
+        ]);
+        assert_eq!(planned[0], "step: 1 calls");
+        assert_eq!(planned[1], "step: 1 calls");
+        assert!(planned[2].starts_with("dead: invalid protobuf"), "{planned:?}");
+        assert!(planned[3].starts_with("dead: the matcher does not consume"), "{planned:?}");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub(crate) struct Record {
 #[derive(Debug, Clone)]
 pub(crate) struct OutboxAck {
     pub keys_of: String,
+    /// The keys of `keys_of`, in the deployment's keyspace.
+    pub keys: DropKeys,
     pub count: usize,
     /// The first entry, as stored: nothing is removed unless the outbox still starts with it.
     pub first: String,
@@ -275,8 +277,7 @@ async fn deliver(
     }
     sender.health.set("kafka", true, "ok");
     if let Some(outbox) = outbox {
-        let keys = DropKeys::new(&outbox.keys_of);
-        if let Err(e) = step::ack(&mut redis, &keys, outbox.count, Some(&outbox.first)).await {
+        if let Err(e) = step::ack(&mut redis, &outbox.keys, outbox.count, Some(&outbox.first)).await {
             // The entries stay and are published again by a later sweep (at least once).
             warn!(error = %e, drop_id = %outbox.keys_of, "cannot remove published outbox entries");
         }

@@ -10,12 +10,15 @@ use dropline_core::redis::Conn;
 use tracing::{debug, info};
 
 use crate::split;
-use crate::step::{self, DropKeys};
+use dropline_core::keys::Keyspace;
+
+use crate::step;
 
 /// One rebalancing round of split drop `parent` over its `shards` (drop ids, in shard order).
 /// `transfers` numbers this process's transfers (part of their ids).
 pub(crate) async fn rebalance(
     redis: &Conn,
+    keyspace: &Keyspace,
     parent: &str,
     shards: &[String],
     transfers: &mut u64,
@@ -26,7 +29,7 @@ pub(crate) async fn rebalance(
     let mut interrupted = false;
     for shard in shards {
         // One round trip per shard (its keys share one slot): journal, stock, waiting.
-        let keys = DropKeys::new(shard);
+        let keys = keyspace.drop_keys(shard);
         #[allow(clippy::type_complexity)]
         let (meta, s, w): (Vec<(String, String)>, BTreeMap<String, i64>, BTreeMap<String, i64>) =
             redis::pipe()
@@ -36,7 +39,7 @@ pub(crate) async fn rebalance(
                 .query_async(&mut redis)
                 .await?;
         for transfer in step::pending_in(meta) {
-            step::give(&mut redis, &DropKeys::new(&transfer.to), &transfer, now_ms()).await?;
+            step::give(&mut redis, &keyspace.drop_keys(&transfer.to), &transfer, now_ms()).await?;
             step::settle(&mut redis, &keys, &transfer.id).await?;
             info!(drop_id = %parent, from = %shard, to = %transfer.to, units = transfer.units, "interrupted transfer finished");
             interrupted = true;
@@ -52,13 +55,13 @@ pub(crate) async fn rebalance(
         *transfers += 1;
         let id = format!("{}-{}-{}", now_ms(), std::process::id(), transfers);
         let (from, to) = (&shards[planned.from], &shards[planned.to]);
-        let donor = DropKeys::new(from);
+        let donor = keyspace.drop_keys(from);
         let units = step::take(&mut redis, &donor, &id, &planned.sku, planned.units, to).await?;
         if units == 0 {
             continue;
         }
         let transfer = step::Pending { id, to: to.clone(), sku: planned.sku.clone(), units };
-        step::give(&mut redis, &DropKeys::new(to), &transfer, now_ms()).await?;
+        step::give(&mut redis, &keyspace.drop_keys(to), &transfer, now_ms()).await?;
         step::settle(&mut redis, &donor, &transfer.id).await?;
         debug!(drop_id = %parent, sku = %planned.sku, from = %from, to = %to, units, "stock rebalanced");
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dropline_core::admin::Health;
 use dropline_core::backoff::Backoff;
+use dropline_core::keys::Keyspace;
 use dropline_core::redis::Conn;
 use dropline_core::Settings;
 use tokio_util::sync::CancellationToken;
@@ -67,6 +68,7 @@ pub(crate) async fn apply_batch(
 /// Sweeps drops (bounded calls, see [`SWEEP_BUDGET`]): one pipeline, or one call per drop on a cluster.
 pub(crate) async fn sweep_many(
     redis: &Conn,
+    keyspace: &Keyspace,
     drops: &[String],
     now: i64,
     settled: &[(String, i64)],
@@ -75,24 +77,25 @@ pub(crate) async fn sweep_many(
         return futures::future::try_join_all(drops.iter().map(|drop_id| {
             let mut conn = redis.clone();
             async move {
-                step::sweep(&mut conn, &DropKeys::new(drop_id), now, SWEEP_BUDGET, SWEEP_OUTBOX, settled)
+                step::sweep(&mut conn, &keyspace.drop_keys(drop_id), now, SWEEP_BUDGET, SWEEP_OUTBOX, settled)
                     .await
             }
         }))
         .await;
     }
-    let keys: Vec<DropKeys> = drops.iter().map(|d| DropKeys::new(d)).collect();
+    let keys: Vec<DropKeys> = drops.iter().map(|d| keyspace.drop_keys(d)).collect();
     step::sweep_pipelined(&mut redis.clone(), &keys, now, SWEEP_BUDGET, SWEEP_OUTBOX, settled).await
 }
 
 /// `version` and `catalog` of each drop's meta: one pipeline, or one request per drop on a cluster.
 pub(crate) async fn read_metas(
     redis: &Conn,
+    keyspace: &Keyspace,
     drops: &[String],
 ) -> Result<Vec<(Option<i64>, Option<Vec<u8>>)>, redis::RedisError> {
     let meta = |drop_id: &str| {
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(DropKeys::new(drop_id).meta()).arg("version").arg("catalog");
+        cmd.arg(keyspace.drop_keys(drop_id).meta()).arg("version").arg("catalog");
         cmd
     };
     if redis.is_cluster() {
@@ -119,11 +122,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub fn new(settings: &Settings) -> Self {
-        Self {
-            key: dropline_core::keys::sweep_registry(
-                settings.topics.name(dropline_core::TopicKind::DropTriggers),
-            ),
-        }
+        Self { key: settings.keyspace.sweep_registry() }
     }
 
     /// Registers opened drops (and shards) under the partition of their trigger.

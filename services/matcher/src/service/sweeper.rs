@@ -174,7 +174,7 @@ impl Sweeper {
         self.registry.forget(&self.redis, &done).await?;
         for (parent, mut shards) in split_drops {
             shards.sort_by_key(|id| id.rsplit_once('#').and_then(|(_, k)| k.parse::<u32>().ok()));
-            rebalance(&self.redis, &parent, &shards, transfers).await?;
+            rebalance(&self.redis, &self.settings.keyspace, &parent, &shards, transfers).await?;
         }
         self.metrics.holds_active.set(holds);
         self.metrics.waitlist_length.set(waiting);

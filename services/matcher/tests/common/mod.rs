@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use dropline_core::{kafka, Settings, TopicKind, Topics};
+use dropline_core::{kafka, Settings, TopicKind};
 use dropline_proto::v1::{
     drop_trigger, CatalogItem, ChatOrder, CloseDrop, DeadLetter, DropTrigger, HoldAction, HoldActionKind,
     OpenDrop, ReservationOutcome, ReservationStatus, Restock,
@@ -32,7 +32,7 @@ impl World {
     pub async fn new(name: &str, partitions: i32) -> anyhow::Result<Self> {
         let mut settings = Settings::from_env()?;
         let prefix = format!("{}.", unique(&format!("test-matcher-{name}")));
-        settings.topics = Topics::with_prefix(&prefix);
+        settings.set_topic_prefix(&prefix)?;
         settings.shutdown_grace = Duration::from_secs(5);
         kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
         let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
@@ -112,7 +112,7 @@ impl World {
     pub async fn open_and_wait(&self, drop_id: &str, open: OpenDrop) -> anyhow::Result<()> {
         self.open(drop_id, open).await?;
         let mut conn = dropline_core::redis::connect(&self.settings.redis).await?;
-        let meta = dropline_core::keys::drop_key(drop_id, "meta");
+        let meta = self.settings.keyspace.drop_key(drop_id, "meta");
         for _ in 0..300 {
             let state: Option<String> =
                 redis::cmd("HGET").arg(&meta).arg("state").query_async(&mut conn).await?;
@@ -265,7 +265,7 @@ pub fn by_order(outcomes: &[ReservationOutcome]) -> HashMap<String, Vec<Reservat
 pub async fn drop_field(settings: &Settings, drop_id: &str, hash: &str, field: &str) -> anyhow::Result<i64> {
     let mut conn = dropline_core::redis::connect(&settings.redis).await?;
     let value: Option<i64> = redis::cmd("HGET")
-        .arg(dropline_core::keys::drop_key(drop_id, hash))
+        .arg(settings.keyspace.drop_key(drop_id, hash))
         .arg(field)
         .query_async(&mut conn)
         .await?;

@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
 
-.PHONY: help demo test fuzz api-fuzz lint stack-up stack-down stack-status build bench load bench-limits faults deploy-check
+.PHONY: help demo test fuzz api-fuzz bad-input lint stack-up stack-down stack-status build bench load bench-limits faults deploy-check
 
 help:
 	@echo "make demo          start the stack and run a live drop on this machine"
 	@echo "make test          start the stack and run every test"
 	@echo "make lint          rustfmt and clippy, warnings are errors"
 	@echo "make fuzz          every fuzz target for FUZZ_SECONDS (default 60) each, seeded by fuzz/corpus"
+	@echo "make bad-input     the bad-input suite: hostile HTTP and Kafka input, a table of case / expected / got"
 	@echo "make api-fuzz      schemathesis against the console's /openapi.json (SCHEMATHESIS_EXAMPLES per operation)"
 	@echo "make stack-up      install what is missing, start Redis + broker, create topics"
 	@echo "make stack-down    stop what stack-up started"
@@ -35,11 +36,17 @@ test: stack-up
 	cargo test --workspace
 	deploy/local/check-metrics.sh
 	deploy/check.sh
+	cargo build --quiet --workspace --bins
+	$${CARGO_TARGET_DIR:-target}/debug/dropline-load bad-input
 	load-tests/api/schemathesis.sh
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} fuzz/run.sh
 
 fuzz:
 	fuzz/run.sh
+
+bad-input: stack-up
+	cargo build --quiet --workspace --bins
+	$${CARGO_TARGET_DIR:-target}/debug/dropline-load bad-input
 
 api-fuzz: stack-up
 	load-tests/api/schemathesis.sh

@@ -39,6 +39,8 @@ APT_PACKAGES=(
   ngircd
   # The console's browser test (headless Chromium through chromedriver) and promtool.
   chromium chromium-driver prometheus
+  # schemathesis runs in a venv of its own (load-tests/api/schemathesis.sh); curl waits for the console.
+  python3-venv curl
 )
 
 say() { printf '\033[1m[stack]\033[0m %s\n' "$*" >&2; }

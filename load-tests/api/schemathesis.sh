@@ -40,8 +40,9 @@ export DROPLINE_CONSOLE_WRITE_RATE=10000
 export DROPLINE_CLIPS="$run/clips" DROPLINE_RECORDINGS="$run/recordings"
 export DROPLINE_LOG=${DROPLINE_LOG:-warn}
 mkdir -p "$run/clips" "$run/recordings"
-target/debug/dropline create-topics --partitions 1 --wait 30 >/dev/null
-target/debug/dropline-console >"$run/console.log" 2>&1 &
+bin=${CARGO_TARGET_DIR:-target}/debug
+"$bin/dropline" create-topics --partitions 1 --wait 30 >/dev/null
+"$bin/dropline-console" >"$run/console.log" 2>&1 &
 console_pid=$!
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break

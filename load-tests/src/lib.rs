@@ -1,6 +1,7 @@
 //! `dropline-load`: open-loop load against the real stack — scenarios, the invariant checker, the
 //! run itself and its report.
 
+pub mod bad_input;
 pub mod check;
 pub mod crowd;
 pub mod faults;

@@ -68,6 +68,9 @@ enum Command {
         #[arg(long, default_value_t = 6.0)]
         at: f64,
     },
+    /// The bad-input suite: hostile HTTP and Kafka input against a matcher and console of its own
+    /// (127.0.0.1); prints case / expected / got and exits non-zero on any miss.
+    BadInput,
     /// A chat crowd for one open drop (the demo's), then a summary.
     Crowd {
         /// The drop (open, on the configured topics).
@@ -179,6 +182,11 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             eprintln!("    ms of Redis CPU per call: {} (longest {longest:.2})", each.join(" "));
             println!("{}", l.line());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::BadInput => {
+            let cases = dropline_load::bad_input::run().await?;
+            print!("{}", dropline_load::bad_input::table(&cases));
+            Ok(if cases.iter().all(|c| c.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::SplitStep { shards, seconds } => {
             anyhow::ensure!((1..=120).contains(&seconds), "--seconds must be 1–120");

@@ -240,10 +240,31 @@ async fn serve(
     let path = inside(&state.settings.clips, &path)
         .ok_or_else(|| ApiError::not_found(format!("the {name} of clip {id} is gone")))?;
     let response = tower_http::services::ServeFile::new(path)
-        .oneshot(request)
+        .oneshot(bytes_ranges_only(request))
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot read the {name}: {e}")))?;
+    if response.status() == axum::http::StatusCode::RANGE_NOT_SATISFIABLE {
+        // The refusal as every other: JSON naming the problem (Content-Range says the length).
+        let (parts, _) = response.into_parts();
+        let mut refusal =
+            ApiError::new(parts.status, format!("Range: the {name} of clip {id} has no such bytes"))
+                .into_response();
+        if let Some(length) = parts.headers.get(axum::http::header::CONTENT_RANGE) {
+            refusal.headers_mut().insert(axum::http::header::CONTENT_RANGE, length.clone());
+        }
+        return Ok(refusal);
+    }
     Ok(response.map(HttpBody::new).into_response())
+}
+
+/// A `Range` in a unit other than bytes is ignored, as RFC 9110 §14.2 asks (the whole file is
+/// served); byte ranges go on to the file server.
+fn bytes_ranges_only(mut request: Request) -> Request {
+    let range = request.headers().get(axum::http::header::RANGE).and_then(|v| v.to_str().ok());
+    if range.is_some_and(|r| !r.trim_start().to_ascii_lowercase().starts_with("bytes=")) {
+        request.headers_mut().remove(axum::http::header::RANGE);
+    }
+    request
 }
 
 /// `path` if it exists and lies inside `root` (after resolving links).

@@ -35,6 +35,9 @@ APT_PACKAGES=(
   clang libclang-dev pkg-config cmake g++ make
   # librdkafka 2.12's rdkafka_conf.c includes <curl/curl.h> even when built without curl.
   libcurl4-openssl-dev
+  # librdkafka with SSL and SASL (rdkafka's `ssl` feature links OpenSSL); the TLS tests make
+  # their certificates with the openssl CLI.
+  libssl-dev openssl socat
   # A real IRC server for the ingest tests (each test starts its own on a free loopback port).
   ngircd
   # The console's browser test (headless Chromium through chromedriver) and promtool.

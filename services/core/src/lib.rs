@@ -16,6 +16,7 @@ pub mod settings;
 pub mod shards;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod topics;
 
 pub use error::StartError;

@@ -1,11 +1,12 @@
 //! The IRC chat client (Twitch chat speaks IRC): connect, authenticate with PASS/NICK, ask for
 //! IRCv3 tags, JOIN the channels, hand every PRIVMSG on as a `ChatLine`, answer PINGs, write the
 //! answers the reply path hands over, and reconnect with backoff when the connection drops.
+//! Over TLS when configured (`ircs://`, Twitch's port 6697), so the password never crosses in clear.
 
 use std::time::Duration;
 
 use dropline_core::backoff::Backoff;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -26,8 +27,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Where and as whom to chat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IrcConfig {
-    /// `host:port` of the IRC server (`DROPLINE_INGEST_IRC`), e.g. `irc.chat.twitch.tv:6667`.
+    /// `host:port` of the IRC server (`DROPLINE_INGEST_IRC`: `ircs://host:port` for TLS, e.g.
+    /// `ircs://irc.chat.twitch.tv:6697`; `host:port` in clear).
     pub server: String,
+    /// Connect over TLS (the server's certificate checked for its host name against the system's
+    /// roots or `SSL_CERT_FILE`'s).
+    pub tls: bool,
     /// `DROPLINE_INGEST_IRC_NICK` (Twitch: the bot account; `justinfan…` reads anonymously).
     pub nick: String,
     /// `DROPLINE_INGEST_IRC_PASS` (Twitch: `oauth:<token>`), sent before NICK if set.
@@ -77,6 +82,34 @@ pub enum SessionError {
     TooLong,
     #[error("the ingest pipeline is gone")]
     PipelineGone,
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+/// The connection a session talks over: plain TCP or TLS on it.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+/// Connects to `config.server` (10 s at most), over TLS if configured.
+async fn connect(config: &IrcConfig) -> Result<Box<dyn Transport>, SessionError> {
+    let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&config.server))
+        .await
+        .map_err(|_| SessionError::Silent(Duration::from_secs(10)))??;
+    stream.set_nodelay(true)?;
+    if !config.tls {
+        return Ok(Box::new(stream));
+    }
+    let host = config.server.rsplit_once(':').map_or(config.server.as_str(), |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| SessionError::Tls(format!("{host:?} is not a server name: {e}")))?;
+    let tls = dropline_core::tls::client_config().map_err(|e| SessionError::Tls(e.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let stream = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, stream))
+        .await
+        .map_err(|_| SessionError::Silent(Duration::from_secs(10)))?
+        .map_err(|e| SessionError::Tls(e.to_string()))?;
+    Ok(Box::new(stream))
 }
 
 /// Runs sessions until `shutdown`, reconnecting with backoff. Chat lines go to `lines`.
@@ -122,11 +155,7 @@ async fn session(
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
-    let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&config.server))
-        .await
-        .map_err(|_| SessionError::Silent(Duration::from_secs(10)))??;
-    stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(connect(config).await?);
     let mut reader = BufReader::new(read);
     let mut hello = line("CAP", &["REQ"], Some("twitch.tv/tags twitch.tv/commands"));
     if let Some(pass) = &config.pass {

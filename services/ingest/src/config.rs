@@ -67,12 +67,21 @@ impl IngestConfig {
         }
         let irc = match get("DROPLINE_INGEST_IRC") {
             None => None,
-            Some(server) => {
-                if !server.contains(':') {
+            Some(value) => {
+                let (tls, server) = match value.split_once("://") {
+                    Some(("ircs", rest)) => (true, rest.to_owned()),
+                    Some(("irc", rest)) => (false, rest.to_owned()),
+                    Some(_) => (false, String::new()),
+                    None => (false, value.clone()),
+                };
+                let port_ok = server
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !port_ok {
                     return Err(bad(
                         "DROPLINE_INGEST_IRC",
-                        &server,
-                        "host:port, e.g. irc.chat.twitch.tv:6667",
+                        &value,
+                        "ircs://host:port for TLS (irc.chat.twitch.tv:6697) or host:port in clear",
                     ));
                 }
                 let channels: Vec<String> = get("DROPLINE_INGEST_CHANNELS")
@@ -91,6 +100,7 @@ impl IngestConfig {
                 }
                 Some(IrcConfig {
                     server,
+                    tls,
                     nick: get("DROPLINE_INGEST_IRC_NICK").unwrap_or_else(|| "justinfan4242".into()),
                     pass: get("DROPLINE_INGEST_IRC_PASS").map(dropline_core::secret::Secret::new),
                     channels,
@@ -203,6 +213,11 @@ mod tests {
         let irc = c.irc.unwrap();
         assert_eq!(irc.channels, vec!["#a", "#b"]);
         assert_eq!(irc.nick, "justinfan4242");
+        assert!(!irc.tls);
+        let tls =
+            [("DROPLINE_INGEST_IRC", "ircs://irc.chat.twitch.tv:6697"), ("DROPLINE_INGEST_CHANNELS", "#a")];
+        let irc = config(&tls).unwrap().irc.unwrap();
+        assert_eq!((irc.server.as_str(), irc.tls), ("irc.chat.twitch.tv:6697", true));
         let irc = [("DROPLINE_INGEST_IRC", "h:1"), ("DROPLINE_INGEST_CHANNELS", "#a")];
         let bot = config(&[irc[0], irc[1], ("DROPLINE_INGEST_IRC_NICK", "dropbot")]).unwrap();
         let replies = bot.replies.expect("a bot that may send answers by default");
@@ -230,6 +245,8 @@ mod tests {
     fn bad_values_name_the_variable() {
         for (vars, var) in [
             (vec![("DROPLINE_INGEST_IRC", "nohost")], "DROPLINE_INGEST_IRC"),
+            (vec![("DROPLINE_INGEST_IRC", "https://h:1")], "DROPLINE_INGEST_IRC"),
+            (vec![("DROPLINE_INGEST_IRC", "ircs://h:port")], "DROPLINE_INGEST_IRC"),
             (vec![("DROPLINE_INGEST_IRC", "h:1")], "DROPLINE_INGEST_CHANNELS"),
             (
                 vec![("DROPLINE_INGEST_IRC", "h:1"), ("DROPLINE_INGEST_CHANNELS", "creator")],

@@ -301,6 +301,7 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
 fn irc_ingest(port: u16) -> Result<dropline_ingest::IngestConfig> {
     let irc = IrcConfig {
         server: format!("127.0.0.1:{port}"),
+        tls: false,
         nick: "dropline".into(),
         pass: None,
         channels: vec!["#creator".into()],

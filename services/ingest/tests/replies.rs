@@ -99,6 +99,7 @@ fn mentions(text: &str, name: &str) -> bool {
 fn replying_ingest(port: u16, group: &str, rate: Rate) -> Result<IngestConfig> {
     let irc = IrcConfig {
         server: format!("127.0.0.1:{port}"),
+        tls: false,
         nick: BOT.into(),
         pass: None,
         channels: vec!["#creator".into()],

@@ -40,14 +40,40 @@ pub async fn irc_server() -> Result<IrcServer> {
 }
 
 pub async fn irc_server_on(port: u16) -> Result<IrcServer> {
+    start_ngircd(port, None).await
+}
+
+/// ngircd with a TLS port too (`tls_port`), its certificate from `deploy/local/test-certs.sh`
+/// in `certs` (the CA is `certs/ca.pem`).
+pub async fn irc_server_tls(tls_port: u16, certs: &std::path::Path) -> Result<IrcServer> {
+    start_ngircd(free_port()?, Some((tls_port, certs))).await
+}
+
+/// Writes the directory of throwaway certificates the TLS tests use (`ca.pem`, `server.pem`,
+/// `server.key`), with the one script that makes them.
+pub fn test_certs(dir: &std::path::Path) -> Result<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/test-certs.sh");
+    let status = std::process::Command::new(script).arg(dir).status().context("running test-certs.sh")?;
+    anyhow::ensure!(status.success(), "test-certs.sh failed (is openssl installed? `make stack-up`)");
+    Ok(())
+}
+
+async fn start_ngircd(port: u16, tls: Option<(u16, &std::path::Path)>) -> Result<IrcServer> {
     let dir = tempfile::tempdir()?;
     let conf = dir.path().join("ngircd.conf");
+    let ssl = tls.map_or_else(String::new, |(tls_port, certs)| {
+        format!(
+            "[SSL]\nCertFile = {}\nKeyFile = {}\nPorts = {tls_port}\n",
+            certs.join("server.pem").display(),
+            certs.join("server.key").display()
+        )
+    });
     std::fs::write(
         &conf,
         format!(
             "[Global]\nName = irc.dropline.test\nInfo = Dropline test\nListen = 127.0.0.1\nPorts = {port}\n\
              PidFile = {pid}\nMotdPhrase = test\n[Limits]\nMaxConnectionsIP = 0\nPingTimeout = 120\nMaxPenaltyTime = 0\n\
-             [Options]\nPAM = no\nIdent = no\nDNS = no\n",
+             [Options]\nPAM = no\nIdent = no\nDNS = no\n{ssl}",
             pid = dir.path().join("ngircd.pid").display()
         ),
     )?;
@@ -59,7 +85,12 @@ pub async fn irc_server_on(port: u16) -> Result<IrcServer> {
         .spawn()
         .context("starting ngircd (Debian package ngircd; `make stack-up` installs it)")?;
     for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        let plain = TcpStream::connect(("127.0.0.1", port)).await.is_ok();
+        let tls = match tls {
+            Some((tls_port, _)) => TcpStream::connect(("127.0.0.1", tls_port)).await.is_ok(),
+            None => true,
+        };
+        if plain && tls {
             return Ok(IrcServer { child, port, _dir: dir });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

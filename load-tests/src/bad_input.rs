@@ -1,13 +1,13 @@
 //! The bad-input suite: what an outside tester would throw at a deployment — hostile HTTP
 //! (oversized and deep bodies, hostile ids, SKUs, numbers and tokens, odd ranges) and hostile
 //! Kafka messages (near the size limit, without a key or with a wrong one, random bytes on every
-//! input topic) — against a matcher and a console of its own (own topics and keyspace on the
-//! local Redis and broker, 127.0.0.1 only). After every case a control drop must still decide a
+//! input topic) and hostile IRC from a scripted server (lines over the limit, odd tags, NUL and
+//! CR inside a line, RECONNECT) — against a matcher, a console and an ingest of its own (own topics
+//! and keyspace on the local Redis and broker, 127.0.0.1 only). After every case a control drop must still decide a
 //! fresh order, and every message sent must be answered (an outcome or a dead letter with its
 //! reason). Prints case / expected / got; any miss fails the run.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -247,26 +247,14 @@ fn start_console(
     creator: &str,
     clips: &Path,
 ) -> Result<Process> {
-    if !binary.exists() {
-        bail!("{} is missing: build it too (cargo build --workspace)", binary.display());
-    }
     let state = clips.join("console-state");
-    let mut command = Command::new(binary);
-    for (kind, name) in settings.topics.all() {
-        command.env(kind.env_var(), name);
-    }
-    let child = command
-        .env("DROPLINE_KAFKA", &settings.kafka)
-        .env("DROPLINE_REDIS", &settings.redis)
-        .env("DROPLINE_NAMESPACE", settings.keyspace.namespace())
+    let child = crate::process::service(binary, settings)?
         .env("DROPLINE_HTTP", format!("127.0.0.1:{port}"))
         .env("DROPLINE_ADMIN", format!("127.0.0.1:{}", free_port()?))
         .env("DROPLINE_CONSOLE_TOKENS", format!("creator:{creator},producer:bad-input-producer-token-0001"))
         .env("DROPLINE_CONSOLE_STATE", state)
         .env("DROPLINE_CONSOLE_WRITE_RATE", "10000")
         .env("DROPLINE_CLIPS", clips)
-        .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
-        .stdin(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     Ok(Process::new(child))
@@ -597,7 +585,159 @@ pub async fn run() -> Result<Vec<Case>> {
         format!("healthz {s}; {control}"),
         s == 200 && control == "control decided",
     );
+
+    for (name, expected, got, passed) in irc_cases(&rig).await? {
+        row(name, expected, got, passed);
+    }
     Ok(cases)
+}
+
+/// A scripted IRC server's side of one ingest connection.
+struct IrcPeer {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl IrcPeer {
+    /// Accepts ingest's next connection and registers it: 001 after NICK, its JOIN echoed.
+    async fn accept(listener: &tokio::net::TcpListener) -> Result<IrcPeer> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+            .await
+            .context("ingest did not connect within 30 s")??;
+        let (read, mut writer) = stream.into_split();
+        let mut reader = tokio::io::BufReader::new(read);
+        let mut line = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            line.clear();
+            let n =
+                tokio::time::timeout_at(deadline, reader.read_line(&mut line)).await.context("no JOIN")??;
+            anyhow::ensure!(n > 0, "ingest closed before joining");
+            if line.starts_with("NICK ") {
+                writer.write_all(b":irc.bad.test 001 justinfan4242 :welcome\r\n").await?;
+            }
+            if let Some(channel) = line.trim_end().strip_prefix("JOIN ") {
+                let echo = format!(":justinfan4242!j@irc.bad.test JOIN {channel}\r\n");
+                writer.write_all(echo.as_bytes()).await?;
+                return Ok(IrcPeer { reader, writer });
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.writer.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Whether ingest closed this connection within `within`.
+    async fn closed(&mut self, within: Duration) -> bool {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            line.clear();
+            match tokio::time::timeout_at(deadline, self.reader.read_line(&mut line)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// The order a viewer's line became, by its platform message id, within 30 s.
+async fn order_with_id(orders: &StreamConsumer, message_id: &str) -> Result<ChatOrder> {
+    let wanted = format!("twitch:{message_id}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut stream = orders.stream();
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .with_context(|| format!("no order {wanted} within 30 s"))?
+            .context("stream ended")??;
+        if let Ok(order) = kafka::decode::<ChatOrder, _>(&next) {
+            if order.order_id == wanted {
+                return Ok(order);
+            }
+        }
+    }
+}
+
+/// What became of the good line sent after a hostile one.
+async fn next_ordered(orders: &StreamConsumer, message_id: &str, drop_id: &str) -> (String, bool) {
+    match order_with_id(orders, message_id).await {
+        Ok(o) => (format!("next order published for {}", o.drop_id), o.drop_id == drop_id),
+        Err(e) => (format!("{e:#}"), false),
+    }
+}
+
+/// Hostile lines from the IRC server ingest reads chat from (a scripted one here: real servers
+/// rarely send these, which is why they go untested), each followed by a good order that must
+/// come through.
+async fn irc_cases(rig: &Rig) -> Result<Vec<(&'static str, &'static str, String, bool)>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let drop_id = format!("{}-irc", rig.control);
+    let mut open = control_open(&drop_id);
+    if let Some(drop_trigger::Action::Open(o)) = open.action.as_mut() {
+        o.channels = vec!["twitch:#bad".into()];
+    }
+    kafka::publish(&rig.producer, rig.topic(TopicKind::DropTriggers), &drop_id, &open).await?;
+    let dir = std::env::current_exe()?.parent().context("the tool's directory")?.to_owned();
+    let _ingest = start_ingest(&dir.join("dropline-ingest"), &rig.settings, port)?;
+    let orders = reader(&rig.settings, TopicKind::ChatOrders)?;
+    let mut peer = IrcPeer::accept(&listener).await?;
+    let good =
+        |id: &str| format!("@id={id};user-id=u-{id} :v{id}!v@h PRIVMSG #bad :!buy tee\r\n").into_bytes();
+    let mut cases = Vec::new();
+
+    let long =
+        format!("@id=long;user-id=u-long :vlong!v@h PRIVMSG #bad :!buy tee {}\r\n", "x".repeat(20 * 1024));
+    peer.send(long.as_bytes()).await?;
+    peer.send(&good("after-long")).await?;
+    let (got, passed) = next_ordered(&orders, "after-long", &drop_id).await;
+    cases.push(("IRC line of 20 KiB", "skipped, the next line ordered", got, passed));
+
+    peer.send(b"@id=;user-id=\\s\\:;=x;;display-name=\\ ;tmi-sent-ts=-99999999999999999999 :odd!o@h PRIVMSG #bad :!buy tee\r\n").await?;
+    peer.send(b"@@@ :::: PRIVMSG\r\n:x PRIVMSG\r\n\r\n").await?;
+    peer.send(&good("after-tags")).await?;
+    let (got, passed) = next_ordered(&orders, "after-tags", &drop_id).await;
+    cases.push(("IRC odd tags and broken lines", "no crash, the next line ordered", got, passed));
+
+    peer.send(b"@id=nul;user-id=u-nul :nul!n@h PRIVMSG #bad :!buy\0tee\rmore\r\n").await?;
+    peer.send(&good("after-nul")).await?;
+    let (got, passed) = next_ordered(&orders, "after-nul", &drop_id).await;
+    cases.push(("IRC NUL and CR inside a line", "no crash, the next line ordered", got, passed));
+
+    peer.send(b":tmi.twitch.tv RECONNECT\r\n").await?;
+    let closed = peer.closed(Duration::from_secs(10)).await;
+    let (got, passed) = match IrcPeer::accept(&listener).await {
+        Ok(mut again) => {
+            again.send(&good("after-reconnect")).await?;
+            next_ordered(&orders, "after-reconnect", &drop_id).await
+        }
+        Err(e) => (format!("{e:#}"), false),
+    };
+    cases.push((
+        "IRC RECONNECT",
+        "reconnects, the next line ordered",
+        format!("closed: {closed}; {got}"),
+        closed && passed,
+    ));
+    Ok(cases)
+}
+
+fn start_ingest(binary: &Path, settings: &Settings, irc_port: u16) -> Result<Process> {
+    let child = crate::process::service(binary, settings)?
+        .env("DROPLINE_INGEST_IRC", format!("127.0.0.1:{irc_port}"))
+        .env("DROPLINE_INGEST_CHANNELS", "#bad")
+        .env("DROPLINE_INGEST_HTTP", format!("127.0.0.1:{}", free_port()?))
+        .env("DROPLINE_ADMIN", format!("127.0.0.1:{}", free_port()?))
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(Process::new(child))
 }
 
 fn short(s: &str) -> String {

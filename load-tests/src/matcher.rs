@@ -1,7 +1,6 @@
 //! The matcher a load run starts and watches: a child process on the run's topics, its admin
 //! port (latency histograms) and its CPU and memory from `/proc`.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -25,18 +24,9 @@ impl Matcher {
     /// waits (30 s at most) until its admin endpoint answers.
     pub(crate) async fn start(binary: &std::path::Path, settings: &Settings, group: &str) -> Result<Matcher> {
         let admin = free_port()?;
-        let mut command = Command::new(binary);
-        for (kind, name) in settings.topics.all() {
-            command.env(kind.env_var(), name);
-        }
-        let child = command
-            .env("DROPLINE_KAFKA", &settings.kafka)
-            .env("DROPLINE_REDIS", &settings.redis)
-            .env("DROPLINE_NAMESPACE", settings.keyspace.namespace())
+        let child = crate::process::service(binary, settings)?
             .env("DROPLINE_MATCHER_GROUP", group)
             .env("DROPLINE_ADMIN", format!("127.0.0.1:{admin}"))
-            .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
-            .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let matcher = Matcher { process: Process::new(child), admin };

@@ -1,7 +1,7 @@
 //! Child processes a run starts (matchers, and for the fault suite its own Redis and broker):
 //! stopped with SIGTERM (then SIGKILL after 5 s) when dropped, or killed outright with SIGKILL.
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A child process that does not outlive its owner.
@@ -51,4 +51,26 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A Dropline service binary on `settings`' broker, Redis, topics and keyspace (every topic name
+/// and the namespace passed explicitly), logging errors only unless `DROPLINE_LOG` says otherwise;
+/// the caller adds the service's own variables and spawns it.
+pub fn service(binary: &std::path::Path, settings: &dropline_core::Settings) -> anyhow::Result<Command> {
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: build it too (cargo build --workspace)",
+        binary.display()
+    );
+    let mut command = Command::new(binary);
+    for (kind, name) in settings.topics.all() {
+        command.env(kind.env_var(), name);
+    }
+    command
+        .env("DROPLINE_KAFKA", &settings.kafka)
+        .env("DROPLINE_REDIS", &settings.redis)
+        .env("DROPLINE_NAMESPACE", settings.keyspace.namespace())
+        .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
+        .stdin(Stdio::null());
+    Ok(command)
 }

@@ -10,6 +10,7 @@ pub mod h264;
 mod media;
 pub mod moments;
 pub mod probe;
+pub mod retention;
 pub mod rules;
 pub mod thumbnail;
 pub mod vertical;

@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     pub wait: WaitLimits,
     /// Request clips of drops' moments automatically (`DROPLINE_CLIPPER_MOMENTS`: `on`/`off`, default on).
     pub moments: bool,
+    /// Clip files older than this are deleted (`DROPLINE_CLIPPER_RETENTION`, e.g. `30d`; `off`, the
+    /// default, keeps them).
+    pub retention: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -58,10 +61,14 @@ impl WorkerConfig {
             wait: WaitLimits::default(),
             vertical: Some(VerticalOptions::default()),
             moments: true,
+            retention: None,
         };
         let vars = Vars::new(|var| std::env::var(var).ok());
         if let Some(on) = vars.switch("DROPLINE_CLIPPER_MOMENTS")? {
             config.moments = on;
+        }
+        if vars.get("DROPLINE_CLIPPER_RETENTION").is_some_and(|v| v != "off") {
+            config.retention = vars.duration("DROPLINE_CLIPPER_RETENTION")?;
         }
         if let Some(group) = vars.get("DROPLINE_CLIPPER_GROUP") {
             config.group = group;
@@ -151,6 +158,11 @@ pub async fn run(
         }
         None => (None, None),
     };
+    let retention = config.retention.map(|max_age| {
+        // Hourly, or more often for short retentions (a tenth of the age, at least a minute).
+        let every = (max_age / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+        tokio::spawn(crate::retention::run(settings.clips.clone(), max_age, every, shutdown.clone()))
+    });
     let moments = config.moments.then(|| {
         let group = format!("{}-moments", config.group);
         tokio::spawn(crate::autoclip::run(settings.clone(), group, config.rules, shutdown.clone()))
@@ -288,6 +300,9 @@ pub async fn run(
     if let Some(task) = vertical_task {
         // Queued and running variants get the grace period to finish; the rest are dropped.
         let _ = tokio::time::timeout(settings.shutdown_grace, task).await;
+    }
+    if let Some(retention) = retention {
+        let _ = retention.await;
     }
     if let Some(moments) = moments {
         match moments.await {

@@ -104,6 +104,7 @@ async fn world(moments: bool) -> anyhow::Result<World> {
         wait: Default::default(),
         vertical: (!moments).then(dropline_clipper::VerticalOptions::default),
         moments,
+        retention: None,
     };
     let worker = tokio::spawn(dropline_clipper::worker::run(settings.clone(), config, token.clone()));
     Ok(World { _dir: dir, settings, started, clips, dead, token, worker })

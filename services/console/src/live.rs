@@ -207,6 +207,7 @@ pub struct Snapshot {
 }
 
 pub async fn snapshot(state: &AppState, drop_id: &str) -> Result<Snapshot, ApiError> {
+    state.metrics.snapshots.inc();
     let record = load(state, drop_id).await?;
     let opened = record.opened_at_ms;
     let drop_state = read_state(state, record).await?;

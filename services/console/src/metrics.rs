@@ -17,12 +17,15 @@ pub struct Metrics {
     pub sse_clients: IntGauge,
     /// `dropline_console_outcomes_total`: reservation outcomes folded into the live view.
     pub outcomes: IntCounter,
-    /// `dropline_console_snapshots_total`: drop snapshots built for live streams (one per drop per
-    /// tick, however many streams watch it).
+    /// `dropline_console_snapshots_total`: drop snapshots built (live streams and overlay polls share
+    /// one per drop per tick, however many watch it).
     pub snapshots: IntCounter,
     /// `dropline_console_payments_total{via, result}`: payments by `stripe` or `test` mode and
     /// what became of them (`confirmed`, `duplicate`, `ignored`, `amount_mismatch`, `unknown_order`, `refused`).
     pub payments: IntCounterVec,
+    /// `dropline_console_readiness_checks_total`: dependency checks `/readyz` ran (answers within
+    /// the cache period reuse the last one).
+    pub readiness_checks: IntCounter,
 }
 
 impl Metrics {
@@ -51,7 +54,19 @@ impl Metrics {
             IntCounter::new("dropline_console_snapshots_total", "Drop snapshots built for live streams.")?;
         registry.register(Box::new(snapshots.clone()))?;
         registry.register(Box::new(payments.clone()))?;
-        Ok(Metrics { registry, requests, latency, sse_clients, outcomes, snapshots, payments })
+        let readiness_checks =
+            IntCounter::new("dropline_console_readiness_checks_total", "Dependency checks run by /readyz.")?;
+        registry.register(Box::new(readiness_checks.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            sse_clients,
+            outcomes,
+            snapshots,
+            payments,
+            readiness_checks,
+        })
     }
 }
 

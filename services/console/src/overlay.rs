@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::drops::{load, DropStatus};
 use crate::error::ApiError;
-use crate::live::{snapshot, snapshots, Snapshot};
+use crate::live::{snapshots, Snapshot};
 use crate::state::AppState;
 
 /// Reservations shown.
@@ -96,7 +96,20 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<OverlayView>, ApiError> {
-    Ok(Json(view(snapshot(&state, &id).await?)))
+    load(&state, &id).await?;
+    // The overlay is public: a poll takes the drop's shared snapshot (built at most once per tick
+    // for all streams and polls), so a flood of polls does not multiply Redis reads.
+    let mut latest = state.streams.subscribe(&state, &id);
+    let shared = latest
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| ApiError::unavailable("the drop's snapshot is not available; retry"))?
+        .clone();
+    match shared.as_deref() {
+        Some(Ok(snapshot)) => Ok(Json(view(snapshot.clone()))),
+        Some(Err(why)) => Err(ApiError::unavailable(why.clone())),
+        None => Err(ApiError::unavailable("the drop's snapshot is not available; retry")),
+    }
 }
 
 /// The overlay's data as Server-Sent Events (`overlay`), at most ten a second.

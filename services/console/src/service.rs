@@ -117,6 +117,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             return (*code, Json(body.clone())).into_response();
         }
     }
+    state.metrics.readiness_checks.inc();
     let mut redis = state.redis.clone();
     let redis_ok = tokio::time::timeout(Duration::from_secs(2), dropline_core::redis::ping(&mut redis))
         .await

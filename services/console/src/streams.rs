@@ -67,7 +67,6 @@ impl Streams {
 async fn broadcast(state: AppState, drop_id: String, sender: Arc<watch::Sender<Latest>>) {
     let mut changes = state.live.changes();
     loop {
-        state.metrics.snapshots.inc();
         let built = snapshot(&state, &drop_id).await.map_err(|e| e.message);
         sender.send_replace(Some(Arc::new(built)));
         let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;

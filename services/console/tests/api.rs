@@ -438,6 +438,21 @@ async fn openapi_metrics_and_probes() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ensure!(ready, "never ready");
+    // /readyz is public: a burst of probes costs one dependency check per cache period, not one each.
+    let checks = |metrics: &str| -> i64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("dropline_console_readiness_checks_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    let before = checks(&c.client.get(format!("{}/metrics", c.base)).send().await?.text().await?);
+    let burst = (0..40).map(|_| c.client.get(format!("{}/readyz", c.base)).send());
+    for answer in futures::future::join_all(burst).await {
+        ensure!(answer?.status() == 200, "a cached readiness answer");
+    }
+    let after = checks(&c.client.get(format!("{}/metrics", c.base)).send().await?.text().await?);
+    ensure!(before >= 1 && after - before <= 1, "40 probes ran {} checks", after - before);
     c.call(Method::GET, "/api/drops", Some(EDITOR), None).await?;
     let metrics = c.client.get(format!("{}/metrics", c.base)).send().await?.text().await?;
     ensure!(
@@ -674,5 +689,30 @@ async fn live_streams_share_one_snapshot_per_tick_and_are_capped() -> Result<()>
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ensure!(admitted, "a closed stream's place never came free");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_polls_share_the_drops_snapshot() -> Result<()> {
+    let c = console().await?;
+    let id = unique("overlay-polls");
+    c.create_and_open(drop_body(&id, 5)).await?;
+    let url = format!("{}/api/overlay/{id}", c.base);
+    let before = counter(&c, "dropline_console_snapshots_total").await?;
+    // The overlay is public: anyone can poll it, as often and as many at once as they like.
+    let burst = (0..40).map(|_| c.client.get(&url).send());
+    for answer in futures::future::join_all(burst).await {
+        let answer = answer?;
+        ensure!(answer.status() == 200, "overlay poll: {}", answer.status());
+        let view: Value = answer.json().await?;
+        ensure!(view["skus"].is_array(), "{view}");
+    }
+    for _ in 0..20 {
+        ensure!(c.client.get(&url).send().await?.status() == 200);
+    }
+    let built = counter(&c, "dropline_console_snapshots_total").await? - before;
+    ensure!((1.0..=6.0).contains(&built), "{built} snapshots for 60 polls of one drop");
+    let missing = c.client.get(format!("{}/api/overlay/{}", c.base, unique("nope"))).send().await?;
+    ensure!(missing.status() == 404, "an unknown drop: {}", missing.status());
     Ok(())
 }

@@ -195,6 +195,10 @@ async fn session(
         };
         match read {
             Err(_) => return Err(SessionError::Silent(SILENCE)),
+            Ok(Err(SessionError::TooLong)) => {
+                warn!(server = %config.server, max = MAX_LINE, "a line longer than the limit was skipped");
+                continue;
+            }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(0)) => return Err(SessionError::Closed),
             Ok(Ok(_)) => {}
@@ -241,22 +245,31 @@ async fn session(
     }
 }
 
-/// Reads one line (up to LF) into `buf` without the line end; 0 at the end of the stream.
+/// Reads one line (up to LF) into `buf` without the line end; 0 at the end of the stream. A line
+/// longer than [`MAX_LINE`] is read to its end and dropped ([`SessionError::TooLong`]): the lines
+/// after it are read as usual.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
 ) -> Result<usize, SessionError> {
+    let mut overflow = false;
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {
-            return Ok(buf.len());
+            return if overflow { Err(SessionError::TooLong) } else { Ok(buf.len()) };
         }
         let (take, done) = match available.iter().position(|b| *b == b'\n') {
             Some(i) => (i + 1, true),
             None => (available.len(), false),
         };
-        if buf.len() + take > MAX_LINE {
-            return Err(SessionError::TooLong);
+        if overflow || buf.len() + take > MAX_LINE {
+            overflow = true;
+            buf.clear();
+            reader.consume(take);
+            if done {
+                return Err(SessionError::TooLong);
+            }
+            continue;
         }
         buf.extend_from_slice(&available[..take]);
         reader.consume(take);
@@ -323,9 +336,17 @@ mod tests {
         assert_eq!(read_line(&mut reader, &mut buf).await.unwrap(), 4);
         buf.clear();
         assert_eq!(read_line(&mut reader, &mut buf).await.unwrap(), 0);
-        let long = vec![b'a'; MAX_LINE + 10];
-        let mut reader = tokio::io::BufReader::new(&long[..]);
+        let mut long = vec![b'a'; MAX_LINE + 10];
+        long.extend_from_slice(b"\r\nPING :after\r\n");
+        let mut reader = tokio::io::BufReader::with_capacity(1024, &long[..]);
         buf.clear();
         assert!(matches!(read_line(&mut reader, &mut buf).await, Err(SessionError::TooLong)));
+        buf.clear();
+        assert_eq!(
+            read_line(&mut reader, &mut buf).await.unwrap(),
+            11,
+            "the line after an overlong one is read"
+        );
+        assert_eq!(buf, b"PING :after");
     }
 }

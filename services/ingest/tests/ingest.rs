@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::*;
 use dropline_core::{kafka, TopicKind};
-use dropline_ingest::client::IrcConfig;
 use dropline_proto::v1::{ChatActivity, ChatOrder, ReservationOutcome, ReservationStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +33,7 @@ async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {
         ..Default::default()
     };
     let matcher = tokio::spawn(dropline_matcher::service::run(settings.clone(), matcher, token.clone()));
-    let config = irc_ingest(server.port)?;
+    let config = irc_ingest(server.port, false)?;
     let ingest = tokio::spawn(dropline_ingest::run(settings.clone(), config, token.clone()));
 
     let mut viewer = Viewer::connect(server.port, "ada", "#creator").await?;
@@ -281,7 +280,7 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
     kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["irc:#creator"])).await?;
     let token = CancellationToken::new();
     let ingest =
-        tokio::spawn(dropline_ingest::run(settings.clone(), irc_ingest(server.port)?, token.clone()));
+        tokio::spawn(dropline_ingest::run(settings.clone(), irc_ingest(server.port, false)?, token.clone()));
     let mut viewer = Viewer::connect(server.port, "ada", "#creator").await?;
     viewer.wait_for(|l| l.starts_with(":dropline!") && l.contains(" JOIN ")).await?;
     mock.broker_down(1)?;
@@ -295,19 +294,4 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
     token.cancel();
     tokio::time::timeout(Duration::from_secs(20), ingest).await???;
     Ok(())
-}
-
-/// Ingest reading `#creator` on the IRC server at `port` as network `irc`.
-fn irc_ingest(port: u16) -> Result<dropline_ingest::IngestConfig> {
-    let irc = IrcConfig {
-        server: format!("127.0.0.1:{port}"),
-        tls: false,
-        nick: "dropline".into(),
-        pass: None,
-        channels: vec!["#creator".into()],
-        network: "irc".into(),
-    };
-    let mut config = ingest_config(Some(irc), format!("127.0.0.1:{}", free_port()?).parse()?);
-    config.network = "irc".into();
-    Ok(config)
 }

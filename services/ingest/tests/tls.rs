@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use common::{free_port, ingest_config, irc_server_tls, next, open_drop, test_certs, world, Viewer};
+use common::{free_port, irc_server_tls, next, open_drop, test_certs, world, Viewer};
 use dropline_core::{kafka, TopicKind};
-use dropline_ingest::client::IrcConfig;
 use dropline_proto::v1::ChatOrder;
 use tokio_util::sync::CancellationToken;
 
@@ -26,16 +25,7 @@ async fn chat_read_over_tls_becomes_orders() -> Result<()> {
     let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
     kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["irc:#creator"])).await?;
 
-    let irc = IrcConfig {
-        server: format!("127.0.0.1:{tls_port}"),
-        tls: true,
-        nick: "dropline".into(),
-        pass: None,
-        channels: vec!["#creator".into()],
-        network: "irc".into(),
-    };
-    let mut config = ingest_config(Some(irc), format!("127.0.0.1:{}", free_port()?).parse()?);
-    config.network = "irc".into();
+    let config = common::irc_ingest(tls_port, true)?;
     let token = CancellationToken::new();
     let ingest = tokio::spawn(dropline_ingest::run(settings.clone(), config, token.clone()));
 

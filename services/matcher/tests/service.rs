@@ -244,3 +244,78 @@ async fn deployments_sharing_a_redis_keep_their_drops_apart() -> anyhow::Result<
     }
     Ok(())
 }
+
+/// socat forwarding a loopback port to Redis, in a process group of its own so that stopping it
+/// also cuts the connections its forks carry (a Redis blip as the matcher sees it).
+struct Proxy(std::process::Child);
+
+impl Proxy {
+    fn start(port: u16, to: &str) -> anyhow::Result<Proxy> {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+            .arg(format!("TCP:{to}"))
+            .process_group(0)
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok(Proxy(child))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg("--").arg(format!("-{}", self.0.id())).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Redis away while a matcher that has not read a drop's catalog yet takes the drop's first
+/// order: the order waits for Redis and is decided — never answered UNKNOWN_SKU for want of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_waits_out_a_redis_blip_for_its_catalog() -> anyhow::Result<()> {
+    let world = World::new("blip", 1).await?;
+    let (seen, unseen) = (unique("blip-seen"), unique("blip-unseen"));
+    let group = unique("group");
+    let reader = world.reader(TopicKind::Reservations)?;
+    let open =
+        || OpenDrop { items: catalog(5, 0, 0), limit_per_buyer: 1, hold_seconds: 60, ..Default::default() };
+    // One matcher opens both drops and stops.
+    let (stop, matcher) = world.spawn_matcher(&group);
+    world.open_and_wait(&seen, open()).await?;
+    world.open_and_wait(&unseen, open()).await?;
+    stop.cancel();
+    matcher.await?;
+
+    // The next reaches Redis through a proxy, and has read only `seen`'s catalog when Redis goes.
+    let info = redis::IntoConnectionInfo::into_connection_info(world.settings.redis.as_str())?;
+    let to = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        other => anyhow::bail!("this test needs Redis over TCP, not {other:?}"),
+    };
+    let port = common::free_addr()?.port();
+    let proxy = Proxy::start(port, &to)?;
+    let mut through = world.settings.clone();
+    through.redis = format!("redis://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stop, matcher) = world.spawn_matcher_with(through, &group);
+    world.order(&seen, "o0", "ann", "!buy hoodie m").await?;
+    let first = collect(&reader, Duration::from_secs(30), |s| s.iter().any(|o| o.order_id == "o0")).await?;
+    assert_eq!(status(first.iter().find(|o| o.order_id == "o0").expect("o0")), S::Reserved);
+
+    drop(proxy);
+    world.order(&unseen, "o1", "bob", "!buy hoodie m").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _back = Proxy::start(port, &to)?;
+    let outcomes =
+        collect(&reader, Duration::from_secs(60), |s| s.iter().any(|o| o.order_id == "o1")).await?;
+    let o1 = outcomes.iter().find(|o| o.order_id == "o1").expect("o1");
+    assert_eq!((status(o1), o1.sku.as_str()), (S::Reserved, "HOODIE-M"), "{o1:?}");
+    stop.cancel();
+    matcher.await?;
+    Ok(())
+}

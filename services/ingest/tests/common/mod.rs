@@ -192,3 +192,19 @@ pub fn ingest_config(irc: Option<IrcConfig>, http: SocketAddr) -> IngestConfig {
         replies: None,
     }
 }
+
+/// Ingest reading `#creator` as `dropline` on the IRC server at 127.0.0.1:`port` (over TLS if
+/// `tls`) as network `irc`.
+pub fn irc_ingest(port: u16, tls: bool) -> Result<IngestConfig> {
+    let irc = IrcConfig {
+        server: format!("127.0.0.1:{port}"),
+        tls,
+        nick: "dropline".into(),
+        pass: None,
+        channels: vec!["#creator".into()],
+        network: "irc".into(),
+    };
+    let mut config = ingest_config(Some(irc), format!("127.0.0.1:{}", free_port()?).parse()?);
+    config.network = "irc".into();
+    Ok(config)
+}

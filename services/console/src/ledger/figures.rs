@@ -394,6 +394,24 @@ mod tests {
     }
 
     #[test]
+    fn revenue_saturates_instead_of_wrapping() {
+        // Prices are the creator's to type: a huge one must not turn the report's revenue negative.
+        let mut log = DropLog::default();
+        log.trigger(&open(1_000, &[("GOLD", 4_000_000, i64::MAX / 2), ("TEE", 10, 2_500)]));
+        for (id, sku, q) in [("a", "GOLD", 3_000_000), ("b", "GOLD", 1), ("c", "TEE", 2)] {
+            log.outcome(&outcome(id, S::Reserved, sku, q, 0, 1_100));
+            log.outcome(&outcome(id, S::Confirmed, sku, q, 0, 1_200));
+        }
+        let f = figures(&log, []);
+        assert_eq!(f.revenue_cents, i64::MAX, "saturated, not wrapped");
+        let gold = f.skus.iter().find(|s| s.units.sku == "GOLD").expect("GOLD");
+        assert_eq!(gold.revenue_cents, i64::MAX);
+        let all = f.funnel.last().expect("all");
+        assert_eq!(all.revenue_cents, i64::MAX);
+        assert!(f.skus.iter().all(|s| s.revenue_cents >= 0));
+    }
+
+    #[test]
     fn repeat_buyers_paid_in_an_earlier_drop() {
         let mut earlier = DropLog::default();
         earlier.trigger(&open(1_000, &[("TEE", 5, 100)]));

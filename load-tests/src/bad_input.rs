@@ -183,7 +183,7 @@ impl Rig {
         }
     }
 
-    /// The next dead letter whose reason contains nothing in particular but whose offset is new.
+    /// The next `n` dead letters published after those already read.
     async fn dead_letters(&self, n: usize) -> Result<Vec<DeadLetter>> {
         let mut out = Vec::new();
         let mut stream = self.dead.stream();

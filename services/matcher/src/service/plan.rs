@@ -413,10 +413,8 @@ pub fn plan_raw(batch: &[RawMessage<'_>]) -> Vec<String> {
         })
         .collect();
     let items = planner.classify_batch(messages);
-    let calls = group(&items, &Keyspace::default());
-    for call in &calls {
-        let _ = opened_here(&items, call);
-    }
+    // Grouping into step calls is part of the planning (a shard's or a drop's calls per batch).
+    group(&items, &Keyspace::default());
     items
         .iter()
         .map(|item| match &item.work {

@@ -1,6 +1,6 @@
 //! Signed webhooks as anyone on the internet can send them: the chat webhook's signature, age and
 //! body (ingest), and the `Stripe-Signature` header (console). Half the inputs are signed with the
-//! right secret, so the body parser behind the signature check is reached too.
+//! right secret, so the verifier's accepting path is reached too.
 #![no_main]
 
 use std::time::{Duration, SystemTime};
@@ -31,12 +31,10 @@ fuzz_target!(|input: Input<'_>| {
     };
     let signed = Signed { id: input.id, timestamp: input.timestamp, signature: &signature };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(input.now_s));
-    match verify(SECRET, signed, input.body, now) {
-        Ok(_) => {
-            let _ = notification(input.kind, input.body);
-        }
-        Err(refusal) => assert!(refusal.status.is_client_error(), "{refusal:?}"),
+    if let Err(refusal) = verify(SECRET, signed, input.body, now) {
+        assert!(refusal.status.is_client_error(), "{refusal:?}");
     }
+    // The body parser runs only behind a valid signature in the service; here on every body.
     let _ = notification(input.kind, input.body);
 
     let now_s = i64::from(input.now_s);

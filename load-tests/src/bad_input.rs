@@ -23,6 +23,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::matcher::{free_port, Matcher};
 use crate::process::Process;
+use crate::scripted_irc::{order_with_id, start_ingest, IrcPeer};
 
 /// One row of the table.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ struct Rig {
 
 const CONTROL_STOCK: u32 = 100_000;
 
-fn control_open(drop_id: &str) -> DropTrigger {
+pub(crate) fn control_open(drop_id: &str) -> DropTrigger {
     DropTrigger {
         drop_id: drop_id.into(),
         trigger_id: format!("{drop_id}-open"),
@@ -71,7 +72,7 @@ fn control_open(drop_id: &str) -> DropTrigger {
     }
 }
 
-fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
+pub(crate) fn reader(settings: &Settings, kind: TopicKind) -> Result<StreamConsumer> {
     let consumer: StreamConsumer =
         kafka::consumer(settings, "bad-input", &format!("bad-input-{}", uuid::Uuid::new_v4().simple()))?;
     let topic = settings.topics.name(kind);
@@ -91,9 +92,7 @@ impl Rig {
         let mut settings = Settings::from_env()?;
         let run = format!("bad-input-{}", kafka::now_ms());
         settings.set_topic_prefix(&format!("{run}."))?;
-        kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
-        let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-        kafka::ensure_topics(&settings, &names, 2, 1).await?;
+        crate::run::prepare(&settings).await?;
         let producer = kafka::producer(&settings, "dropline-bad-input")?;
         let clips = tempfile::tempdir()?;
         settings.clips = clips.path().to_owned();
@@ -280,8 +279,8 @@ fn tee(sku: &str) -> serde_json::Value {
     serde_json::json!({ "sku": sku, "name": "tee", "stock": 5, "price_cents": 2000 })
 }
 
-/// Runs every case; the table's rows in order.
-pub async fn run() -> Result<Vec<Case>> {
+/// Runs every case, the last with the broker away for `outage`; the table's rows in order.
+pub async fn run(outage: Duration) -> Result<Vec<Case>> {
     let mut rig = Rig::start().await?;
     let mut cases = Vec::new();
     let first = rig.control_decides().await;
@@ -589,80 +588,8 @@ pub async fn run() -> Result<Vec<Case>> {
     for (name, expected, got, passed) in irc_cases(&rig).await? {
         row(name, expected, got, passed);
     }
+    cases.push(crate::outage::broker_down(outage).await?);
     Ok(cases)
-}
-
-/// A scripted IRC server's side of one ingest connection.
-struct IrcPeer {
-    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl IrcPeer {
-    /// Accepts ingest's next connection and registers it: 001 after NICK, its JOIN echoed.
-    async fn accept(listener: &tokio::net::TcpListener) -> Result<IrcPeer> {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let (stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
-            .await
-            .context("ingest did not connect within 30 s")??;
-        let (read, mut writer) = stream.into_split();
-        let mut reader = tokio::io::BufReader::new(read);
-        let mut line = String::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            line.clear();
-            let n =
-                tokio::time::timeout_at(deadline, reader.read_line(&mut line)).await.context("no JOIN")??;
-            anyhow::ensure!(n > 0, "ingest closed before joining");
-            if line.starts_with("NICK ") {
-                writer.write_all(b":irc.bad.test 001 justinfan4242 :welcome\r\n").await?;
-            }
-            if let Some(channel) = line.trim_end().strip_prefix("JOIN ") {
-                let echo = format!(":justinfan4242!j@irc.bad.test JOIN {channel}\r\n");
-                writer.write_all(echo.as_bytes()).await?;
-                return Ok(IrcPeer { reader, writer });
-            }
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        use tokio::io::AsyncWriteExt;
-        self.writer.write_all(bytes).await?;
-        Ok(())
-    }
-
-    /// Whether ingest closed this connection within `within`.
-    async fn closed(&mut self, within: Duration) -> bool {
-        use tokio::io::AsyncBufReadExt;
-        let mut line = String::new();
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            line.clear();
-            match tokio::time::timeout_at(deadline, self.reader.read_line(&mut line)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return true,
-                Ok(Ok(_)) => {}
-                Err(_) => return false,
-            }
-        }
-    }
-}
-
-/// The order a viewer's line became, by its platform message id, within 30 s.
-async fn order_with_id(orders: &StreamConsumer, message_id: &str) -> Result<ChatOrder> {
-    let wanted = format!("twitch:{message_id}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut stream = orders.stream();
-    loop {
-        let next = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .with_context(|| format!("no order {wanted} within 30 s"))?
-            .context("stream ended")??;
-        if let Ok(order) = kafka::decode::<ChatOrder, _>(&next) {
-            if order.order_id == wanted {
-                return Ok(order);
-            }
-        }
-    }
 }
 
 /// What became of the good line sent after a hostile one.
@@ -727,17 +654,6 @@ async fn irc_cases(rig: &Rig) -> Result<Vec<(&'static str, &'static str, String,
         closed && passed,
     ));
     Ok(cases)
-}
-
-fn start_ingest(binary: &Path, settings: &Settings, irc_port: u16) -> Result<Process> {
-    let child = crate::process::service(binary, settings)?
-        .env("DROPLINE_INGEST_IRC", format!("127.0.0.1:{irc_port}"))
-        .env("DROPLINE_INGEST_CHANNELS", "#bad")
-        .env("DROPLINE_INGEST_HTTP", format!("127.0.0.1:{}", free_port()?))
-        .env("DROPLINE_ADMIN", format!("127.0.0.1:{}", free_port()?))
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    Ok(Process::new(child))
 }
 
 fn short(s: &str) -> String {

@@ -6,14 +6,15 @@
 //! one decision per order, per-buyer limits, every hold ended with its units back on sale.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use dropline_core::{kafka, Settings};
 
-use crate::process::Process;
+use crate::broker::Broker;
+use crate::process::{wait_until, Process};
 use crate::run::{self, free_port, Matcher, Probe, Watch};
 use crate::scenario::Scenario;
 
@@ -103,12 +104,7 @@ pub async fn run(options: &Options) -> Result<Vec<Row>> {
     let redis_port = free_port()?;
     let kafka_port = free_port()?;
     let mut redis = RedisServer { port: redis_port, dir: options.state.join("redis"), process: None };
-    let mut broker = Broker {
-        binary: options.tansu.clone(),
-        port: kafka_port,
-        dir: options.state.join("broker"),
-        process: None,
-    };
+    let mut broker = Broker::new(options.tansu.clone(), kafka_port, options.state.join("broker"));
     redis.start().await?;
     broker.start().await?;
     let mut rows = Vec::new();
@@ -125,7 +121,7 @@ async fn one(options: &Options, fault: Fault, redis: &mut RedisServer, broker: &
     let started_at_ms = kafka::now_ms();
     let run_id = format!("faults-{}-{started_at_ms}", fault.name());
     let mut settings = Settings::from_env()?;
-    settings.kafka = format!("127.0.0.1:{}", broker.port);
+    settings.kafka = broker.address();
     settings.redis = format!("redis://127.0.0.1:{}", redis.port);
     settings.set_topic_prefix(&format!("{run_id}."))?;
     run::prepare(&settings).await?;
@@ -259,78 +255,5 @@ impl RedisServer {
         if let Some(process) = self.process.take() {
             process.kill();
         }
-    }
-}
-
-/// The suite's own broker, its data in a SQLite file that survives a restart.
-struct Broker {
-    binary: PathBuf,
-    port: u16,
-    dir: PathBuf,
-    process: Option<Process>,
-}
-
-impl Broker {
-    async fn start(&mut self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("tansu.log"))?;
-        // The SQLite path is relative to the working directory.
-        let child = Command::new(&self.binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.binary.display()))?;
-        self.process = Some(Process::new(child));
-        let port = self.port;
-        wait_until("the broker", Duration::from_secs(30), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-        })
-        .await
-    }
-
-    fn kill(&mut self) {
-        if let Some(process) = self.process.take() {
-            process.kill();
-        }
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut ready: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<()>>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if ready().await.is_some() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{what} did not answer within {limit:?}")
-}
-
-/// The tansu binary: `DROPLINE_TANSU`, else `tansu` on the PATH, else cargo's bin directory
-/// (where `make stack-up` installs it).
-pub fn find_tansu() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("DROPLINE_TANSU") {
-        return Ok(PathBuf::from(path));
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|p| p.join("tansu")).find(|p| p.is_file()));
-    if let Some(Some(path)) = on_path {
-        return Ok(path);
-    }
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
-    match cargo_home.map(|c| c.join("bin/tansu")) {
-        Some(path) if path.is_file() => Ok(path),
-        _ => bail!("the tansu broker is not installed: run `make stack-up` (or set DROPLINE_TANSU)"),
     }
 }

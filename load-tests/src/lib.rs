@@ -2,6 +2,7 @@
 //! run itself and its report.
 
 pub mod bad_input;
+pub mod broker;
 pub mod check;
 pub mod crowd;
 pub mod faults;
@@ -9,8 +10,10 @@ mod inside;
 pub mod irc_crowd;
 pub mod limits;
 mod matcher;
+mod outage;
 pub mod process;
 pub mod report;
 pub mod rtt;
 pub mod run;
 pub mod scenario;
+mod scripted_irc;

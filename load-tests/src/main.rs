@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dropline_load::run::{run, MatcherMode};
 use dropline_load::scenario::Scenario;
-use dropline_load::{crowd, faults, irc_crowd, limits};
+use dropline_load::{broker, crowd, faults, irc_crowd, limits};
 
 #[derive(Debug, Parser)]
 #[command(name = "dropline-load", version, about = "Open-loop load against Dropline, with invariant checks")]
@@ -69,8 +69,13 @@ enum Command {
         at: f64,
     },
     /// The bad-input suite: hostile HTTP and Kafka input against a matcher and console of its own
-    /// (127.0.0.1); prints case / expected / got and exits non-zero on any miss.
-    BadInput,
+    /// (127.0.0.1), and the broker (one of its own) down while chat flows; prints case / expected /
+    /// got and exits non-zero on any miss.
+    BadInput {
+        /// How long the broker stays down.
+        #[arg(long, default_value_t = 60)]
+        outage_seconds: u64,
+    },
     /// A chat crowd for one open drop (the demo's), then a summary.
     Crowd {
         /// The drop (open, on the configured topics).
@@ -183,8 +188,10 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             println!("{}", l.line());
             Ok(ExitCode::SUCCESS)
         }
-        Command::BadInput => {
-            let cases = dropline_load::bad_input::run().await?;
+        Command::BadInput { outage_seconds } => {
+            anyhow::ensure!((1..=600).contains(&outage_seconds), "--outage-seconds must be 1–600");
+            let outage = std::time::Duration::from_secs(outage_seconds);
+            let cases = dropline_load::bad_input::run(outage).await?;
             print!("{}", dropline_load::bad_input::table(&cases));
             Ok(if cases.iter().all(|c| c.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -232,7 +239,7 @@ async fn main_inner() -> anyhow::Result<ExitCode> {
             let state = tempfile::tempdir()?;
             let options = faults::Options {
                 matcher,
-                tansu: faults::find_tansu()?,
+                tansu: broker::find_tansu()?,
                 scenario,
                 fault_at_s: at,
                 faults,

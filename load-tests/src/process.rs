@@ -2,7 +2,7 @@
 //! stopped with SIGTERM (then SIGKILL after 5 s) when dropped, or killed outright with SIGKILL.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A child process that does not outlive its owner.
 #[derive(Debug)]
@@ -73,4 +73,20 @@ pub fn service(binary: &std::path::Path, settings: &dropline_core::Settings) -> 
         .env("DROPLINE_LOG", std::env::var("DROPLINE_LOG").unwrap_or_else(|_| "error".into()))
         .stdin(Stdio::null());
     Ok(command)
+}
+
+/// Polls `ready` every 100 ms until it yields `Some`, failing after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut ready: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready().await.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{what} did not answer within {limit:?}")
 }

@@ -18,7 +18,7 @@ async fn every_promise_holds_through_each_fault() -> anyhow::Result<()> {
     let state = tempfile::tempdir()?;
     let options = faults::Options {
         matcher,
-        tansu: faults::find_tansu()?,
+        tansu: dropline_load::broker::find_tansu()?,
         scenario,
         fault_at_s: 4.0,
         faults: Fault::ALL.to_vec(),

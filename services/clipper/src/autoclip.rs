@@ -57,6 +57,55 @@ pub fn request_for(moment: &Moment, recording: &str) -> ClipRequest {
     }
 }
 
+/// Drop → the recording its open named, shared with the follower that reads them from the start.
+pub type Recordings = Arc<Mutex<HashMap<String, String>>>;
+
+/// What the watcher makes of each event it reads, free of I/O: moments from the [`Detector`],
+/// and the clip request of a moment in its drop's recording.
+#[derive(Debug)]
+pub struct Watcher {
+    detector: Detector,
+    recordings: Recordings,
+}
+
+impl Watcher {
+    pub fn new(rules: ClipRules, recordings: Recordings) -> Self {
+        Watcher { detector: Detector::new(rules, RushRule::default()), recordings }
+    }
+
+    /// An open remembers the drop's recording and is a moment; other triggers are not.
+    pub fn trigger(&mut self, trigger: DropTrigger) -> Option<Moment> {
+        let DropTrigger { drop_id, sent_at_ms, action: Some(drop_trigger::Action::Open(open)), .. } = trigger
+        else {
+            return None;
+        };
+        if !open.recording.is_empty() {
+            self.recordings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(drop_id.clone(), open.recording);
+        }
+        let at = if sent_at_ms > 0 { sent_at_ms } else { now_ms() };
+        self.detector.opened(&drop_id, at)
+    }
+
+    /// A decision counts towards a rush, and a RESERVED of the last unit is a sell-out.
+    pub fn outcome(&mut self, o: &ReservationOutcome) -> Option<Moment> {
+        let status = ReservationStatus::try_from(o.status).unwrap_or(ReservationStatus::Unspecified);
+        if !DECISIONS.contains(&status) {
+            return None;
+        }
+        let sold_out = (status == ReservationStatus::Reserved && o.remaining == 0).then_some(o.sku.as_str());
+        self.detector.decided(&o.drop_id, o.decided_at_ms, sold_out)
+    }
+
+    /// The clip request of `moment`, if its drop names a recording.
+    pub fn request(&self, moment: &Moment) -> Option<ClipRequest> {
+        let recordings = self.recordings.lock().unwrap_or_else(PoisonError::into_inner);
+        recordings.get(&moment.drop_id).map(|recording| request_for(moment, recording))
+    }
+}
+
 /// Runs until `shutdown`: consumes in group `group`, publishes to `clip-requests`.
 pub async fn run(
     settings: Settings,
@@ -70,10 +119,10 @@ pub async fn run(
     let reservations = settings.topics.name(TopicKind::Reservations).to_owned();
     consumer.subscribe(&[&triggers, &reservations])?;
     let requests = settings.topics.name(TopicKind::ClipRequests).to_owned();
-    let mut detector = Detector::new(rules, RushRule::default());
     // Drop → recording, from every open trigger since the topic's beginning (the group's offsets
     // start after the opens a restarted clipper already handled).
-    let recordings: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let recordings: Recordings = Arc::default();
+    let mut watcher = Watcher::new(rules, recordings.clone());
     let (known_tx, mut known) = tokio::sync::watch::channel(false);
     let follower = {
         let (recordings, settings, triggers, stop) =
@@ -127,47 +176,14 @@ pub async fn run(
             }
         };
         let moment = if message.topic() == triggers {
-            match kafka::decode::<DropTrigger, _>(&message) {
-                Ok(DropTrigger {
-                    drop_id,
-                    sent_at_ms,
-                    action: Some(drop_trigger::Action::Open(open)),
-                    ..
-                }) => {
-                    if !open.recording.is_empty() {
-                        recordings
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(drop_id.clone(), open.recording);
-                    }
-                    let at = if sent_at_ms > 0 { sent_at_ms } else { now_ms() };
-                    detector.opened(&drop_id, at)
-                }
-                // Other triggers, and undecodable ones (the matcher dead-letters those), say nothing here.
-                _ => None,
-            }
+            // Undecodable triggers say nothing here (the matcher dead-letters them).
+            kafka::decode::<DropTrigger, _>(&message).ok().and_then(|t| watcher.trigger(t))
         } else {
-            match kafka::decode::<ReservationOutcome, _>(&message) {
-                Ok(o) => {
-                    let status =
-                        ReservationStatus::try_from(o.status).unwrap_or(ReservationStatus::Unspecified);
-                    if DECISIONS.contains(&status) {
-                        let sold_out = (status == ReservationStatus::Reserved && o.remaining == 0)
-                            .then_some(o.sku.as_str());
-                        detector.decided(&o.drop_id, o.decided_at_ms, sold_out)
-                    } else {
-                        None
-                    }
-                }
-                Err(_) => None,
-            }
+            kafka::decode::<ReservationOutcome, _>(&message).ok().and_then(|o| watcher.outcome(&o))
         };
         if let Some(moment) = moment {
-            let recording =
-                recordings.lock().unwrap_or_else(PoisonError::into_inner).get(&moment.drop_id).cloned();
-            match recording {
-                Some(recording) => {
-                    let request = request_for(&moment, &recording);
+            match watcher.request(&moment) {
+                Some(request) => {
                     info!(drop_id = %moment.drop_id, clip_id = %request.clip_id, note = %moment.note, "moment: clip requested");
                     while let Err(e) = kafka::publish(&producer, &requests, &moment.drop_id, &request).await {
                         warn!(error = %e, "cannot request the clip; retrying");

@@ -118,7 +118,7 @@ impl ClipRules {
             adjusted.push(format!("moved to start at 0 s instead of {}", secs(start)));
             start = 0;
         }
-        if start + duration > length_ms {
+        if start > length_ms - duration {
             let moved = (length_ms - duration).max(0);
             adjusted.push(format!(
                 "moved to end with the recording (start {} instead of {})",
@@ -145,6 +145,16 @@ mod tests {
 
     const MIN: i64 = 30_000;
     const MAX: i64 = 60_000;
+
+    #[test]
+    fn a_window_at_the_end_of_time_does_not_overflow() {
+        // A request from the topic may place a window anywhere: start + duration must not wrap.
+        let p = ClipRules::default()
+            .plan(Wanted::Window { start_ms: i64::MAX - 10, duration_ms: 45_000 }, i64::MAX)
+            .expect("plan");
+        assert!(p.start_ms.checked_add(p.duration_ms).is_some(), "{p:?}");
+        assert_eq!(p.duration_ms, 45_000);
+    }
 
     #[test]
     fn a_moment_becomes_20_s_before_and_25_s_after() {

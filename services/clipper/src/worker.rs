@@ -389,37 +389,50 @@ fn recording_path(root: &Path, recording: &str) -> Result<PathBuf, String> {
     Ok(root.join(relative))
 }
 
+/// The checks a request passes before any file is touched: the clip and drop ids are file names
+/// (and the clip's not another clip's 9:16 file), the recording a path inside `root`. The
+/// recording's path.
+pub fn admit(root: &Path, request: &ClipRequest) -> Result<PathBuf, String> {
+    clip_name(&request.clip_id)?;
+    safe_name("drop_id", &request.drop_id)?;
+    recording_path(root, &request.recording)
+}
+
+/// What `request` asks of `input`, in its recording time: an explicit window, or a moment placed
+/// by the recording's start (`started_at_ms`, wall clock), which must then be known.
+pub fn wanted(request: &ClipRequest, started_at_ms: Option<i64>, input: &Path) -> Result<Wanted, String> {
+    match (request.start_ms, request.at_ms) {
+        (Some(start_ms), _) => {
+            Ok(Wanted::Window { start_ms, duration_ms: request.duration_ms.unwrap_or(45_000) })
+        }
+        (None, Some(at_ms)) => {
+            let started = started_at_ms.ok_or_else(|| {
+                format!(
+                    "cannot place the moment: the start time of {} is unknown (no creation_time, no {})",
+                    request.recording,
+                    crate::probe::sidecar_path(input).display()
+                )
+            })?;
+            Ok(Wanted::Moment { at_ms: to_recording_time(at_ms, started) })
+        }
+        (None, None) => Err("the request has neither at_ms nor start_ms".into()),
+    }
+}
+
 fn cut_request(
     settings: &Settings,
     rules: ClipRules,
     wait: WaitLimits,
     request: &ClipRequest,
 ) -> Result<ClipReady, String> {
-    clip_name(&request.clip_id)?;
-    safe_name("drop_id", &request.drop_id)?;
-    let input = recording_path(&settings.recordings, &request.recording)?;
+    let input = admit(&settings.recordings, request)?;
     let growing = is_growing(&input, wait.stall);
     if growing {
         // Just started: wait until there is something to read.
         wait_until_recorded(&input, 1, wait).map_err(|e| e.to_string())?;
     }
     let recording = probe(&input).map_err(|e| e.to_string())?;
-    let wanted = match (request.start_ms, request.at_ms) {
-        (Some(start_ms), _) => {
-            Wanted::Window { start_ms, duration_ms: request.duration_ms.unwrap_or(45_000) }
-        }
-        (None, Some(at_ms)) => {
-            let started = recording.started_at_ms.ok_or_else(|| {
-                format!(
-                    "cannot place the moment: the start time of {} is unknown (no creation_time, no {})",
-                    request.recording,
-                    crate::probe::sidecar_path(&input).display()
-                )
-            })?;
-            Wanted::Moment { at_ms: to_recording_time(at_ms, started) }
-        }
-        (None, None) => return Err("the request has neither at_ms nor start_ms".into()),
-    };
+    let wanted = wanted(request, recording.started_at_ms, &input)?;
     // A recording still being written is not clamped at its current end: the window is planned as
     // if it were all there, then waited for (bounded); if the recording stops first, re-planned.
     let planned = if growing {

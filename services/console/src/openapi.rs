@@ -101,13 +101,20 @@ impl Refusals {
 impl Modify for Refusals {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.head].into_iter().flatten() {
-                Self::document(operation, false);
-            }
-            for operation in
-                [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            for operation in [
+                &mut item.get,
+                &mut item.head,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
             {
-                Self::document(operation, true);
+                // Only an operation that reads a body can refuse one (a bodiless POST ignores it).
+                let takes_body = operation.request_body.is_some();
+                Self::document(operation, takes_body);
             }
         }
     }

@@ -428,6 +428,16 @@ async fn openapi_metrics_and_probes() -> Result<()> {
         ensure!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     ensure!(doc["components"]["schemas"]["CreateDrop"].is_object(), "schemas missing");
+    // Body refusals are documented where a body is read, and only there.
+    let responses = |path: &str| doc["paths"][path]["post"]["responses"].clone();
+    for status in ["413", "415", "422"] {
+        ensure!(
+            responses("/api/drops")[status]["content"]["application/json"].is_object(),
+            "{status} on create"
+        );
+        ensure!(responses("/api/drops/{id}/open")[status].is_null(), "{status} on a bodiless POST");
+    }
+    ensure!(responses("/api/drops/{id}/open")["404"].is_object(), "404 where a path names a drop");
     ensure!(c.client.get(format!("{}/healthz", c.base)).send().await?.status() == 200);
     let mut ready = false;
     for _ in 0..100 {

@@ -21,12 +21,18 @@ use crate::settings::Settings;
 
 /// Low-latency producer properties. Idempotence makes the broker drop duplicates of a retried
 /// send; `linger.ms=1` batches what arrives together without making a lone message wait.
+/// `message.timeout.ms` is Kafka's own delivery timeout (120 s): a broker away for less than that
+/// gets every queued message, in order, from the producer's own retries; a longer outage ends in
+/// an error the caller decides about (ingest sends an IRC order again, the webhook answers 503
+/// sooner, see `WEBHOOK_WAIT`). At 30 s, a one-minute outage turned every queued order into a
+/// resend with a bumped producer epoch, which the development broker (tansu 0.6) cannot take: its
+/// storage panicked and it stopped serving (bad-input suite, broker-outage case).
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("linger.ms", "1"),
     ("batch.num.messages", "10000"),
-    ("message.timeout.ms", "30000"),
+    ("message.timeout.ms", "120000"),
     ("socket.nagle.disable", "true"),
     ("compression.type", "none"),
 ];

@@ -1,5 +1,6 @@
 //! Redis connection helper: one reconnecting, multiplexed connection — to a single server, or to
-//! a Redis Cluster (`redis-cluster://host:port,host:port,…`) — checked with PING.
+//! a Redis Cluster (`redis-cluster://host:port,host:port,…`, or `rediss-cluster://` over TLS) —
+//! checked with PING.
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 /// The scheme that names a Redis Cluster: the seed nodes follow, comma-separated.
 pub const CLUSTER_SCHEME: &str = "redis-cluster://";
+/// The same over TLS: every node, seed or learnt from the cluster, is reached with `rediss://`.
+pub const CLUSTER_TLS_SCHEME: &str = "rediss-cluster://";
 
 /// A connection to a single Redis (reconnecting) or to a Redis Cluster (routing each command to the
 /// primary of its keys' slot; `FUNCTION LOAD` reaches every primary). Cheap to clone: clones share
@@ -62,9 +65,12 @@ impl ConnectionLike for Conn {
 }
 
 /// The seed nodes of a `redis-cluster://[user:password@]host:port,host:port` URL, as `redis://`
-/// URLs; `None` for any other URL.
+/// URLs (`rediss://` for `rediss-cluster://`); `None` for any other URL.
 pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
-    let rest = url.strip_prefix(CLUSTER_SCHEME)?;
+    let (scheme, rest) = match url.strip_prefix(CLUSTER_SCHEME) {
+        Some(rest) => ("redis", rest),
+        None => ("rediss", url.strip_prefix(CLUSTER_TLS_SCHEME)?),
+    };
     let (auth, hosts) = match rest.rsplit_once('@') {
         Some((auth, hosts)) => (format!("{auth}@"), hosts),
         None => (String::new(), rest),
@@ -75,7 +81,7 @@ pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .map(|h| format!("redis://{auth}{h}"))
+            .map(|h| format!("{scheme}://{auth}{h}"))
             .collect(),
     )
 }
@@ -129,6 +135,11 @@ mod tests {
             cluster_nodes("redis-cluster://app:s3cret@a:1, b:2/"),
             Some(vec!["redis://app:s3cret@a:1".to_owned(), "redis://app:s3cret@b:2".to_owned()])
         );
+        assert_eq!(
+            cluster_nodes("rediss-cluster://a:1,b:2"),
+            Some(vec!["rediss://a:1".to_owned(), "rediss://b:2".to_owned()])
+        );
         assert_eq!(cluster_nodes("redis://127.0.0.1:6379"), None);
+        assert_eq!(cluster_nodes("rediss://127.0.0.1:6379"), None);
     }
 }

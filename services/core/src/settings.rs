@@ -299,7 +299,7 @@ fn parse_redis_url(var: &str, v: &str) -> Result<String, SettingsError> {
             return Err(invalid(
                 var,
                 v,
-                "redis-cluster:// followed by host:port seed nodes, comma-separated",
+                "redis-cluster:// (or rediss-cluster://) followed by host:port seed nodes, comma-separated",
             ));
         }
         for node in &nodes {
@@ -310,7 +310,11 @@ fn parse_redis_url(var: &str, v: &str) -> Result<String, SettingsError> {
     }
     let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| v.starts_with(s));
     if !scheme_ok {
-        return Err(invalid(var, v, "a redis:// (or rediss://, unix://, redis-cluster://) URL"));
+        return Err(invalid(
+            var,
+            v,
+            "a redis:// (or rediss://, unix://, redis-cluster://, rediss-cluster://) URL",
+        ));
     }
     redis::Client::open(v).map_err(|e| invalid(var, v, &format!("a valid Redis URL ({e})")))?;
     Ok(v.to_owned())

@@ -37,6 +37,10 @@ struct WebhookState {
 /// Most message ids remembered (the oldest are forgotten first; ten minutes of 300 messages a
 /// second).
 const REMEMBERED: usize = 200_000;
+/// How long a webhook request waits for the broker to take its order before answering 503: a
+/// platform gives up on a slow endpoint and sends again anyway; the producer keeps trying for
+/// longer (`message.timeout.ms`).
+pub const WEBHOOK_WAIT: Duration = Duration::from_secs(10);
 
 /// Message ids taken within the replay window: a signed request sent again — by the platform
 /// (it retries) or by someone who captured it — is answered 2xx and published once. Pure;
@@ -286,13 +290,15 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: By
         text: event.message.text,
         sent_at_ms,
     };
-    match state.pipeline.handle("webhook", line).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => {
-            forget(&state);
-            (StatusCode::SERVICE_UNAVAILABLE, format!("cannot publish the order, retry: {e}")).into_response()
-        }
-    }
+    let refused = match tokio::time::timeout(WEBHOOK_WAIT, state.pipeline.handle("webhook", line)).await {
+        Ok(Ok(_)) => return StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => format!("cannot publish the order, retry: {e}"),
+        Err(_) => format!("the broker has not taken the order within {WEBHOOK_WAIT:?}, retry"),
+    };
+    // Sent again, it is taken again; if the first copy reaches the broker after all, the matcher
+    // answers the second as a replay of the same order id.
+    forget(&state);
+    (StatusCode::SERVICE_UNAVAILABLE, refused).into_response()
 }
 
 #[cfg(test)]

@@ -260,11 +260,11 @@ async fn chat_waits_until_the_live_drops_are_known() -> Result<()> {
     Ok(())
 }
 
-/// IRC does not send a line twice: an order the broker did not take in time (the broker is down
-/// longer than the producer's 1.5 s of patience) is sent again until it is taken. On librdkafka's
-/// mock cluster, so the shared broker is never taken down.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
+/// librdkafka's mock cluster with every topic of a prefix of its own, and settings on it.
+fn mock_world() -> Result<(
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    dropline_core::Settings,
+)> {
     let mock = rdkafka::mocking::MockCluster::new(1)?;
     let mut settings = dropline_core::Settings::from_env()?;
     settings.kafka = mock.bootstrap_servers();
@@ -272,6 +272,15 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
     for (_, name) in settings.topics.all() {
         mock.create_topic(name, 1, 1)?;
     }
+    Ok((mock, settings))
+}
+
+/// IRC does not send a line twice: an order the broker did not take in time (the broker is down
+/// longer than the producer's 1.5 s of patience) is sent again until it is taken. On librdkafka's
+/// mock cluster, so the shared broker is never taken down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
+    let (mock, mut settings) = mock_world()?;
     settings.kafka_config.0.push(("message.timeout.ms".into(), "1500".into()));
     let producer = kafka::producer(&settings, "test")?;
     let server = irc_server().await?;
@@ -291,6 +300,58 @@ async fn an_irc_order_the_broker_did_not_take_is_sent_again() -> Result<()> {
     let orders = kafka::reader(&settings, "test", settings.topics.name(TopicKind::ChatOrders))?;
     let order: ChatOrder = next(&orders).await?;
     ensure!(order.drop_id == drop_id && order.buyer_id == "irc:ada", "{order:?}");
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(20), ingest).await???;
+    Ok(())
+}
+
+/// A webhook order the broker cannot take is answered 503 within `WEBHOOK_WAIT` (a platform gives
+/// up on a slow endpoint), not after the producer's whole delivery timeout; sent again once the
+/// broker is back, it is taken. librdkafka's mock cluster, so the shared broker is never down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_order_waits_for_the_broker_only_so_long() -> Result<()> {
+    let (mock, settings) = mock_world()?;
+    let producer = kafka::producer(&settings, "test")?;
+    let drop_id = format!("slow-{}", uuid::Uuid::new_v4().simple());
+    let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
+    kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["twitch:#maker"])).await?;
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let token = CancellationToken::new();
+    let ingest =
+        tokio::spawn(dropline_ingest::run(settings.clone(), ingest_config(None, http), token.clone()));
+    let url = format!("http://{http}/ingest/chat");
+    let client = reqwest::Client::new();
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let body = chat_event("maker", "msg-slow", "!buy hoodie L");
+    // Ready first: a 204 for a line that is not an order.
+    let chatter = chat_event("maker", "msg-hello", "hello");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = signed(&client, &url, "notification", &now, &chatter, SECRET).send().await {
+            if r.status() == 204 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(ready, "ingest never took chat");
+
+    mock.broker_down(1)?;
+    let asked = std::time::Instant::now();
+    let response = signed(&client, &url, "notification", &now, &body, SECRET).send().await?;
+    let waited = asked.elapsed();
+    let (status, text) = (response.status(), response.text().await?);
+    ensure!(status == 503 && text.contains("retry"), "{status}: {text}");
+    let bound = dropline_ingest::webhook::WEBHOOK_WAIT;
+    ensure!(waited >= bound && waited < bound + Duration::from_secs(5), "answered after {waited:?}");
+
+    mock.broker_up(1)?;
+    let again = signed(&client, &url, "notification", &now, &body, SECRET).send().await?;
+    ensure!(again.status() == 204, "the resend once the broker is back: {}", again.status());
+    let orders = kafka::reader(&settings, "test", settings.topics.name(TopicKind::ChatOrders))?;
+    let order: ChatOrder = next(&orders).await?;
+    ensure!(order.order_id == "twitch:msg-slow", "{order:?}");
     token.cancel();
     tokio::time::timeout(Duration::from_secs(20), ingest).await???;
     Ok(())

@@ -2,6 +2,8 @@
 //! broker, a matcher run in-process or as a child process, and an outcome collector.
 #![allow(dead_code)]
 
+pub mod redis_cluster;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -46,8 +46,11 @@ fuzz_target!(|input: Input<'_>| {
         } else {
             ReservationOutcome::decode(*payload).ok().and_then(|o| watcher.outcome(&o))
         };
-        if let Some(request) = moment.as_ref().and_then(|m| watcher.request(m)) {
-            assert_eq!(Some(&request.drop_id), moment.as_ref().map(|m| &m.drop_id));
+        if let Some(moment) = moment {
+            for request in watcher.requests(&moment) {
+                assert_eq!(request.drop_id, moment.drop_id);
+                assert_eq!(request.at_ms, Some(moment.at_ms));
+            }
         }
     }
 });

@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use dropline_core::admin::Health;
+use dropline_core::clips;
 use dropline_core::kafka::{self, now_ms, Followed};
 use dropline_core::{Settings, TopicKind};
 use dropline_proto::v1::{
-    drop_trigger, ClipReason, ClipRequest, DropTrigger, ReservationOutcome, ReservationStatus,
+    drop_trigger, Angle, ClipReason, ClipRequest, DropTrigger, OpenDrop, ReservationOutcome,
+    ReservationStatus,
 };
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -34,8 +36,9 @@ const DECISIONS: [ReservationStatus; 7] = [
     ReservationStatus::Invalid,
 ];
 
-/// The request for a moment in `recording`.
-pub fn request_for(moment: &Moment, recording: &str) -> ClipRequest {
+/// The requests for `moment`, one per angle of its drop: the moment id names the moment's kind and
+/// time, so a replay asks for the same clips.
+pub fn requests_for(moment: &Moment, angles: &[Angle]) -> Vec<ClipRequest> {
     let kind = match moment.reason {
         ClipReason::DropOpened => "open",
         ClipReason::SoldOut => "soldout",
@@ -43,25 +46,31 @@ pub fn request_for(moment: &Moment, recording: &str) -> ClipRequest {
         ClipReason::Marker => "marker",
         ClipReason::Unspecified => "moment",
     };
-    ClipRequest {
-        clip_id: format!("{}-{kind}-{}", moment.drop_id, moment.at_ms),
-        drop_id: moment.drop_id.clone(),
-        recording: recording.to_owned(),
-        at_ms: Some(moment.at_ms),
-        start_ms: None,
-        duration_ms: None,
-        reason: moment.reason as i32,
+    let spec = clips::Moment {
+        moment_id: format!("{}-{kind}-{}", moment.drop_id, moment.at_ms),
+        drop_id: &moment.drop_id,
+        at_ms: moment.at_ms,
+        reason: moment.reason,
         note: moment.note.clone(),
         exact: false,
         requested_at_ms: now_ms(),
+    };
+    clips::requests(&spec, angles)
+}
+
+/// Drop → the angles its open named, shared with the follower that reads them from the start.
+pub type Recordings = Arc<Mutex<HashMap<String, Vec<Angle>>>>;
+
+/// Remembers the angles `open` names for `drop_id` (a reopen naming none keeps what was known).
+fn remember(recordings: &Recordings, drop_id: &str, open: &OpenDrop) {
+    let angles = clips::angles_of(open);
+    if !angles.is_empty() {
+        recordings.lock().unwrap_or_else(PoisonError::into_inner).insert(drop_id.to_owned(), angles);
     }
 }
 
-/// Drop → the recording its open named, shared with the follower that reads them from the start.
-pub type Recordings = Arc<Mutex<HashMap<String, String>>>;
-
 /// What the watcher makes of each event it reads, free of I/O: moments from the [`Detector`],
-/// and the clip request of a moment in its drop's recording.
+/// and the clip requests of a moment, one per angle of its drop.
 #[derive(Debug)]
 pub struct Watcher {
     detector: Detector,
@@ -79,12 +88,7 @@ impl Watcher {
         else {
             return None;
         };
-        if !open.recording.is_empty() {
-            self.recordings
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(drop_id.clone(), open.recording);
-        }
+        remember(&self.recordings, &drop_id, &open);
         let at = if sent_at_ms > 0 { sent_at_ms } else { now_ms() };
         self.detector.opened(&drop_id, at)
     }
@@ -99,10 +103,10 @@ impl Watcher {
         self.detector.decided(&o.drop_id, o.decided_at_ms, sold_out)
     }
 
-    /// The clip request of `moment`, if its drop names a recording.
-    pub fn request(&self, moment: &Moment) -> Option<ClipRequest> {
+    /// The clip requests of `moment`, one per angle; none if its drop names no recording.
+    pub fn requests(&self, moment: &Moment) -> Vec<ClipRequest> {
         let recordings = self.recordings.lock().unwrap_or_else(PoisonError::into_inner);
-        recordings.get(&moment.drop_id).map(|recording| request_for(moment, recording))
+        recordings.get(&moment.drop_id).map(|angles| requests_for(moment, angles)).unwrap_or_default()
     }
 }
 
@@ -139,10 +143,7 @@ pub async fn run(
                 |f: Followed<DropTrigger>| match f {
                     Followed::Message { event: Ok(trigger), .. } => {
                         if let Some(drop_trigger::Action::Open(open)) = trigger.action {
-                            if !open.recording.is_empty() {
-                                let mut map = recordings.lock().unwrap_or_else(PoisonError::into_inner);
-                                map.insert(trigger.drop_id, open.recording);
-                            }
+                            remember(&recordings, &trigger.drop_id, &open);
                         }
                     }
                     Followed::Message { event: Err(_), .. } => {}
@@ -182,19 +183,18 @@ pub async fn run(
             kafka::decode::<ReservationOutcome, _>(&message).ok().and_then(|o| watcher.outcome(&o))
         };
         if let Some(moment) = moment {
-            match watcher.request(&moment) {
-                Some(request) => {
-                    info!(drop_id = %moment.drop_id, clip_id = %request.clip_id, note = %moment.note, "moment: clip requested");
-                    while let Err(e) = kafka::publish(&producer, &requests, &moment.drop_id, &request).await {
-                        warn!(error = %e, "cannot request the clip; retrying");
-                        tokio::select! {
-                            () = shutdown.cancelled() => return Ok(()),
-                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        }
+            let wanted = watcher.requests(&moment);
+            if wanted.is_empty() {
+                info!(drop_id = %moment.drop_id, note = %moment.note, "moment without a recording: no clip");
+            }
+            for request in wanted {
+                info!(drop_id = %moment.drop_id, clip_id = %request.clip_id, angle = %request.angle, note = %moment.note, "moment: clip requested");
+                while let Err(e) = kafka::publish(&producer, &requests, &moment.drop_id, &request).await {
+                    warn!(error = %e, "cannot request the clip; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
-                }
-                None => {
-                    info!(drop_id = %moment.drop_id, note = %moment.note, "moment without a recording: no clip")
                 }
             }
         }

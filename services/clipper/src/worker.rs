@@ -353,6 +353,8 @@ fn answer(settings: &Settings, rules: ClipRules, wait: WaitLimits, msg: &OwnedMe
                     reason,
                     moment: request.reason,
                     failed_at_ms: now_ms(),
+                    angle: request.angle.clone(),
+                    moment_id: request.moment_id.clone(),
                 })),
             }
         }
@@ -468,6 +470,9 @@ fn cut_request(
                 String::new()
             }
         };
+    let first_picture_at_ms = recording
+        .started_at_ms
+        .map(|started| started.saturating_add(i64::try_from(report.start_ms).unwrap_or(i64::MAX)));
     let mut note = request.note.clone();
     if let Some(adjusted) = planned.adjusted {
         note = if note.is_empty() { adjusted } else { format!("{note} ({adjusted})") };
@@ -486,6 +491,9 @@ fn cut_request(
         recording: request.recording.clone(),
         ready_at_ms: now_ms(),
         note,
+        angle: request.angle.clone(),
+        moment_id: request.moment_id.clone(),
+        first_picture_at_ms,
     })
 }
 

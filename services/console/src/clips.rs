@@ -31,6 +31,11 @@ const READERS: &[Role] = &[Role::Editor, Role::Producer, Role::Creator];
 pub struct ClipView {
     pub clip_id: String,
     pub drop_id: String,
+    /// The moment this clip is of: the clips of every angle of one moment share it (a clip of a
+    /// drop with one recording is its own moment).
+    pub moment_id: String,
+    /// The camera (empty: the drop has one recording).
+    pub angle: String,
     /// `ready` or `failed`.
     pub status: String,
     /// `DROP_OPENED`, `RUSH`, `SOLD_OUT`, `MARKER`.
@@ -95,9 +100,12 @@ impl ClipIndex {
                     thumbnail: some_path(&ready.thumbnail_path).or(previous.thumbnail),
                     vertical: some_path(&ready.vertical_path).or(previous.vertical),
                 };
+                let moment_id = if ready.moment_id.is_empty() { id.clone() } else { ready.moment_id };
                 let view = ClipView {
                     clip_id: id.clone(),
                     drop_id: ready.drop_id,
+                    moment_id,
+                    angle: ready.angle,
                     status: "ready".into(),
                     reason: reason_name(ready.reason),
                     note: ready.note,
@@ -117,9 +125,13 @@ impl ClipIndex {
                 if clips.get(&failed.clip_id).is_some_and(|(v, _)| v.status == "ready") {
                     return; // a redelivered failure never hides a clip that exists
                 }
+                let moment_id =
+                    if failed.moment_id.is_empty() { failed.clip_id.clone() } else { failed.moment_id };
                 let view = ClipView {
                     clip_id: failed.clip_id.clone(),
                     drop_id: failed.drop_id,
+                    moment_id,
+                    angle: failed.angle,
                     status: "failed".into(),
                     reason: reason_name(failed.moment),
                     note: String::new(),

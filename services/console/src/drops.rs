@@ -11,7 +11,7 @@ use axum::Json;
 use dropline_core::kafka::{self, now_ms};
 use dropline_core::TopicKind;
 use dropline_proto::v1::{
-    drop_trigger, CatalogItem, ClipReason, ClipRequest, CloseDrop, DropTrigger, HoldAction, HoldActionKind,
+    drop_trigger, Angle, CatalogItem, ClipReason, CloseDrop, DropTrigger, HoldAction, HoldActionKind,
     OpenDrop, Restock,
 };
 use redis::AsyncCommands;
@@ -79,6 +79,13 @@ pub struct CreateDrop {
     /// The stream recording clips are cut from (path inside the recordings directory).
     #[serde(default)]
     pub recording: String,
+    /// The stream's cameras, each recorded apart (instead of `recording`): every moment is clipped
+    /// from each, over the same wall-clock window.
+    #[serde(default)]
+    pub angles: Vec<AngleSpec>,
+    /// The angle whose sound composed clips use (empty: the first).
+    #[serde(default)]
+    pub main_angle: String,
     /// Most units in one order (0 = the matcher's default).
     #[serde(default)]
     pub max_quantity_per_order: u32,
@@ -92,6 +99,19 @@ pub struct CreateDrop {
     #[serde(default)]
     pub partners: Vec<Partner>,
 }
+
+/// One camera of a drop's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AngleSpec {
+    /// `creator`, `product`, `screen`… (letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// Its recording (path inside the recordings directory).
+    pub recording: String,
+}
+
+/// Most cameras a drop names.
+pub const MAX_ANGLES: usize = 8;
 
 /// A partner of a co-op drop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -128,6 +148,10 @@ pub struct DropRecord {
     pub waitlist_cap: u32,
     pub channels: Vec<String>,
     pub recording: String,
+    #[serde(default)]
+    pub angles: Vec<AngleSpec>,
+    #[serde(default)]
+    pub main_angle: String,
     pub max_quantity_per_order: u32,
     /// Shards of a split drop (0 or 1: not split).
     #[serde(default)]
@@ -203,11 +227,23 @@ impl CreateDrop {
                 );
             }
         }
-        if self.recording.len() > 500 || self.recording.contains(char::is_control) {
-            return bad(
-                "recording".into(),
-                "must be a path of at most 500 bytes, without control characters",
-            );
+        check_recording("recording", &self.recording)?;
+        if self.angles.len() > MAX_ANGLES {
+            return bad("angles".into(), &format!("a drop names at most {MAX_ANGLES} angles"));
+        }
+        for (i, angle) in self.angles.iter().enumerate() {
+            dropline_core::domain::check_name(&format!("angles[{i}].name"), &angle.name)
+                .map_err(ApiError::bad_request)?;
+            if self.angles[..i].iter().any(|a| a.name == angle.name) {
+                return bad(format!("angles[{i}].name"), &format!("{:?} is named twice", angle.name));
+            }
+            if angle.recording.is_empty() {
+                return bad(format!("angles[{i}].recording"), "is required");
+            }
+            check_recording(&format!("angles[{i}].recording"), &angle.recording)?;
+        }
+        if !self.main_angle.is_empty() && !self.angles.iter().any(|a| a.name == self.main_angle) {
+            return bad("main_angle".into(), "must be the name of one of the angles");
         }
         if self.channels.len() > MAX_CHANNELS {
             return bad("channels".into(), &format!("a drop is live on at most {MAX_CHANNELS} channels"));
@@ -270,6 +306,8 @@ impl CreateDrop {
             waitlist_cap: self.waitlist_cap,
             channels: self.channels.iter().map(|c| c.trim().to_lowercase()).collect(),
             recording: self.recording,
+            angles: self.angles,
+            main_angle: self.main_angle,
             max_quantity_per_order: self.max_quantity_per_order,
             shards: self.shards,
             partners: self
@@ -322,7 +360,24 @@ fn open_trigger(record: &DropRecord) -> OpenDrop {
         recording: record.recording.clone(),
         max_quantity_per_order: record.max_quantity_per_order,
         shards: record.shards,
+        angles: record
+            .angles
+            .iter()
+            .map(|a| Angle { name: a.name.clone(), recording: a.recording.clone() })
+            .collect(),
+        main_angle: record.main_angle.clone(),
     }
+}
+
+/// A recording path as the API takes it: at most 500 bytes, no control characters (the clipper
+/// checks that it stays inside its recordings directory).
+fn check_recording(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > 500 || value.contains(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "{field}: must be a path of at most 500 bytes, without control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// The shared catalog check's refusal as the API says it: `items[3].sku: …`.
@@ -701,7 +756,12 @@ pub struct MarkerRequest {
 /// The clip a marker asked for.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MarkerAccepted {
+    /// The first angle's clip (the only one for a drop of one recording).
     pub clip_id: String,
+    /// The moment every angle's clip belongs to.
+    pub moment_id: String,
+    /// One clip per angle.
+    pub clip_ids: Vec<String>,
 }
 
 /// Mark a moment: the clipper cuts a clip around it.
@@ -717,7 +777,8 @@ pub async fn marker(
     caller.write(&state.access, &[Role::Producer], "mark moments")?;
     let request = body.unwrap_or_default();
     let record = load(&state, &id).await?;
-    if record.recording.is_empty() {
+    let angles = dropline_core::clips::angles_of(&open_trigger(&record));
+    if angles.is_empty() {
         return Err(ApiError::conflict(format!("drop {id} has no recording to clip")));
     }
     if request.note.len() > 500 {
@@ -728,20 +789,21 @@ pub async fn marker(
     if !(0..=now + 60_000).contains(&at_ms) {
         return Err(ApiError::bad_request("at_ms: must be a time in the past (Unix ms)"));
     }
-    let clip_id = format!("marker-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let clip = ClipRequest {
-        clip_id: clip_id.clone(),
-        drop_id: id.clone(),
-        recording: record.recording,
-        at_ms: Some(at_ms),
-        start_ms: None,
-        duration_ms: None,
-        reason: ClipReason::Marker as i32,
+    let moment = dropline_core::clips::Moment {
+        moment_id: format!("marker-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        drop_id: &id,
+        at_ms,
+        reason: ClipReason::Marker,
         note: request.note,
         exact: request.exact,
         requested_at_ms: now,
     };
     let topic = state.settings.topics.name(TopicKind::ClipRequests);
-    kafka::publish(&state.producer, topic, &id, &clip).await?;
-    Ok((StatusCode::ACCEPTED, Json(MarkerAccepted { clip_id })))
+    let requests = dropline_core::clips::requests(&moment, &angles);
+    for clip in &requests {
+        kafka::publish(&state.producer, topic, &id, clip).await?;
+    }
+    let clip_ids = requests.into_iter().map(|r| r.clip_id).collect::<Vec<_>>();
+    let clip_id = clip_ids.first().cloned().unwrap_or_default();
+    Ok((StatusCode::ACCEPTED, Json(MarkerAccepted { clip_id, moment_id: moment.moment_id, clip_ids })))
 }

@@ -726,3 +726,87 @@ async fn overlay_polls_share_the_drops_snapshot() -> Result<()> {
     ensure!(missing.status() == 404, "an unknown drop: {}", missing.status());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_shot_by_several_cameras_marks_every_angle() -> Result<()> {
+    let c = console().await?;
+    let id = unique("angles");
+    let angles = json!([
+        {"name": "creator", "recording": "creator.mp4"},
+        {"name": "product", "recording": "product.mp4"}
+    ]);
+    let with = |angles: Value, main: &str| {
+        let mut body = drop_body(&id, 3);
+        body["recording"] = json!("");
+        body["angles"] = angles;
+        body["main_angle"] = json!(main);
+        body
+    };
+    let twice = json!([{"name": "cam", "recording": "a.mp4"}, {"name": "cam", "recording": "b.mp4"}]);
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(with(twice, "")), 400, "angles[1].name").await?;
+    let nameless = json!([{"name": "../x", "recording": "a.mp4"}]);
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(with(nameless, "")), 400, "angles[0].name")
+        .await?;
+    let unrecorded = json!([{"name": "cam", "recording": ""}]);
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(CREATOR),
+        Some(with(unrecorded, "")),
+        400,
+        "angles[0].recording",
+    )
+    .await?;
+    c.expect(
+        Method::POST,
+        "/api/drops",
+        Some(CREATOR),
+        Some(with(angles.clone(), "nope")),
+        400,
+        "main_angle",
+    )
+    .await?;
+    c.expect(Method::POST, "/api/drops", Some(CREATOR), Some(with(angles, "product")), 201, "").await?;
+
+    let requests = reader(&c.settings, TopicKind::ClipRequests).await?;
+    let accepted = c
+        .expect(Method::POST, &format!("/api/drops/{id}/markers"), Some(PRODUCER), Some(json!({})), 202, "")
+        .await?;
+    let moment = accepted["moment_id"].as_str().unwrap_or_default().to_owned();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let request: ClipRequest = next(&requests).await?;
+        ensure!(request.moment_id == moment && request.exact, "{request:?}");
+        seen.push((request.angle.clone(), request.recording.clone(), request.clip_id.clone()));
+    }
+    seen.sort();
+    ensure!(
+        seen == [
+            ("creator".into(), "creator.mp4".into(), format!("{moment}-creator")),
+            ("product".into(), "product.mp4".into(), format!("{moment}-product"))
+        ],
+        "{seen:?}"
+    );
+    ensure!(accepted["clip_ids"].as_array().is_some_and(|a| a.len() == 2), "{accepted}");
+
+    // The gallery's list says which moment and which angle each clip is.
+    let producer = kafka::producer(&c.settings, "test")?;
+    for (angle, clip_id, _) in [("creator", &seen[0].2, ()), ("product", &seen[1].2, ())] {
+        let ready = ClipReady {
+            clip_id: clip_id.clone(),
+            drop_id: id.clone(),
+            moment_id: moment.clone(),
+            angle: angle.into(),
+            reason: ClipReason::Marker as i32,
+            ..Default::default()
+        };
+        let event = ClipEvent { event: Some(clip_event::Event::Ready(ready)) };
+        kafka::publish(&producer, c.settings.topics.name(TopicKind::Clips), &id, &event).await?;
+    }
+    let path = format!("/api/clips?drop_id={id}");
+    let clips = until(&c, &path, EDITOR, |l| l.as_array().is_some_and(|a| a.len() == 2)).await?;
+    let clips = clips.as_array().cloned().unwrap_or_default();
+    ensure!(clips.iter().all(|v| v["moment_id"] == json!(moment)), "{clips:?}");
+    ensure!(clips.iter().any(|v| v["angle"] == "product"), "{clips:?}");
+    Ok(())
+}

@@ -125,13 +125,28 @@ async fn the_live_page_shows_stock_fall_and_the_gallery_shows_clips() -> Result<
         ..Default::default()
     };
     let topic = c.settings.topics.name(TopicKind::Clips).to_owned();
+    // A sell-out shot by two cameras: one moment, its two angles shown together.
+    let moment = format!("{id}-soldout");
+    for angle in ["creator", "product"] {
+        let clip = ClipReady {
+            clip_id: format!("{moment}-{angle}"),
+            moment_id: moment.clone(),
+            angle: angle.into(),
+            reason: ClipReason::SoldOut as i32,
+            note: "HOODIE-L sold out".into(),
+            ..ready.clone()
+        };
+        kafka::publish(&producer, &topic, &id, &ClipEvent { event: Some(clip_event::Event::Ready(clip)) })
+            .await?;
+    }
     kafka::publish(&producer, &topic, &id, &ClipEvent { event: Some(clip_event::Event::Ready(ready)) })
         .await?;
-    until(&c, &format!("/api/clips?drop_id={id}"), EDITOR, |l| l.as_array().is_some_and(|a| !a.is_empty()))
+    until(&c, &format!("/api/clips?drop_id={id}"), EDITOR, |l| l.as_array().is_some_and(|a| a.len() == 3))
         .await?;
     browser.open(&format!("{}/gallery?token={EDITOR}&drop={id}", c.base)).await?;
-    let loaded =
-        "const img = document.querySelector('.clip img'); return img ? img.complete && img.naturalWidth : 0";
+    let loaded = "const imgs = [...document.querySelectorAll('.clip img')]; \
+        const angles = document.querySelectorAll('.moment .clip').length; \
+        return angles == 2 && imgs.length == 3 && imgs.every(i => i.complete) ? imgs[0].naturalWidth : 0";
     for _ in 0..100 {
         if browser.eval(loaded).await?.as_u64().is_some_and(|w| w == 640) {
             let shot = browser.screenshot("gallery").await?;
@@ -140,7 +155,7 @@ async fn the_live_page_shows_stock_fall_and_the_gallery_shows_clips() -> Result<
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("the gallery never showed the clip's thumbnail")
+    bail!("the gallery never showed the clips' thumbnails, the two angles of the sell-out together")
 }
 
 /// The claim page on a phone-sized window: a live countdown, test-mode Pay → CONFIRMED without a

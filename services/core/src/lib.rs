@@ -6,6 +6,7 @@ pub mod activity;
 pub mod admin;
 pub mod backoff;
 pub mod claim;
+pub mod clips;
 pub mod domain;
 pub mod error;
 pub mod kafka;

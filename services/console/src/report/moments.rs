@@ -92,6 +92,8 @@ mod tests {
         ClipView {
             clip_id: id.into(),
             drop_id: "d".into(),
+            moment_id: id.into(),
+            angle: String::new(),
             status: "ready".into(),
             reason: reason.into(),
             note: note.into(),

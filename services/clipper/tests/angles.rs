@@ -2,7 +2,8 @@
 //! times, frame rates and GOPs — opens, and its opening moment yields one clip per angle, all of
 //! the same moment and the same wall-clock window. Checked by decoding: every recording shows a
 //! white flash at the same wall-clock instant, so in every clip the flash must come at the same
-//! time from the clip's first picture, within one frame.
+//! time from the clip's first picture, within one frame. A fourth camera whose recording is missing
+//! fails alone, with the reason.
 
 mod common;
 
@@ -96,24 +97,15 @@ async fn every_angle_of_a_moment_is_cut_over_the_same_wall_clock_window() -> any
             .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))?;
         angles.push(Angle { name: camera.name.into(), recording: file });
     }
+    // A camera whose recording never arrived: its clip fails with the reason, the others are made.
+    angles.push(Angle { name: "backstage".into(), recording: "backstage.mp4".into() });
 
-    kafka::wait_for_broker(&settings, Duration::from_secs(30)).await?;
-    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-    kafka::ensure_topics(&settings, &names, 2, 1).await?;
+    common::with_topics(&settings).await?;
     let clips: StreamConsumer =
         kafka::consumer(&settings, "test", &format!("reader-{}", uuid::Uuid::new_v4().simple()))?;
     clips.subscribe(&[settings.topics.name(TopicKind::Clips)])?;
     let token = tokio_util::sync::CancellationToken::new();
-    let config = dropline_clipper::worker::WorkerConfig {
-        group: format!("clipper-{}", uuid::Uuid::new_v4().simple()),
-        workers: 2,
-        admin: "127.0.0.1:0".parse()?,
-        rules: Default::default(),
-        wait: Default::default(),
-        vertical: None,
-        moments: true,
-        retention: None,
-    };
+    let config = common::worker_config(None, true)?;
     let worker = tokio::spawn(dropline_clipper::worker::run(settings.clone(), config, token.clone()));
 
     let producer = kafka::producer(&settings, "test")?;
@@ -126,7 +118,8 @@ async fn every_angle_of_a_moment_is_cut_over_the_same_wall_clock_window() -> any
     kafka::publish(&producer, settings.topics.name(TopicKind::DropTriggers), "drop-angles", &open).await?;
 
     let mut ready: HashMap<String, ClipReady> = HashMap::new();
-    while ready.len() < CAMERAS.len() {
+    let mut failed = Vec::new();
+    while ready.len() < CAMERAS.len() || failed.is_empty() {
         let message = tokio::time::timeout(Duration::from_secs(180), clips.stream().next())
             .await
             .context("not every angle's clip within 180 s")?
@@ -135,12 +128,15 @@ async fn every_angle_of_a_moment_is_cut_over_the_same_wall_clock_window() -> any
             Some(clip_event::Event::Ready(r)) => {
                 ready.insert(r.angle.clone(), r);
             }
+            Some(clip_event::Event::Failed(f)) if f.angle == "backstage" => failed.push(f),
             Some(clip_event::Event::Failed(f)) => anyhow::bail!("angle {} failed: {}", f.angle, f.reason),
             None => {}
         }
     }
 
+    ensure!(failed.len() == 1 && failed[0].reason.contains("backstage.mp4"), "{failed:?}");
     let moment_ids: Vec<&str> = ready.values().map(|r| r.moment_id.as_str()).collect();
+    ensure!(moment_ids[0] == failed[0].moment_id, "the failed angle is of the same moment");
     ensure!(moment_ids.iter().all(|m| *m == moment_ids[0] && !m.is_empty()), "{moment_ids:?}");
     // The slowest camera's frame period: the tolerance of "the same instant".
     let frame_s = 1.0 / f64::from(CAMERAS.iter().map(|c| c.fps).min().unwrap_or(1));

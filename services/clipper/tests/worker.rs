@@ -67,14 +67,6 @@ fn test_settings() -> Settings {
     settings
 }
 
-/// Waits for the broker and creates the settings' topics.
-async fn with_topics(settings: &Settings) -> anyhow::Result<()> {
-    kafka::wait_for_broker(settings, Duration::from_secs(30)).await?;
-    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
-    kafka::ensure_topics(settings, &names, 2, 1).await?;
-    Ok(())
-}
-
 async fn world(moments: bool) -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
     let mut settings = test_settings();
@@ -91,21 +83,12 @@ async fn world(moments: bool) -> anyhow::Result<World> {
         .open(&recording)?
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))?;
 
-    with_topics(&settings).await?;
+    common::with_topics(&settings).await?;
     let clips = reader(&settings, TopicKind::Clips)?;
     let dead = reader(&settings, TopicKind::DeadLetters)?;
 
     let token = tokio_util::sync::CancellationToken::new();
-    let config = dropline_clipper::worker::WorkerConfig {
-        group: format!("clipper-{}", uuid::Uuid::new_v4().simple()),
-        workers: 2,
-        admin: "127.0.0.1:0".parse()?,
-        rules: Default::default(),
-        wait: Default::default(),
-        vertical: (!moments).then(dropline_clipper::VerticalOptions::default),
-        moments,
-        retention: None,
-    };
+    let config = common::worker_config((!moments).then(dropline_clipper::VerticalOptions::default), moments)?;
     let worker = tokio::spawn(dropline_clipper::worker::run(settings.clone(), config, token.clone()));
     Ok(World { _dir: dir, settings, started, clips, dead, token, worker })
 }
@@ -291,7 +274,7 @@ async fn windows_of_recordings_still_being_written_are_waited_for() -> anyhow::R
 async fn a_restarted_clipper_remembers_which_recording_a_drop_is_in() -> anyhow::Result<()> {
     use dropline_proto::v1::{drop_trigger, DropTrigger, OpenDrop};
     let settings = test_settings();
-    with_topics(&settings).await?;
+    common::with_topics(&settings).await?;
     let requests = reader(&settings, TopicKind::ClipRequests)?;
     let producer = kafka::producer(&settings, "test")?;
     let group = format!("moments-{}", uuid::Uuid::new_v4().simple());

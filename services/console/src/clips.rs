@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Everyone may watch clips; the gallery is the editors'.
-const READERS: &[Role] = &[Role::Editor, Role::Producer, Role::Creator];
+pub(crate) const READERS: &[Role] = &[Role::Editor, Role::Producer, Role::Creator];
 
 /// A clip as the gallery shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -165,6 +165,30 @@ impl ClipIndex {
             .filter(|(view, _)| drop_id.is_none_or(|d| view.drop_id == d))
             .map(|(view, _)| view.clone())
             .collect()
+    }
+
+    /// Every file of the ready clips of `moment_id` that still lies inside `root`, each with the
+    /// name it goes by in a download (`<clip>.mp4`, `<clip>.vertical.mp4`, `<clip>.jpg`).
+    pub(crate) fn files_of_moment(&self, moment_id: &str, root: &FsPath) -> Vec<(String, PathBuf)> {
+        let guard = self.clips.read().unwrap_or_else(PoisonError::into_inner);
+        let (order, clips) = &*guard;
+        let mut out = Vec::new();
+        for (view, files) in order.iter().filter_map(|id| clips.get(id)) {
+            if view.moment_id != moment_id || view.status != "ready" {
+                continue;
+            }
+            let named = [
+                (&files.video, format!("{}.mp4", view.clip_id)),
+                (&files.vertical, format!("{}.vertical.mp4", view.clip_id)),
+                (&files.thumbnail, format!("{}.jpg", view.clip_id)),
+            ];
+            for (path, name) in named {
+                if let Some(path) = path.as_deref().and_then(|p| inside(root, p)) {
+                    out.push((name, path));
+                }
+            }
+        }
+        out
     }
 
     fn get(&self, clip_id: &str) -> Option<(ClipView, Files)> {

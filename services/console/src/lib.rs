@@ -3,6 +3,7 @@
 //! matcher's keys, read only) and from the `reservations` and `clips` topics.
 
 pub mod auth;
+pub mod bundle;
 pub mod claims;
 pub mod clips;
 pub mod config;

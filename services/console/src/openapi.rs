@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         crate::report::report, crate::report::buyers_csv, crate::report::report_csv, crate::live::stream,
         crate::claims::get, crate::claims::events, crate::claims::pay, crate::claims::cancel,
         crate::overlay::get, crate::overlay::stream,
-        crate::clips::list, crate::clips::get, crate::clips::video, crate::clips::thumbnail, crate::clips::vertical,
+        crate::clips::list, crate::clips::get, crate::clips::video, crate::clips::thumbnail, crate::clips::vertical, crate::bundle::download,
     ),
     modifiers(&Bearer, &Refusals),
 )]

@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/clips/{id}/video", get(clips::video))
         .route("/clips/{id}/thumbnail", get(clips::thumbnail))
         .route("/clips/{id}/vertical", get(clips::vertical))
+        .route("/moments/{moment_id}/download", get(crate::bundle::download))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")

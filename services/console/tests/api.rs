@@ -791,10 +791,15 @@ async fn a_drop_shot_by_several_cameras_marks_every_angle() -> Result<()> {
 
     // The gallery's list says which moment and which angle each clip is.
     let producer = kafka::producer(&c.settings, "test")?;
+    let dir = c.settings.clips.join(&id);
+    std::fs::create_dir_all(&dir)?;
     for (angle, clip_id, _) in [("creator", &seen[0].2, ()), ("product", &seen[1].2, ())] {
+        let video = dir.join(format!("{clip_id}.mp4"));
+        std::fs::write(&video, format!("the {angle} angle"))?;
         let ready = ClipReady {
             clip_id: clip_id.clone(),
             drop_id: id.clone(),
+            path: video.display().to_string(),
             moment_id: moment.clone(),
             angle: angle.into(),
             reason: ClipReason::Marker as i32,
@@ -808,5 +813,22 @@ async fn a_drop_shot_by_several_cameras_marks_every_angle() -> Result<()> {
     let clips = clips.as_array().cloned().unwrap_or_default();
     ensure!(clips.iter().all(|v| v["moment_id"] == json!(moment)), "{clips:?}");
     ensure!(clips.iter().any(|v| v["angle"] == "product"), "{clips:?}");
+
+    // Every file of the moment in one download.
+    let response =
+        c.client.get(format!("{}/moments/{moment}/download", c.base)).bearer_auth(EDITOR).send().await?;
+    ensure!(response.status() == 200, "download: {}", response.status());
+    ensure!(response.headers()["content-type"] == "application/zip");
+    let bytes = response.bytes().await?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec()))?;
+    let mut names: Vec<String> = zip.file_names().map(str::to_owned).collect();
+    names.sort();
+    ensure!(names == [format!("{moment}-creator.mp4"), format!("{moment}-product.mp4")], "{names:?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name(&format!("{moment}-product.mp4"))?, &mut text)?;
+    ensure!(text == "the product angle", "{text}");
+    c.expect(Method::GET, "/moments/no-such-moment/download", Some(EDITOR), None, 404, "no clip files")
+        .await?;
+    c.expect(Method::GET, "/moments/bad%20id/download", Some(EDITOR), None, 400, "moment_id").await?;
     Ok(())
 }

@@ -146,7 +146,8 @@ async fn the_live_page_shows_stock_fall_and_the_gallery_shows_clips() -> Result<
     browser.open(&format!("{}/gallery?token={EDITOR}&drop={id}", c.base)).await?;
     let loaded = "const imgs = [...document.querySelectorAll('.clip img')]; \
         const angles = document.querySelectorAll('.moment .clip').length; \
-        return angles == 2 && imgs.length == 3 && imgs.every(i => i.complete) ? imgs[0].naturalWidth : 0";
+        const bundle = document.querySelector('.moment a.bundle[href$=\"/download\"]'); \
+        return angles == 2 && bundle && imgs.length == 3 && imgs.every(i => i.complete) ? imgs[0].naturalWidth : 0";
     for _ in 0..100 {
         if browser.eval(loaded).await?.as_u64().is_some_and(|w| w == 640) {
             let shot = browser.screenshot("gallery").await?;

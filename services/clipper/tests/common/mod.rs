@@ -56,3 +56,30 @@ pub fn probe_json(path: &Path, extra: &[&str]) -> Result<Value> {
 pub fn num(v: &Value) -> Option<f64> {
     v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64())
 }
+
+/// A worker's configuration for a test: a consumer group of its own, two workers, an ephemeral
+/// admin port, the default rules and waits.
+pub fn worker_config(
+    vertical: Option<dropline_clipper::VerticalOptions>,
+    moments: bool,
+) -> Result<dropline_clipper::worker::WorkerConfig> {
+    Ok(dropline_clipper::worker::WorkerConfig {
+        group: format!("clipper-{}", uuid::Uuid::new_v4().simple()),
+        workers: 2,
+        admin: "127.0.0.1:0".parse()?,
+        rules: Default::default(),
+        wait: Default::default(),
+        vertical,
+        moments,
+        retention: None,
+    })
+}
+
+/// Waits for the broker and creates the settings' topics.
+pub async fn with_topics(settings: &dropline_core::Settings) -> Result<()> {
+    use dropline_core::kafka;
+    kafka::wait_for_broker(settings, std::time::Duration::from_secs(30)).await?;
+    let names: Vec<&str> = settings.topics.all().map(|(_, n)| n).collect();
+    kafka::ensure_topics(settings, &names, 2, 1).await?;
+    Ok(())
+}

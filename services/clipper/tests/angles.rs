@@ -2,8 +2,8 @@
 //! times, frame rates and GOPs — opens, and its opening moment yields one clip per angle, all of
 //! the same moment and the same wall-clock window. Checked by decoding: every recording shows a
 //! white flash at the same wall-clock instant, so in every clip the flash must come at the same
-//! time from the clip's first picture, within one frame. A fourth camera whose recording is missing
-//! fails alone, with the reason.
+//! time from the clip's first picture, within one frame. A camera whose recording is missing, and
+//! one whose recording ended before the moment, fail alone, each with its reason.
 
 mod common;
 
@@ -99,6 +99,15 @@ async fn every_angle_of_a_moment_is_cut_over_the_same_wall_clock_window() -> any
     }
     // A camera whose recording never arrived: its clip fails with the reason, the others are made.
     angles.push(Angle { name: "backstage".into(), recording: "backstage.mp4".into() });
+    // A camera that stopped long before the moment: its recording does not cover the window.
+    let path = settings.recordings.join("early.mp4");
+    common::test_recording(&path, "320x180", 35.0, 60)?;
+    std::fs::write(format!("{}.json", path.display()), format!("{{\"started_at_ms\": {first_started}}}"))?;
+    std::fs::File::options()
+        .write(true)
+        .open(&path)?
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))?;
+    angles.push(Angle { name: "early".into(), recording: "early.mp4".into() });
 
     common::with_topics(&settings).await?;
     let clips: StreamConsumer =
@@ -119,7 +128,7 @@ async fn every_angle_of_a_moment_is_cut_over_the_same_wall_clock_window() -> any
 
     let mut ready: HashMap<String, ClipReady> = HashMap::new();
     let mut failed = Vec::new();
-    while ready.len() < CAMERAS.len() || failed.is_empty() {
+    while ready.len() < CAMERAS.len() || failed.len() < 2 {
         let message = tokio::time::timeout(Duration::from_secs(180), clips.stream().next())
             .await
             .context("not every angle's clip within 180 s")?
@@ -128,15 +137,19 @@ async fn every_angle_of_a_moment_is_cut_over_the_same_wall_clock_window() -> any
             Some(clip_event::Event::Ready(r)) => {
                 ready.insert(r.angle.clone(), r);
             }
-            Some(clip_event::Event::Failed(f)) if f.angle == "backstage" => failed.push(f),
+            Some(clip_event::Event::Failed(f)) if ["backstage", "early"].contains(&f.angle.as_str()) => {
+                failed.push(f)
+            }
             Some(clip_event::Event::Failed(f)) => anyhow::bail!("angle {} failed: {}", f.angle, f.reason),
             None => {}
         }
     }
 
-    ensure!(failed.len() == 1 && failed[0].reason.contains("backstage.mp4"), "{failed:?}");
+    failed.sort_by(|a, b| a.angle.cmp(&b.angle));
+    ensure!(failed[0].angle == "backstage" && failed[0].reason.contains("backstage.mp4"), "{failed:?}");
+    ensure!(failed[1].angle == "early" && failed[1].reason.contains("outside the recording"), "{failed:?}");
     let moment_ids: Vec<&str> = ready.values().map(|r| r.moment_id.as_str()).collect();
-    ensure!(moment_ids[0] == failed[0].moment_id, "the failed angle is of the same moment");
+    ensure!(failed.iter().all(|f| f.moment_id == moment_ids[0]), "the failed angles are of the same moment");
     ensure!(moment_ids.iter().all(|m| *m == moment_ids[0] && !m.is_empty()), "{moment_ids:?}");
     // The slowest camera's frame period: the tolerance of "the same instant".
     let frame_s = 1.0 / f64::from(CAMERAS.iter().map(|c| c.fps).min().unwrap_or(1));

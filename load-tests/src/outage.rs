@@ -151,13 +151,13 @@ async fn outcomes_of(settings: &Settings, sent: &[String]) -> Result<HashMap<Str
     let deadline = tokio::time::Instant::now() + SETTLE;
     let wanted: std::collections::HashSet<&String> = sent.iter().collect();
     while wanted.iter().any(|id| !outcomes.contains_key(*id)) {
-        // Replays of an order already decided come back identical; keep reading a little past
-        // the last one so a conflicting second decision would be seen.
         let Ok(next) = tokio::time::timeout_at(deadline, stream.next()).await else { break };
         let message = next.context("stream ended")??;
         let outcome: ReservationOutcome = kafka::decode(&message)?;
         outcomes.entry(outcome.order_id).or_default().push(outcome.status);
     }
+    // Replays of an order already decided come back identical; read a little past the last one
+    // so that a conflicting second decision would be seen too.
     let linger = tokio::time::Instant::now() + Duration::from_secs(2);
     while let Ok(Some(next)) = tokio::time::timeout_at(linger, stream.next()).await {
         let outcome: ReservationOutcome = kafka::decode(&next?)?;

@@ -49,7 +49,8 @@ pub async fn download(
     }
     let zipped = tokio::task::spawn_blocking(move || write_zip(&files))
         .await
-        .map_err(|e| ApiError::unavailable(format!("cannot bundle the clips: {e}")))?
+        .map_err(std::io::Error::other)
+        .and_then(|written| written)
         .map_err(|e| ApiError::unavailable(format!("cannot bundle the clips: {e}")))?;
     let length = zipped.metadata().map(|m| m.len()).unwrap_or(0);
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(zipped));

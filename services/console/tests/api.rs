@@ -793,7 +793,7 @@ async fn a_drop_shot_by_several_cameras_marks_every_angle() -> Result<()> {
     let producer = kafka::producer(&c.settings, "test")?;
     let dir = c.settings.clips.join(&id);
     std::fs::create_dir_all(&dir)?;
-    for (angle, clip_id, _) in [("creator", &seen[0].2, ()), ("product", &seen[1].2, ())] {
+    for (angle, _, clip_id) in &seen {
         let video = dir.join(format!("{clip_id}.mp4"));
         std::fs::write(&video, format!("the {angle} angle"))?;
         let ready = ClipReady {
@@ -801,7 +801,7 @@ async fn a_drop_shot_by_several_cameras_marks_every_angle() -> Result<()> {
             drop_id: id.clone(),
             path: video.display().to_string(),
             moment_id: moment.clone(),
-            angle: angle.into(),
+            angle: angle.clone(),
             reason: ClipReason::Marker as i32,
             ..Default::default()
         };

@@ -90,6 +90,30 @@ async fn irc_chat_becomes_orders_the_matcher_decides() -> Result<()> {
     Ok(())
 }
 
+/// An ingest serving only the chat webhook on a free port, and what a test needs to call it.
+struct Hook {
+    ingest: tokio::task::JoinHandle<Result<(), dropline_ingest::IngestError>>,
+    token: CancellationToken,
+    url: String,
+    client: reqwest::Client,
+    /// The requests' timestamp (RFC 3339).
+    now: String,
+}
+
+fn webhook_ingest(settings: &dropline_core::Settings) -> Result<Hook> {
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let token = CancellationToken::new();
+    let ingest =
+        tokio::spawn(dropline_ingest::run(settings.clone(), ingest_config(None, http), token.clone()));
+    Ok(Hook {
+        ingest,
+        token,
+        url: format!("http://{http}/ingest/chat"),
+        client: reqwest::Client::new(),
+        now: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+    })
+}
+
 /// A signed EventSub-style request.
 fn signed(
     client: &reqwest::Client,
@@ -144,13 +168,7 @@ async fn webhook_orders_are_verified() -> Result<()> {
     let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
     kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["twitch:#maker"])).await?;
     let orders = reader(&settings, TopicKind::ChatOrders)?;
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let token = CancellationToken::new();
-    let ingest =
-        tokio::spawn(dropline_ingest::run(settings.clone(), ingest_config(None, http), token.clone()));
-    let url = format!("http://{http}/ingest/chat");
-    let client = reqwest::Client::new();
-    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let Hook { ingest, token, url, client, now } = webhook_ingest(&settings)?;
 
     // Up once it takes chat: it answers 503 until it knows the live drops.
     let challenge = r#"{"subscription":{"type":"channel.chat.message"},"challenge":"up"}"#;
@@ -236,13 +254,7 @@ async fn chat_waits_until_the_live_drops_are_known() -> Result<()> {
     // A broker that does not answer: drop-triggers cannot be read, so no line can be routed yet.
     let World { mut settings, .. } = world().await?;
     settings.kafka = format!("127.0.0.1:{}", free_port()?);
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let token = CancellationToken::new();
-    let ingest =
-        tokio::spawn(dropline_ingest::run(settings.clone(), ingest_config(None, http), token.clone()));
-    let url = format!("http://{http}/ingest/chat");
-    let client = reqwest::Client::new();
-    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let Hook { ingest, token, url, client, now } = webhook_ingest(&settings)?;
     let body = chat_event("maker", "msg-early", "!buy hoodie L");
     // Not "no drop" and 204 (the order would be lost): 503, so the platform sends it again later.
     let mut answer = None;
@@ -315,13 +327,7 @@ async fn a_webhook_order_waits_for_the_broker_only_so_long() -> Result<()> {
     let drop_id = format!("slow-{}", uuid::Uuid::new_v4().simple());
     let triggers = settings.topics.name(TopicKind::DropTriggers).to_owned();
     kafka::publish(&producer, &triggers, &drop_id, &open_drop(&drop_id, &["twitch:#maker"])).await?;
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let token = CancellationToken::new();
-    let ingest =
-        tokio::spawn(dropline_ingest::run(settings.clone(), ingest_config(None, http), token.clone()));
-    let url = format!("http://{http}/ingest/chat");
-    let client = reqwest::Client::new();
-    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let Hook { ingest, token, url, client, now } = webhook_ingest(&settings)?;
     let body = chat_event("maker", "msg-slow", "!buy hoodie L");
     // Ready first: a 204 for a line that is not an order.
     let chatter = chat_event("maker", "msg-hello", "hello");
